@@ -1,0 +1,78 @@
+// lstmcore — the types every entry point shares.
+//
+// Letters used in every shape comment of this library:
+//   T  time steps          B  batch size         I  input features
+//   H  hidden units        G  gates per cell (LSTM 4, GRU 3, RNN 1)
+// Arrays are dense and row-major: the rightmost dimension changes fastest.
+// A "row" is the feature vector of one (step, batch) pair; rows are ordered (t, b)
+// (time-major, the default) or (b, t) when SequenceOptions::batch_first is set.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+
+#include "lstmcore/version.h"
+
+namespace lstmcore {
+LSTMCORE_INLINE_NAMESPACE_BEGIN
+
+// The recurrent cells. Gate order inside the fused weights:
+//   lstm: i, f, g, o   gru: r, z, n   rnn_tanh / rnn_relu: one block.
+enum class Cell { lstm, gru, rnn_tanh, rnn_relu };
+
+// Gates per cell: the G of the shape comments.
+int gate_count(Cell cell) noexcept;
+// "lstm", "gru", "rnn_tanh", "rnn_relu".
+const char* cell_name(Cell cell) noexcept;
+// Parses the names above; throws InvalidArgument for anything else.
+Cell parse_cell(const std::string& name);
+
+// The cell and its variant. reset_after only matters for GRU:
+//   true  (default): n = tanh(ax_n + r ⊙ (h·w_h[:, n] + b_h[n]))   (PyTorch, cuDNN)
+//   false:           n = tanh(ax_n + (r ⊙ h)·w_h[:, n] + b_h[n])   (Cho et al. 2014)
+struct CellSpec {
+  Cell cell = Cell::lstm;
+  bool reset_after = true;
+};
+
+// Problem sizes. Every size must be >= 1.
+struct Dims {
+  std::int64_t steps = 0;   // T
+  std::int64_t batch = 0;   // B
+  std::int64_t input = 0;   // I
+  std::int64_t hidden = 0;  // H
+};
+
+// How time is walked.
+struct SequenceOptions {
+  // Run from the last step to the first. With seq_lengths, sequence b runs
+  // from its own last valid step (len_b - 1) down to 0.
+  bool reverse = false;
+  // x, y, dy, dx are (B, T, ·) instead of (T, B, ·).
+  bool batch_first = false;
+  // (B) or nullptr. Each length in 1..T; sequence b uses steps 0..len_b-1, its
+  // outputs at later steps are 0 and its final state is the one after its last
+  // valid step (the semantics of PyTorch packed sequences and ONNX sequence_lens).
+  const std::int64_t* seq_lengths = nullptr;
+};
+
+// Thrown for bad arguments (sizes, null pointers, lengths out of range, size
+// overflow). The message names the argument, what was expected and what came.
+class InvalidArgument : public std::invalid_argument {
+ public:
+  using std::invalid_argument::invalid_argument;
+};
+
+// Threads used by every later call, process-wide (thread-safe to call). n >= 1;
+// values above the hardware's are allowed. Without OpenMP the library runs on
+// one thread and set_num_threads only records the value.
+void set_num_threads(int n);
+int get_num_threads() noexcept;
+
+// Build facts: version, whether OpenMP is compiled in, the CPU kernel variant.
+std::string build_info();
+
+LSTMCORE_INLINE_NAMESPACE_END
+}  // namespace lstmcore

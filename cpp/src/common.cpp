@@ -1,0 +1,111 @@
+// Cell names, threads, build facts and the size arithmetic every entry point shares.
+#include <atomic>
+#include <limits>
+#include <sstream>
+
+#include <Eigen/Core>
+
+#include "common.h"
+#include "cpu/kernel_common.h"
+
+namespace lstmcore {
+LSTMCORE_INLINE_NAMESPACE_BEGIN
+
+int gate_count(Cell cell) noexcept {
+  switch (cell) {
+    case Cell::lstm: return 4;
+    case Cell::gru: return 3;
+    default: return 1;
+  }
+}
+
+const char* cell_name(Cell cell) noexcept {
+  switch (cell) {
+    case Cell::lstm: return "lstm";
+    case Cell::gru: return "gru";
+    case Cell::rnn_tanh: return "rnn_tanh";
+    default: return "rnn_relu";
+  }
+}
+
+Cell parse_cell(const std::string& name) {
+  for (Cell c : {Cell::lstm, Cell::gru, Cell::rnn_tanh, Cell::rnn_relu})
+    if (name == cell_name(c)) return c;
+  throw InvalidArgument("cell: expected one of 'lstm', 'gru', 'rnn_tanh', 'rnn_relu', got '" + name + "'");
+}
+
+namespace {
+int default_threads() {
+#ifdef _OPENMP
+  return omp_get_max_threads();
+#else
+  return 1;
+#endif
+}
+std::atomic<int>& thread_setting() {
+  static std::atomic<int> n{default_threads()};
+  return n;
+}
+}  // namespace
+
+void set_num_threads(int n) {
+  if (n < 1) throw InvalidArgument("set_num_threads: expected n >= 1, got " + std::to_string(n));
+  thread_setting().store(n);
+  Eigen::setNbThreads(n);
+}
+
+int get_num_threads() noexcept { return thread_setting().load(); }
+
+std::string build_info() {
+  std::ostringstream s;
+  s << "lstmcore " << LSTMCORE_VERSION_STRING << "; openmp: "
+#ifdef _OPENMP
+    << "yes (" << _OPENMP << ")"
+#else
+    << "no"
+#endif
+    << "; threads: " << get_num_threads() << "; eigen: " << EIGEN_WORLD_VERSION << "." << EIGEN_MAJOR_VERSION << "."
+    << EIGEN_MINOR_VERSION << "; dtypes: float32, float64; cells: lstm, gru, rnn_tanh, rnn_relu";
+  return s.str();
+}
+
+namespace detail {
+
+std::int64_t checked_mul(std::int64_t a, std::int64_t b, const char* what) {
+  std::int64_t r;
+  if (__builtin_mul_overflow(a, b, &r) || r > std::numeric_limits<std::int64_t>::max() / 16)
+    throw InvalidArgument(std::string(what) + ": size overflows (" + std::to_string(a) + " x " + std::to_string(b) + ")");
+  return r;
+}
+
+void check_dims(const CellSpec& spec, const Dims& d) {
+  const std::pair<const char*, std::int64_t> sizes[] = {
+      {"steps (T)", d.steps}, {"batch (B)", d.batch}, {"input (I)", d.input}, {"hidden (H)", d.hidden}};
+  for (const auto& [name, v] : sizes)
+    if (v < 1) throw InvalidArgument(std::string("dims: ") + name + " must be >= 1, got " + std::to_string(v));
+  // Every buffer the kernels touch is at most (T·B) × (G·H + I + H) elements.
+  const std::int64_t gh = checked_mul(gate_count(spec.cell), d.hidden, "hidden (H)");
+  const std::int64_t rows = checked_mul(d.steps, d.batch, "steps x batch");
+  checked_mul(rows, gh + d.input + 2 * d.hidden, "steps x batch x features");
+  checked_mul(d.input + d.hidden, gh, "weights");
+}
+
+}  // namespace detail
+
+std::size_t cache_size(const CellSpec& spec, const Dims& dims) {
+  detail::check_dims(spec, dims);
+  const std::int64_t per_row = spec.cell == Cell::lstm || spec.cell == Cell::gru ? 5 : 1;
+  return static_cast<std::size_t>(dims.steps * dims.batch * per_row * dims.hidden);
+}
+
+namespace cpu {
+int threads_for(i64 work) {
+  // Below a few thousand values a thread's start-up costs more than it saves.
+  const int n = get_num_threads();
+  if (work < 4096) return 1;
+  return static_cast<int>(std::min<i64>(n, work / 2048));
+}
+}  // namespace cpu
+
+LSTMCORE_INLINE_NAMESPACE_END
+}  // namespace lstmcore

@@ -1,0 +1,19 @@
+// Internal helpers shared by the validation and dispatch layer.
+#pragma once
+
+#include <cstdint>
+
+#include "lstmcore/recurrent.h"
+
+namespace lstmcore {
+LSTMCORE_INLINE_NAMESPACE_BEGIN
+namespace detail {
+
+// a·b, or InvalidArgument naming `what` when it overflows (with headroom for element sizes).
+std::int64_t checked_mul(std::int64_t a, std::int64_t b, const char* what);
+// Sizes >= 1 and products that fit.
+void check_dims(const CellSpec& spec, const Dims& d);
+
+}  // namespace detail
+LSTMCORE_INLINE_NAMESPACE_END
+}  // namespace lstmcore

@@ -1,0 +1,203 @@
+// GRU on the CPU, both placements of the reset gate. Cache layout (rows in the order of x):
+//   gates  (T·B, 3H): r, z, n after their activations; backward overwrites them with
+//                     the input-side pre-activation gradients (dL/d ax).
+//   states (T·B, H):  h_t.
+//   aux    (T·B, H):  reset_after: h_{t-1}·w_h[:, n] + b_h[n]  (backward: dL/d ah_n = dn ⊙ r)
+//                     otherwise:   r ⊙ h_{t-1}, the operand of the n block's recurrent GEMM.
+#include "cpu/kernel_common.h"
+#include "cpu/kernels.h"
+
+namespace lstmcore {
+LSTMCORE_INLINE_NAMESPACE_BEGIN
+namespace cpu {
+
+template <typename T>
+void gru_forward(bool reset_after, const Dims& d, const SequenceOptions& o, const ForwardArgs<T>& a) {
+  const i64 B = d.batch, H = d.hidden, G = 3 * H, N = d.steps * d.batch;
+  const Walk walk(d, o);
+  const bool training = a.cache != nullptr;
+
+  Workspace<T> ws((training ? 0 : Workspace<T>::round_up(N * G)) + Workspace<T>::round_up(B * G) +
+                  Workspace<T>::round_up(B * H) + Workspace<T>::round_up(G));
+  T* gates = training ? a.cache : ws.take(N * G);
+  T* states = training ? a.cache + N * G : nullptr;
+  T* aux = training ? a.cache + N * (G + H) : nullptr;
+  T* rec = ws.take(B * G);    // h_{t-1}·w_h (reset_after=false: r, z blocks, then r and z themselves)
+  T* rh = ws.take(B * H);     // reset_after=false: r ⊙ h_{t-1}
+  T* bias = ws.take(G);       // b everywhere, plus b_h for r and z (b_h[n] sits inside the reset)
+  for (i64 j = 0; j < G; ++j)
+    bias[j] = (a.b ? a.b[j] : T(0)) + (a.b_h && j < 2 * H ? a.b_h[j] : T(0));
+  const T* bhn = a.b_h ? a.b_h + 2 * H : nullptr;
+
+  project_inputs(a.x, a.w_x, (a.b || a.b_h) ? bias : nullptr, N, d.input, G, gates);
+
+  T* h = a.h_n;
+  copy_or_zero(h, a.h0, B * H);
+  walk.zero_padding(a.y, H);
+
+  // The last part of every step: n, the new state, the outputs and the cache.
+  auto finish = [&](i64 row, i64 b, T r, T z, T ahn, T pre_n, i64 j) {
+    const T n = std::tanh(pre_n);
+    const T hn = (T(1) - z) * n + z * h[b * H + j];
+    h[b * H + j] = hn;
+    a.y[row * H + j] = hn;
+    if (training) {
+      T* gw = gates + row * G;
+      gw[j] = r;
+      gw[H + j] = z;
+      gw[2 * H + j] = n;
+      states[row * H + j] = hn;
+      aux[row * H + j] = ahn;
+    }
+  };
+
+  for (i64 s = 0; s < d.steps; ++s) {
+    if (reset_after) {
+      gemm<T>(false, false, B, G, H, h, H, a.w_h, G, false, rec, G);
+      for_batch(B, B * G, [&](i64 b) {
+        if (!walk.active(s, b)) return;
+        const i64 row = walk.row(walk.time(s, b), b);
+        const T* ga = gates + row * G;
+        const T* ra = rec + b * G;
+        for (i64 j = 0; j < H; ++j) {
+          const T r = sigmoid(ga[j] + ra[j]);
+          const T z = sigmoid(ga[H + j] + ra[H + j]);
+          const T ahn = ra[2 * H + j] + (bhn ? bhn[j] : T(0));
+          finish(row, b, r, z, ahn, ga[2 * H + j] + r * ahn, j);
+        }
+      });
+    } else {
+      // r and z first, then the n block's GEMM on r ⊙ h_{t-1}.
+      gemm<T>(false, false, B, 2 * H, H, h, H, a.w_h, G, false, rec, G);
+      for_batch(B, B * G, [&](i64 b) {
+        T* ra = rec + b * G;
+        T* rhb = rh + b * H;
+        if (!walk.active(s, b)) {
+          std::memset(rhb, 0, sizeof(T) * H);
+          return;
+        }
+        const T* ga = gates + walk.row(walk.time(s, b), b) * G;
+        for (i64 j = 0; j < H; ++j) {
+          ra[j] = sigmoid(ga[j] + ra[j]);
+          ra[H + j] = sigmoid(ga[H + j] + ra[H + j]);
+          rhb[j] = ra[j] * h[b * H + j];
+        }
+      });
+      gemm<T>(false, false, B, H, H, rh, H, a.w_h + 2 * H, G, false, rec + 2 * H, G);
+      for_batch(B, B * G, [&](i64 b) {
+        if (!walk.active(s, b)) return;
+        const i64 row = walk.row(walk.time(s, b), b);
+        const T* ga = gates + row * G;
+        const T* ra = rec + b * G;
+        for (i64 j = 0; j < H; ++j) {
+          const T pre_n = ga[2 * H + j] + ra[2 * H + j] + (bhn ? bhn[j] : T(0));
+          finish(row, b, ra[j], ra[H + j], rh[b * H + j], pre_n, j);
+        }
+      });
+    }
+  }
+}
+
+template <typename T>
+void gru_backward(bool reset_after, const Dims& d, const SequenceOptions& o, const BackwardArgs<T>& a) {
+  const i64 B = d.batch, H = d.hidden, I = d.input, G = 3 * H, N = d.steps * d.batch;
+  const Walk walk(d, o);
+  T* gates = a.cache;
+  const T* states = a.cache + N * G;
+  T* aux = a.cache + N * (G + H);
+
+  Workspace<T> ws(Workspace<T>::round_up(N * H) + Workspace<T>::round_up(B * G) + Workspace<T>::round_up(B * H));
+  T* h_prev = ws.take(N * H);
+  T* da_step = ws.take(B * G);  // this step's recurrent-side gradient dL/d ah, compact by batch row
+  T* drh = ws.take(B * H);      // reset_after=false: dL/d(r ⊙ h_{t-1})
+  walk.zero_padding(gates, G);
+  walk.zero_padding(aux, H);
+  walk.zero_padding(h_prev, H);
+
+  T* dh = a.dh0;
+  copy_or_zero(dh, a.dh_n, B * H);
+
+  for (i64 s = d.steps - 1; s >= 0; --s) {
+    // Gradients of z and n (and, with reset_after, of r), and the direct path dh ⊙ z.
+    for_batch(B, B * G, [&](i64 b) {
+      T* ds = da_step + b * G;
+      if (!walk.active(s, b)) {
+        std::memset(ds, 0, sizeof(T) * G);
+        return;
+      }
+      const i64 row = walk.row(walk.time(s, b), b);
+      const i64 tp = walk.prev_time(s, b);
+      const T* hpsrc = tp >= 0 ? states + walk.row(tp, b) * H : a.h0 ? a.h0 + b * H : nullptr;
+      const T* dyb = a.dy ? a.dy + row * H : nullptr;
+      T* ga = gates + row * G;
+      T* ax = aux + row * H;
+      T* hp = h_prev + row * H;
+      T* dhb = dh + b * H;
+      for (i64 j = 0; j < H; ++j) {
+        const T r = ga[j], z = ga[H + j], n = ga[2 * H + j];
+        const T hpj = hpsrc ? hpsrc[j] : T(0);
+        hp[j] = hpj;
+        const T dht = dhb[j] + (dyb ? dyb[j] : T(0));
+        const T dn = dht * (T(1) - z) * (T(1) - n * n);  // dL/d(pre-activation of n)
+        const T dz = dht * (hpj - n) * z * (T(1) - z);
+        dhb[j] = dht * z;
+        ga[H + j] = ds[H + j] = dz;
+        ga[2 * H + j] = dn;
+        if (reset_after) {
+          const T dr = dn * ax[j] * r * (T(1) - r);  // ax[j] = ah_n
+          ga[j] = ds[j] = dr;
+          ax[j] = ds[2 * H + j] = dn * r;
+        } else {
+          ds[2 * H + j] = dn;  // the n block's GEMM input is r ⊙ h_{t-1}; r's gradient follows
+        }
+      }
+    });
+    if (reset_after) {
+      gemm<T>(false, true, B, H, G, da_step, G, a.w_h, G, true, dh, H);
+      continue;
+    }
+    // reset_after=false: d(r ⊙ h) = dn·w_h[:, n]ᵀ gives dr and a path to h_{t-1}.
+    gemm<T>(false, true, B, H, H, da_step + 2 * H, G, a.w_h + 2 * H, G, false, drh, H);
+    for_batch(B, B * G, [&](i64 b) {
+      T* ds = da_step + b * G;
+      if (!walk.active(s, b)) return;
+      const i64 row = walk.row(walk.time(s, b), b);
+      T* ga = gates + row * G;
+      const T* hp = h_prev + row * H;
+      const T* drb = drh + b * H;
+      T* dhb = dh + b * H;
+      for (i64 j = 0; j < H; ++j) {
+        const T r = ga[j];
+        const T dr = drb[j] * hp[j] * r * (T(1) - r);
+        dhb[j] += drb[j] * r;
+        ga[j] = ds[j] = dr;
+      }
+    });
+    gemm<T>(false, true, B, H, 2 * H, da_step, G, a.w_h, G, true, dh, H);
+  }
+
+  gemm<T>(false, true, N, I, G, gates, G, a.w_x, G, false, a.dx, I);
+  gemm<T>(true, false, I, G, N, a.x, I, gates, G, false, a.dw_x, G);
+  if (a.db) column_sums(gates, N, G, G, a.db);
+  // r and z: the recurrent side sees the same gradient as the input side.
+  gemm<T>(true, false, H, 2 * H, N, h_prev, H, gates, G, false, a.dw_h, G);
+  if (reset_after) {
+    gemm<T>(true, false, H, H, N, h_prev, H, aux, H, false, a.dw_h + 2 * H, G);
+    if (a.db_h) {
+      column_sums(gates, N, 2 * H, G, a.db_h);
+      column_sums(aux, N, H, H, a.db_h + 2 * H);
+    }
+  } else {
+    gemm<T>(true, false, H, H, N, aux, H, gates + 2 * H, G, false, a.dw_h + 2 * H, G);
+    if (a.db_h) column_sums(gates, N, G, G, a.db_h);
+  }
+}
+
+template void gru_forward<float>(bool, const Dims&, const SequenceOptions&, const ForwardArgs<float>&);
+template void gru_forward<double>(bool, const Dims&, const SequenceOptions&, const ForwardArgs<double>&);
+template void gru_backward<float>(bool, const Dims&, const SequenceOptions&, const BackwardArgs<float>&);
+template void gru_backward<double>(bool, const Dims&, const SequenceOptions&, const BackwardArgs<double>&);
+
+}  // namespace cpu
+LSTMCORE_INLINE_NAMESPACE_END
+}  // namespace lstmcore

@@ -1,0 +1,165 @@
+// Internal toolkit of the CPU kernels: the time walk, GEMMs on raw pointers,
+// scalar activations, workspaces and OpenMP helpers. Not installed.
+#pragma once
+
+#include <Eigen/Core>
+
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <memory>
+#include <new>
+
+#include "lstmcore/recurrent.h"
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+namespace lstmcore {
+LSTMCORE_INLINE_NAMESPACE_BEGIN
+namespace cpu {
+
+using i64 = std::int64_t;
+
+// Which time step (and which row of the row-ordered arrays) sequence b visits at
+// iteration s of the recurrence. Iteration s of a forward walk is step s; of a
+// reverse walk, step len_b - 1 - s. Sequence b is active while s < len_b.
+struct Walk {
+  i64 T, B;
+  bool reverse, batch_first;
+  const i64* lengths;  // (B) or nullptr (all T)
+
+  Walk(const Dims& d, const SequenceOptions& o)
+      : T(d.steps), B(d.batch), reverse(o.reverse), batch_first(o.batch_first), lengths(o.seq_lengths) {}
+
+  i64 length(i64 b) const { return lengths ? lengths[b] : T; }
+  bool active(i64 s, i64 b) const { return s < length(b); }
+  i64 time(i64 s, i64 b) const { return reverse ? length(b) - 1 - s : s; }
+  // The step whose state feeds iteration s, or -1 when the initial state does.
+  i64 prev_time(i64 s, i64 b) const { return s == 0 ? -1 : (reverse ? length(b) - s : s - 1); }
+  i64 row(i64 t, i64 b) const { return batch_first ? b * T + t : t * B + b; }
+
+  // Sets the rows of steps past each sequence's length to zero in a buffer of
+  // row-ordered vectors of `width` elements.
+  template <typename T_>
+  void zero_padding(T_* data, i64 width) const {
+    if (!lengths) return;
+    for (i64 b = 0; b < B; ++b)
+      for (i64 t = lengths[b]; t < T; ++t) std::memset(data + row(t, b) * width, 0, sizeof(T_) * width);
+  }
+};
+
+// C (m × n, leading dimension ldc) = [C +] op(A) · op(B), row-major operands.
+// op(A) is m × k: A is stored m × k (lda) or, transposed, k × m (lda). Same for B.
+template <typename T>
+void gemm(bool trans_a, bool trans_b, i64 m, i64 n, i64 k, const T* A, i64 lda, const T* B, i64 ldb,
+          bool accumulate, T* C, i64 ldc) {
+  using Mat = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+  using In = Eigen::Map<const Mat, 0, Eigen::OuterStride<>>;
+  using Out = Eigen::Map<Mat, 0, Eigen::OuterStride<>>;
+  Out c(C, m, n, Eigen::OuterStride<>(ldc));
+  if (m == 0 || n == 0) return;
+  if (k == 0) {
+    if (!accumulate) c.setZero();
+    return;
+  }
+  In a(A, trans_a ? k : m, trans_a ? m : k, Eigen::OuterStride<>(lda));
+  In b(B, trans_b ? n : k, trans_b ? k : n, Eigen::OuterStride<>(ldb));
+  auto run = [&](const auto& lhs, const auto& rhs) {
+    if (accumulate)
+      c.noalias() += lhs * rhs;
+    else
+      c.noalias() = lhs * rhs;
+  };
+  if (trans_a && trans_b) run(a.transpose(), b.transpose());
+  else if (trans_a) run(a.transpose(), b);
+  else if (trans_b) run(a, b.transpose());
+  else run(a, b);
+}
+
+// out[j] (+)= Σ_r data[r·ld + j] over r < rows, j < width.
+template <typename T>
+void column_sums(const T* data, i64 rows, i64 width, i64 ld, T* out, bool accumulate = false) {
+  if (!accumulate) std::memset(out, 0, sizeof(T) * width);
+  for (i64 r = 0; r < rows; ++r) {
+    const T* src = data + r * ld;
+    for (i64 j = 0; j < width; ++j) out[j] += src[j];
+  }
+}
+
+template <typename T>
+inline T sigmoid(T x) {
+  return T(1) / (T(1) + std::exp(-x));
+}
+
+// A 64-byte aligned scratch buffer carved into regions; allocated once per call.
+template <typename T>
+class Workspace {
+ public:
+  explicit Workspace(i64 elements) {
+    std::size_t bytes = (static_cast<std::size_t>(elements) * sizeof(T) + 63) / 64 * 64;
+    if (bytes == 0) bytes = 64;
+    data_.reset(static_cast<T*>(::operator new(bytes, std::align_val_t(64))));
+  }
+  // The next `count` elements, each region starting on a 64-byte boundary.
+  T* take(i64 count) {
+    T* p = data_.get() + used_;
+    used_ += round_up(count);
+    return p;
+  }
+  static i64 round_up(i64 count) {
+    const i64 per_line = static_cast<i64>(64 / sizeof(T));
+    return (count + per_line - 1) / per_line * per_line;
+  }
+
+ private:
+  struct Free {
+    void operator()(T* p) const { ::operator delete(p, std::align_val_t(64)); }
+  };
+  std::unique_ptr<T, Free> data_;
+  i64 used_ = 0;
+};
+
+// Copies n elements, or writes zeros when src is null (an absent optional input).
+template <typename T>
+void copy_or_zero(T* dst, const T* src, i64 n) {
+  if (src == dst) return;
+  if (src)
+    std::memmove(dst, src, sizeof(T) * n);
+  else
+    std::memset(dst, 0, sizeof(T) * n);
+}
+
+// x·w_x plus a bias row for all T·B rows in one GEMM: out (N, GH).
+template <typename T>
+void project_inputs(const T* x, const T* w_x, const T* bias, i64 rows, i64 input, i64 width, T* out) {
+  gemm<T>(false, false, rows, width, input, x, input, w_x, width, false, out, width);
+  if (!bias) return;
+  for (i64 r = 0; r < rows; ++r) {
+    T* dst = out + r * width;
+    for (i64 j = 0; j < width; ++j) dst[j] += bias[j];
+  }
+}
+
+// The number of OpenMP threads worth using for an elementwise pass over `work` values.
+int threads_for(i64 work);
+
+// Runs f(b) for b in [0, B), split over threads when the pass is large enough.
+template <class F>
+void for_batch(i64 B, i64 work, F&& f) {
+#ifdef _OPENMP
+  const int nt = B > 1 ? threads_for(work) : 1;
+  if (nt > 1) {
+#pragma omp parallel for num_threads(nt) schedule(static)
+    for (i64 b = 0; b < B; ++b) f(b);
+    return;
+  }
+#endif
+  for (i64 b = 0; b < B; ++b) f(b);
+}
+
+}  // namespace cpu
+LSTMCORE_INLINE_NAMESPACE_END
+}  // namespace lstmcore
+

@@ -1,0 +1,142 @@
+// LSTM on the CPU. Cache layout (rows in the order of x):
+//   gates (T·B, 4H): i, f, g, o after their activations; backward overwrites them
+//                    with the pre-activation gradients da.
+//   cells (T·B, H):  c_t.
+#include "cpu/kernel_common.h"
+#include "cpu/kernels.h"
+
+namespace lstmcore {
+LSTMCORE_INLINE_NAMESPACE_BEGIN
+namespace cpu {
+
+template <typename T>
+void lstm_forward(const Dims& d, const SequenceOptions& o, const ForwardArgs<T>& a) {
+  const i64 B = d.batch, H = d.hidden, G = 4 * H, N = d.steps * d.batch;
+  const Walk walk(d, o);
+  const bool training = a.cache != nullptr;
+
+  Workspace<T> ws((training ? 0 : Workspace<T>::round_up(N * G)) + Workspace<T>::round_up(B * G) +
+                  Workspace<T>::round_up(G));
+  T* gates = training ? a.cache : ws.take(N * G);  // first x·w_x + biases, then activations
+  T* cells = training ? a.cache + N * G : nullptr;
+  T* rec = ws.take(B * G);  // h_{t-1}·w_h for the current step
+  T* bias = ws.take(G);
+  for (i64 j = 0; j < G; ++j) bias[j] = (a.b ? a.b[j] : T(0)) + (a.b_h ? a.b_h[j] : T(0));
+
+  project_inputs(a.x, a.w_x, (a.b || a.b_h) ? bias : nullptr, N, d.input, G, gates);
+
+  // The states live in the outputs h_n, c_n for the whole walk.
+  T* h = a.h_n;
+  T* c = a.c_n;
+  copy_or_zero(h, a.h0, B * H);
+  copy_or_zero(c, a.c0, B * H);
+  walk.zero_padding(a.y, H);
+
+  for (i64 s = 0; s < d.steps; ++s) {
+    gemm<T>(false, false, B, G, H, h, H, a.w_h, G, false, rec, G);
+    for_batch(B, B * G, [&](i64 b) {
+      if (!walk.active(s, b)) return;
+      const i64 row = walk.row(walk.time(s, b), b);
+      T* ga = gates + row * G;
+      const T* ra = rec + b * G;
+      T* hb = h + b * H;
+      T* cb = c + b * H;
+      T* yb = a.y + row * H;
+      for (i64 j = 0; j < H; ++j) {
+        const T ig = sigmoid(ga[j] + ra[j]);
+        const T fg = sigmoid(ga[H + j] + ra[H + j]);
+        const T gg = std::tanh(ga[2 * H + j] + ra[2 * H + j]);
+        const T og = sigmoid(ga[3 * H + j] + ra[3 * H + j]);
+        const T cn = fg * cb[j] + ig * gg;
+        const T hn = og * std::tanh(cn);
+        cb[j] = cn;
+        hb[j] = hn;
+        yb[j] = hn;
+        if (training) {
+          ga[j] = ig;
+          ga[H + j] = fg;
+          ga[2 * H + j] = gg;
+          ga[3 * H + j] = og;
+          cells[row * H + j] = cn;
+        }
+      }
+    });
+  }
+}
+
+template <typename T>
+void lstm_backward(const Dims& d, const SequenceOptions& o, const BackwardArgs<T>& a) {
+  const i64 B = d.batch, H = d.hidden, I = d.input, G = 4 * H, N = d.steps * d.batch;
+  const Walk walk(d, o);
+  T* gates = a.cache;
+  const T* cells = a.cache + N * G;
+
+  Workspace<T> ws(Workspace<T>::round_up(N * H) + Workspace<T>::round_up(B * G));
+  T* h_prev = ws.take(N * H);  // h_{t-1} of every row, for dw_h
+  T* da_step = ws.take(B * G);  // this step's da, compact by batch row
+  walk.zero_padding(gates, G);
+  walk.zero_padding(h_prev, H);
+
+  // The carried gradients dL/dh and dL/dc live in the outputs dh0, dc0.
+  T* dh = a.dh0;
+  T* dc = a.dc0;
+  copy_or_zero(dh, a.dh_n, B * H);
+  copy_or_zero(dc, a.dc_n, B * H);
+
+  for (i64 s = d.steps - 1; s >= 0; --s) {
+    for_batch(B, B * G, [&](i64 b) {
+      T* db_step = da_step + b * G;
+      if (!walk.active(s, b)) {
+        std::memset(db_step, 0, sizeof(T) * G);
+        return;
+      }
+      const i64 row = walk.row(walk.time(s, b), b);
+      const i64 tp = walk.prev_time(s, b);
+      const i64 prow = tp >= 0 ? walk.row(tp, b) : -1;
+      T* ga = gates + row * G;
+      const T* c_t = cells + row * H;
+      const T* c_p = prow >= 0 ? cells + prow * H : a.c0 ? a.c0 + b * H : nullptr;
+      const T* o_p = prow >= 0 ? gates + prow * G + 3 * H : nullptr;
+      const T* h0b = a.h0 ? a.h0 + b * H : nullptr;
+      const T* dyb = a.dy ? a.dy + row * H : nullptr;
+      T* hp = h_prev + row * H;
+      T* dhb = dh + b * H;
+      T* dcb = dc + b * H;
+      for (i64 j = 0; j < H; ++j) {
+        const T ig = ga[j], fg = ga[H + j], gg = ga[2 * H + j], og = ga[3 * H + j];
+        const T cp = c_p ? c_p[j] : T(0);
+        hp[j] = o_p ? o_p[j] * std::tanh(c_p[j]) : (h0b ? h0b[j] : T(0));
+        const T tc = std::tanh(c_t[j]);
+        const T dht = dhb[j] + (dyb ? dyb[j] : T(0));
+        const T dct = dcb[j] + dht * og * (T(1) - tc * tc);
+        const T d_i = dct * gg * ig * (T(1) - ig);  // dL/da_i through σ
+        const T d_f = dct * cp * fg * (T(1) - fg);
+        const T d_g = dct * ig * (T(1) - gg * gg);  // through tanh
+        const T d_o = dht * tc * og * (T(1) - og);
+        dcb[j] = dct * fg;
+        dhb[j] = T(0);  // refilled below by da·w_hᵀ
+        ga[j] = db_step[j] = d_i;
+        ga[H + j] = db_step[H + j] = d_f;
+        ga[2 * H + j] = db_step[2 * H + j] = d_g;
+        ga[3 * H + j] = db_step[3 * H + j] = d_o;
+      }
+    });
+    // dh_{t-1} = da·w_hᵀ; rows of finished sequences add zero and keep their dh.
+    gemm<T>(false, true, B, H, G, da_step, G, a.w_h, G, true, dh, H);
+  }
+
+  gemm<T>(false, true, N, I, G, gates, G, a.w_x, G, false, a.dx, I);     // dx = da·w_xᵀ
+  gemm<T>(true, false, I, G, N, a.x, I, gates, G, false, a.dw_x, G);     // dw_x = xᵀ·da
+  gemm<T>(true, false, H, G, N, h_prev, H, gates, G, false, a.dw_h, G);  // dw_h = h_prevᵀ·da
+  if (a.db) column_sums(gates, N, G, G, a.db);
+  if (a.db_h) column_sums(gates, N, G, G, a.db_h);
+}
+
+template void lstm_forward<float>(const Dims&, const SequenceOptions&, const ForwardArgs<float>&);
+template void lstm_forward<double>(const Dims&, const SequenceOptions&, const ForwardArgs<double>&);
+template void lstm_backward<float>(const Dims&, const SequenceOptions&, const BackwardArgs<float>&);
+template void lstm_backward<double>(const Dims&, const SequenceOptions&, const BackwardArgs<double>&);
+
+}  // namespace cpu
+LSTMCORE_INLINE_NAMESPACE_END
+}  // namespace lstmcore

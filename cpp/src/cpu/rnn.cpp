@@ -1,0 +1,104 @@
+// Plain RNN (tanh or relu) on the CPU. Cache layout (rows in the order of x):
+//   states (T·B, H): h_t; backward overwrites them with the pre-activation gradients.
+#include "cpu/kernel_common.h"
+#include "cpu/kernels.h"
+
+namespace lstmcore {
+LSTMCORE_INLINE_NAMESPACE_BEGIN
+namespace cpu {
+
+template <typename T>
+void rnn_forward(bool relu, const Dims& d, const SequenceOptions& o, const ForwardArgs<T>& a) {
+  const i64 B = d.batch, H = d.hidden, N = d.steps * d.batch;
+  const Walk walk(d, o);
+  const bool training = a.cache != nullptr;
+
+  Workspace<T> ws((training ? 0 : Workspace<T>::round_up(N * H)) + 2 * Workspace<T>::round_up(B * H));
+  T* pre = training ? a.cache : ws.take(N * H);  // x·w_x + b + b_h, then (training) h_t
+  T* rec = ws.take(B * H);
+  T* bias = ws.take(H);
+  for (i64 j = 0; j < H; ++j) bias[j] = (a.b ? a.b[j] : T(0)) + (a.b_h ? a.b_h[j] : T(0));
+
+  project_inputs(a.x, a.w_x, (a.b || a.b_h) ? bias : nullptr, N, d.input, H, pre);
+
+  T* h = a.h_n;
+  copy_or_zero(h, a.h0, B * H);
+  walk.zero_padding(a.y, H);
+
+  for (i64 s = 0; s < d.steps; ++s) {
+    gemm<T>(false, false, B, H, H, h, H, a.w_h, H, false, rec, H);
+    for_batch(B, B * H, [&](i64 b) {
+      if (!walk.active(s, b)) return;
+      const i64 row = walk.row(walk.time(s, b), b);
+      T* pa = pre + row * H;
+      const T* ra = rec + b * H;
+      T* hb = h + b * H;
+      T* yb = a.y + row * H;
+      for (i64 j = 0; j < H; ++j) {
+        const T v = pa[j] + ra[j];
+        const T hn = relu ? (v > T(0) ? v : T(0)) : std::tanh(v);
+        hb[j] = hn;
+        yb[j] = hn;
+        if (training) pa[j] = hn;
+      }
+    });
+  }
+}
+
+template <typename T>
+void rnn_backward(bool relu, const Dims& d, const SequenceOptions& o, const BackwardArgs<T>& a) {
+  const i64 B = d.batch, H = d.hidden, I = d.input, N = d.steps * d.batch;
+  const Walk walk(d, o);
+  T* states = a.cache;  // h_t, replaced by da_t as the walk goes back
+
+  Workspace<T> ws(Workspace<T>::round_up(N * H) + Workspace<T>::round_up(B * H));
+  T* h_prev = ws.take(N * H);
+  T* da_step = ws.take(B * H);
+  walk.zero_padding(h_prev, H);
+
+  T* dh = a.dh0;
+  copy_or_zero(dh, a.dh_n, B * H);
+
+  for (i64 s = d.steps - 1; s >= 0; --s) {
+    for_batch(B, B * H, [&](i64 b) {
+      T* ds = da_step + b * H;
+      if (!walk.active(s, b)) {
+        std::memset(ds, 0, sizeof(T) * H);
+        return;
+      }
+      const i64 row = walk.row(walk.time(s, b), b);
+      const i64 tp = walk.prev_time(s, b);
+      // The previous step's row still holds h_{t-1}: the walk reaches it later.
+      const T* hpsrc = tp >= 0 ? states + walk.row(tp, b) * H : a.h0 ? a.h0 + b * H : nullptr;
+      const T* dyb = a.dy ? a.dy + row * H : nullptr;
+      T* st = states + row * H;
+      T* hp = h_prev + row * H;
+      T* dhb = dh + b * H;
+      for (i64 j = 0; j < H; ++j) {
+        hp[j] = hpsrc ? hpsrc[j] : T(0);
+        const T dht = dhb[j] + (dyb ? dyb[j] : T(0));
+        const T ht = st[j];
+        const T da = relu ? (ht > T(0) ? dht : T(0)) : dht * (T(1) - ht * ht);
+        st[j] = ds[j] = da;
+        dhb[j] = T(0);
+      }
+    });
+    gemm<T>(false, true, B, H, H, da_step, H, a.w_h, H, true, dh, H);
+  }
+  walk.zero_padding(states, H);
+
+  gemm<T>(false, true, N, I, H, states, H, a.w_x, H, false, a.dx, I);
+  gemm<T>(true, false, I, H, N, a.x, I, states, H, false, a.dw_x, H);
+  gemm<T>(true, false, H, H, N, h_prev, H, states, H, false, a.dw_h, H);
+  if (a.db) column_sums(states, N, H, H, a.db);
+  if (a.db_h) column_sums(states, N, H, H, a.db_h);
+}
+
+template void rnn_forward<float>(bool, const Dims&, const SequenceOptions&, const ForwardArgs<float>&);
+template void rnn_forward<double>(bool, const Dims&, const SequenceOptions&, const ForwardArgs<double>&);
+template void rnn_backward<float>(bool, const Dims&, const SequenceOptions&, const BackwardArgs<float>&);
+template void rnn_backward<double>(bool, const Dims&, const SequenceOptions&, const BackwardArgs<double>&);
+
+}  // namespace cpu
+LSTMCORE_INLINE_NAMESPACE_END
+}  // namespace lstmcore

@@ -1,0 +1,229 @@
+"""The functional API: ``forward`` and ``backward`` over NumPy arrays.
+
+This module holds the defaults, the dtype rules and the training cache object;
+the checks of shapes and all arithmetic happen in the compiled core.
+"""
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+
+from . import _core
+from ._types import GATES, ForwardResult, Gradients
+
+_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
+_CELLS = tuple(GATES)
+
+
+class Cache:
+    """What ``forward(..., training=True)`` keeps for ``backward``.
+
+    It holds the gate activations and states computed by the forward pass (one
+    NumPy buffer, ``buffer``) and references to the inputs backward needs (no
+    copies: do not modify ``x``, ``w_x``, ``w_h``, ``h0``, ``c0`` in between).
+    A cache is used by exactly one ``backward`` call, which overwrites the buffer
+    with gate gradients; a second use raises ValueError.
+    """
+
+    __slots__ = ("cell", "reset_after", "dtype", "x", "w_x", "w_h", "h0", "c0", "seq_lengths",
+                 "reverse", "batch_first", "has_b", "has_b_h", "buffer", "_lock", "_consumed")
+
+    def __init__(self, **fields):
+        for name, value in fields.items():
+            object.__setattr__(self, name, value)
+        object.__setattr__(self, "_lock", threading.Lock())
+        object.__setattr__(self, "_consumed", False)
+
+    def __setattr__(self, name, value):
+        raise AttributeError("lstmcore.Cache is read-only")
+
+    @property
+    def consumed(self) -> bool:
+        """True once backward has used this cache."""
+        return self._consumed
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held by the cache's own buffer (the inputs it references are not counted)."""
+        return self.buffer.nbytes
+
+    def _claim(self):
+        with self._lock:
+            if self._consumed:
+                raise ValueError("cache: this cache was already used by backward; run forward(training=True) again")
+            object.__setattr__(self, "_consumed", True)
+
+    def __repr__(self):
+        state = "consumed" if self._consumed else "ready"
+        return f"<lstmcore.Cache cell={self.cell!r} dtype={self.dtype} x.shape={self.x.shape} {state}>"
+
+
+def _as_array(obj, name):
+    if obj is None or isinstance(obj, np.ndarray):
+        return obj
+    try:
+        return np.asarray(obj)
+    except Exception as exc:  # objects NumPy cannot read
+        raise TypeError(f"{name}: expected an array, got {type(obj).__name__}") from exc
+
+
+def _compute_dtype(named, dtype):
+    """The call's dtype: `dtype` if given, else that of the first float array (x first), else float64."""
+    if dtype is not None:
+        dt = np.dtype(dtype)
+        if dt not in _FLOATS:
+            raise TypeError(f"dtype: expected float32 or float64, got {dt}")
+        return dt, "dtype"
+    for name, arr in named:
+        if arr is not None and arr.dtype.kind == "f":
+            if arr.dtype not in _FLOATS:
+                raise TypeError(f"{name}: dtype {arr.dtype} is not supported; expected float32 or float64 "
+                                f"(or pass dtype= to convert)")
+            return arr.dtype, name
+    return np.dtype(np.float64), None
+
+
+def _prepare(named, dtype):
+    """Arrays of the call's dtype, C-contiguous: matching arrays pass through untouched.
+
+    A float array of the other float dtype is a TypeError unless `dtype` was given
+    explicitly (then it is converted once); integer and boolean arrays and lists
+    are converted once; non-contiguous arrays are copied once.
+    """
+    named = [(name, _as_array(obj, name)) for name, obj in named]
+    dt, source = _compute_dtype(named, dtype)
+    result = {}
+    for name, arr in named:
+        if arr is not None:
+            kind = arr.dtype.kind
+            if arr.dtype != dt:
+                if kind == "f" and dtype is None:
+                    raise TypeError(f"{name}: dtype {arr.dtype} differs from the call's dtype {dt} (from "
+                                    f"{source}); all float arrays of one call share the dtype "
+                                    f"(convert them, or pass dtype=)")
+                if kind not in "biuf":
+                    raise TypeError(f"{name}: expected a real numeric array, got dtype {arr.dtype}")
+                arr = arr.astype(dt)
+            arr = np.ascontiguousarray(arr)
+        result[name] = arr
+    return dt, result
+
+
+def _prepare_lengths(seq_lengths):
+    if seq_lengths is None:
+        return None
+    arr = _as_array(seq_lengths, "seq_lengths")
+    if arr.dtype.kind == "f":
+        if not np.all(np.isfinite(arr)) or not np.all(arr == np.round(arr)):
+            raise TypeError("seq_lengths: expected integers, got non-integral floats")
+    elif arr.dtype.kind not in "iu":
+        raise TypeError(f"seq_lengths: expected integers, got dtype {arr.dtype}")
+    return np.ascontiguousarray(arr, dtype=np.int64)
+
+
+def _check_cell(cell):
+    if not isinstance(cell, str) or cell not in _CELLS:
+        raise ValueError(f"cell: expected one of {', '.join(map(repr, _CELLS))}, got {cell!r}")
+
+
+def forward(x, w_x, w_h, b=None, b_h=None, h0=None, c0=None, *, cell="lstm", reverse=False,
+            seq_lengths=None, batch_first=False, training=False, out=None, reset_after=True,
+            dtype=None):
+    """Runs one recurrent layer over a whole sequence batch.
+
+    Shapes (T steps, B batch, I inputs, H hidden, G gates: LSTM 4, GRU 3, RNN 1):
+    x (T, B, I) or (B, T, I) with ``batch_first``; w_x (I, G·H); w_h (H, G·H); b, b_h
+    (G·H,); h0, c0 (B, H). Gate order: LSTM i, f, g, o; GRU r, z, n (PyTorch's).
+    None for a bias or initial state means zeros. ``c0`` exists only for ``cell="lstm"``.
+
+    Options:
+      cell: "lstm", "gru", "rnn_tanh" or "rnn_relu".
+      reverse: run from the last step to the first (with seq_lengths, from each
+        sequence's own last valid step).
+      seq_lengths: (B,) integers in 1..T; sequence b uses steps 0..len_b-1, y is 0
+        past its length and h_n/c_n are its state after its last valid step.
+      batch_first: x, y (and dx in backward) are (B, T, ·).
+      training: also return a Cache for ``backward``.
+      out: a C-contiguous array of y's shape and dtype to write y into (returned as y).
+      reset_after: GRU only; True (PyTorch/cuDNN) applies the reset gate after the
+        recurrent product, False (Cho et al. 2014) before it.
+      dtype: force the compute dtype (float32 or float64), converting every array to it.
+        Without it, the dtype is that of the float arrays, which must all agree.
+
+    Returns ForwardResult(y, h_n, c_n, cache): y (T, B, H) (or (B, T, H)), h_n and c_n
+    (B, H), c_n None for GRU/RNN, cache None unless ``training``.
+
+    Arrays that are C-contiguous and of the compute dtype are used in place (no copy).
+    The GIL is released while the core runs.
+    """
+    _check_cell(cell)
+    if cell != "lstm" and c0 is not None:
+        raise ValueError(f"c0: the {cell} cell has no cell state; pass None")
+    dt, a = _prepare([("x", x), ("w_x", w_x), ("w_h", w_h), ("b", b), ("b_h", b_h), ("h0", h0),
+                      ("c0", c0)], dtype)
+    if out is not None:
+        if not isinstance(out, np.ndarray):
+            raise TypeError(f"out: expected a numpy.ndarray, got {type(out).__name__}")
+        if out.dtype != dt:
+            raise TypeError(f"out: expected dtype {dt}, got {out.dtype}")
+        if not out.flags.c_contiguous or not out.flags.writeable:
+            raise ValueError("out: expected a writeable C-contiguous array")
+        for name, arr in a.items():
+            if arr is not None and np.may_share_memory(out, arr):
+                raise ValueError(f"out: must not overlap the input {name}")
+    lengths = _prepare_lengths(seq_lengths)
+    y, h_n, c_n, buffer = _core.forward(cell, bool(reset_after), a["x"], a["w_x"], a["w_h"], a["b"],
+                                        a["b_h"], a["h0"], a["c0"], lengths, bool(reverse),
+                                        bool(batch_first), bool(training), out)
+    cache = None
+    if training:
+        cache = Cache(cell=cell, reset_after=bool(reset_after), dtype=dt, x=a["x"], w_x=a["w_x"],
+                      w_h=a["w_h"], h0=a["h0"], c0=a["c0"], seq_lengths=lengths, reverse=bool(reverse),
+                      batch_first=bool(batch_first), has_b=a["b"] is not None,
+                      has_b_h=a["b_h"] is not None, buffer=buffer)
+    return ForwardResult(y, h_n, c_n, cache)
+
+
+def backward(cache, dy=None, dh_n=None, dc_n=None):
+    """Backpropagation through time for the forward call that produced ``cache``.
+
+    dy has y's shape; dh_n, dc_n are (B, H); None means a zero gradient. dc_n exists
+    only for LSTM. The gradients must have the cache's dtype. The cache is consumed.
+
+    Returns Gradients(dx, dh0, dc0, dw_x, dw_h, db, db_h), shaped like the forward
+    inputs; dc0 is None for GRU/RNN, db / db_h are None when forward had no such bias.
+    """
+    if not isinstance(cache, Cache):
+        raise TypeError(f"cache: expected the lstmcore.Cache from forward(..., training=True), "
+                        f"got {type(cache).__name__}")
+    if cache.cell != "lstm" and dc_n is not None:
+        raise ValueError(f"dc_n: the {cache.cell} cell has no cell state; pass None")
+    _, g = _prepare([("dy", dy), ("dh_n", dh_n), ("dc_n", dc_n)], None)
+    for name, arr in g.items():
+        if arr is not None and arr.dtype != cache.dtype:
+            if arr.dtype.kind == "f":
+                raise TypeError(f"{name}: dtype {arr.dtype} differs from the cache's dtype {cache.dtype}")
+            g[name] = arr.astype(cache.dtype)
+    cache._claim()
+    result = _core.backward(cache.cell, cache.reset_after, cache.x, cache.w_x, cache.w_h, cache.h0,
+                            cache.c0, cache.seq_lengths, cache.reverse, cache.batch_first, cache.buffer,
+                            cache.has_b, cache.has_b_h, g["dy"], g["dh_n"], g["dc_n"])
+    return Gradients(*result)
+
+
+def set_num_threads(n):
+    """Sets the number of threads every later call uses (process-wide)."""
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)):
+        raise TypeError(f"n: expected an int, got {type(n).__name__}")
+    _core.set_num_threads(int(n))
+
+
+def get_num_threads():
+    """The number of threads calls use (default: OpenMP's, i.e. OMP_NUM_THREADS or the core count)."""
+    return _core.get_num_threads()
+
+
+def build_info():
+    """A one-line description of the compiled core (version, OpenMP, threads, Eigen)."""
+    return _core.build_info()

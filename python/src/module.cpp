@@ -1,0 +1,16 @@
+// The extension module lstmcore._core: a list of register_* calls plus the
+// process-wide settings. All arithmetic lives in the C++ core.
+#include <lstmcore/lstmcore.h>
+
+#include "bindings.h"
+
+namespace py = pybind11;
+
+PYBIND11_MODULE(_core, m) {
+  m.doc() = "lstmcore's compiled core; use the functions of the lstmcore package instead.";
+  lstmcore_py::register_recurrent(m);
+  m.def("set_num_threads", &lstmcore::set_num_threads, py::arg("n"));
+  m.def("get_num_threads", &lstmcore::get_num_threads);
+  m.def("build_info", &lstmcore::build_info);
+  m.attr("__version__") = LSTMCORE_VERSION_STRING;
+}
