@@ -1,12 +1,15 @@
 // Cell names, threads, build facts and the size arithmetic every entry point shares.
 #include <atomic>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 #include <limits>
 #include <sstream>
 
-#include <Eigen/Core>
-
 #include "common.h"
-#include "cpu/kernel_common.h"
+#include "cpu/isa.h"
+
+#include <algorithm>
 
 namespace lstmcore {
 LSTMCORE_INLINE_NAMESPACE_BEGIN
@@ -51,10 +54,17 @@ std::atomic<int>& thread_setting() {
 void set_num_threads(int n) {
   if (n < 1) throw InvalidArgument("set_num_threads: expected n >= 1, got " + std::to_string(n));
   thread_setting().store(n);
-  Eigen::setNbThreads(n);
 }
 
 int get_num_threads() noexcept { return thread_setting().load(); }
+
+namespace {
+std::string isa_list() {
+  std::string s;
+  for (const auto& n : available_isas()) s += (s.empty() ? "" : ", ") + n;
+  return s;
+}
+}  // namespace
 
 std::string build_info() {
   std::ostringstream s;
@@ -64,8 +74,8 @@ std::string build_info() {
 #else
     << "no"
 #endif
-    << "; threads: " << get_num_threads() << "; eigen: " << EIGEN_WORLD_VERSION << "." << EIGEN_MAJOR_VERSION << "."
-    << EIGEN_MINOR_VERSION << "; dtypes: float32, float64; cells: lstm, gru, rnn_tanh, rnn_relu";
+    << "; threads: " << get_num_threads() << "; isa: " << get_isa() << " (available: " << isa_list() << ")"
+    << "; dtypes: float32, float64; cells: lstm, gru, rnn_tanh, rnn_relu";
   return s.str();
 }
 
@@ -99,11 +109,11 @@ std::size_t cache_size(const CellSpec& spec, const Dims& dims) {
 }
 
 namespace cpu {
-int threads_for(i64 work) {
+int threads_for(std::int64_t work) {
   // Below a few thousand values a thread's start-up costs more than it saves.
   const int n = get_num_threads();
   if (work < 4096) return 1;
-  return static_cast<int>(std::min<i64>(n, work / 2048));
+  return static_cast<int>(std::min<std::int64_t>(n, work / 2048));
 }
 }  // namespace cpu
 

@@ -3,9 +3,10 @@
 #include "lstmcore/recurrent.h"
 
 #include <string>
+#include <type_traits>
 
 #include "common.h"
-#include "cpu/kernels.h"
+#include "cpu/isa.h"
 
 namespace lstmcore {
 LSTMCORE_INLINE_NAMESPACE_BEGIN
@@ -49,12 +50,11 @@ void forward(const CellSpec& spec, const Dims& d, const SequenceOptions& o, cons
     require_absent(a.c0, "c0", spec.cell);
     require_absent(a.c_n, "c_n", spec.cell);
   }
-  switch (spec.cell) {
-    case Cell::lstm: return cpu::lstm_forward<T>(d, o, a);
-    case Cell::gru: return cpu::gru_forward<T>(spec.reset_after, d, o, a);
-    case Cell::rnn_tanh: return cpu::rnn_forward<T>(false, d, o, a);
-    case Cell::rnn_relu: return cpu::rnn_forward<T>(true, d, o, a);
-  }
+  const cpu::KernelTable& k = cpu::kernels();
+  if constexpr (std::is_same_v<T, float>)
+    k.forward_f32(spec, d, o, a);
+  else
+    k.forward_f64(spec, d, o, a);
 }
 
 template <typename T>
@@ -75,12 +75,11 @@ void backward(const CellSpec& spec, const Dims& d, const SequenceOptions& o, con
     require_absent(a.dc_n, "dc_n", spec.cell);
     require_absent(a.dc0, "dc0", spec.cell);
   }
-  switch (spec.cell) {
-    case Cell::lstm: return cpu::lstm_backward<T>(d, o, a);
-    case Cell::gru: return cpu::gru_backward<T>(spec.reset_after, d, o, a);
-    case Cell::rnn_tanh: return cpu::rnn_backward<T>(false, d, o, a);
-    case Cell::rnn_relu: return cpu::rnn_backward<T>(true, d, o, a);
-  }
+  const cpu::KernelTable& k = cpu::kernels();
+  if constexpr (std::is_same_v<T, float>)
+    k.backward_f32(spec, d, o, a);
+  else
+    k.backward_f64(spec, d, o, a);
 }
 
 template void forward<float>(const CellSpec&, const Dims&, const SequenceOptions&, const ForwardArgs<float>&);

@@ -7,11 +7,18 @@ See ``help(lstmcore.forward)`` for shapes and options and ``lstmcore.reference``
 for the same math in plain NumPy.
 """
 from ._types import ForwardResult, Gradients
-from ._functional import (Cache, backward, build_info, forward, get_num_threads,
-                          set_num_threads)
+from ._functional import (Cache, available_isas, backward, build_info, forward, get_isa,
+                          get_num_threads, set_isa, set_num_threads)
 from . import reference
+from .layers import GRU, LSTM, RNN, StackCache, load
+from .convert import (from_keras, from_onnx, from_onnx_weights, from_state_dict, from_torch, to_keras,
+                      to_onnx, to_torch)
+from . import convert
 
 __version__ = "0.1.0"
 
 __all__ = ["forward", "backward", "set_num_threads", "get_num_threads", "build_info",
-           "ForwardResult", "Gradients", "Cache", "reference", "__version__"]
+           "available_isas", "get_isa", "set_isa",
+           "ForwardResult", "Gradients", "Cache", "reference", "__version__",
+           "LSTM", "GRU", "RNN", "StackCache", "load", "convert", "from_torch", "to_torch",
+           "from_state_dict", "from_keras", "to_keras", "from_onnx", "from_onnx_weights", "to_onnx"]

@@ -224,6 +224,25 @@ def get_num_threads():
     return _core.get_num_threads()
 
 
+def available_isas():
+    """Instruction-set variants of the kernels compiled in and supported by this CPU, best first."""
+    return list(_core.available_isas())
+
+
+def get_isa():
+    """The kernel variant in use: "avx512", "avx2" or "generic"."""
+    return _core.get_isa()
+
+
+def set_isa(name):
+    """Switches the kernel variant (process-wide); ValueError if it is not available here.
+
+    The default is the best variant the CPU supports; the environment variable
+    LSTMCORE_ISA chooses another at import time.
+    """
+    _core.set_isa(str(name))
+
+
 def build_info():
     """A one-line description of the compiled core (version, OpenMP, threads, Eigen)."""
     return _core.build_info()

@@ -8,6 +8,7 @@
 //   lstmcore/lstm.h       the LSTM cell
 //   lstmcore/gru.h        the GRU cell (both reset placements)
 //   lstmcore/rnn.h        the plain RNN cell (tanh, relu)
+//   lstmcore/stack.h      stacked and bidirectional layers with dropout
 #pragma once
 
 #include "lstmcore/version.h"
@@ -16,3 +17,4 @@
 #include "lstmcore/lstm.h"
 #include "lstmcore/gru.h"
 #include "lstmcore/rnn.h"
+#include "lstmcore/stack.h"

@@ -6,12 +6,16 @@
 // when SequenceOptions::batch_first is set.
 //
 // Ownership: the caller owns every buffer. Nothing is retained after a call returns.
-// Outputs are overwritten, never accumulated. Inputs are never written, except the
-// training cache, which backward consumes (overwrites with gate gradients).
+// Outputs are overwritten, never accumulated (their old contents are never read).
+// Inputs are never written, except the training cache, which backward consumes
+// (overwrites with gate gradients). Outputs must not overlap each other or the inputs.
 // Thread safety: calls on distinct output buffers may run concurrently from many
 // threads; each call runs on up to get_num_threads() OpenMP threads of its own.
 // Errors: InvalidArgument (before any output is written) for null required pointers,
-// sizes < 1, lengths out of range and sizes whose products overflow.
+// sizes < 1, lengths out of range, c0 / c_n / dc_n / dc0 given for a cell without a
+// cell state, and sizes whose products overflow; what() starts with the argument's
+// name. std::bad_alloc if the internal workspace cannot be allocated. NaN and Inf in
+// the data are not errors: they propagate.
 #pragma once
 
 #include <cstddef>
@@ -40,10 +44,14 @@ struct ForwardArgs {
   T* cache = nullptr;
 };
 
-// Backward pass arguments. The inputs must be the ones forward saw (x, weights,
-// h0, c0), unchanged; the cache is the one forward filled, used at most once.
-// Gradient inputs may be nullptr (meaning zero). Gradient outputs marked
-// "or nullptr" are skipped when nullptr (e.g. a bias that forward did not have).
+// Backward pass arguments. The call must use the spec, dims and options (reverse,
+// batch_first, seq_lengths) of the forward that filled the cache, and the inputs that
+// forward saw (x, weights, h0, c0), unchanged; the cache is used at most once. The
+// biases are not needed. Gradient inputs may be nullptr (meaning zero). Gradient
+// outputs marked "or nullptr" are skipped when nullptr (e.g. a bias that forward did
+// not have). dh0 / dc0 (and db / db_h) are the gradients with respect to the initial
+// state (the biases) even when forward had nullptr there, i.e. zeros. dx is 0 at
+// steps past a sequence's length.
 template <typename T>
 struct BackwardArgs {
   const T* x = nullptr;     // row-order (T, B, I)

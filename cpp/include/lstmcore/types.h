@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 #include "lstmcore/version.h"
 
@@ -65,11 +66,23 @@ class InvalidArgument : public std::invalid_argument {
   using std::invalid_argument::invalid_argument;
 };
 
-// Threads used by every later call, process-wide (thread-safe to call). n >= 1;
-// values above the hardware's are allowed. Without OpenMP the library runs on
+// Threads used by every later call, process-wide (thread-safe to call). n >= 1
+// (else InvalidArgument); values above the hardware's are allowed. The default is
+// OpenMP's (OMP_NUM_THREADS, else the core count). Without OpenMP the library runs on
 // one thread and set_num_threads only records the value.
 void set_num_threads(int n);
 int get_num_threads() noexcept;
+
+// The CPU kernels are compiled for several instruction sets ("avx512": AVX-512 F/DQ/BW/VL
+// with FMA; "avx2": AVX2 with FMA; "generic": baseline x86-64 or any other processor)
+// and one is chosen at load time from CPUID: the best this processor supports, unless
+// the environment variable LSTMCORE_ISA names another supported one.
+// available_isas(): the variants compiled in and supported here, best first.
+// get_isa(): the one in use. set_isa(name): switch (process-wide, thread-safe; calls
+// already running finish on the old one); InvalidArgument for a name not available.
+std::vector<std::string> available_isas();
+std::string get_isa();
+void set_isa(const std::string& name);
 
 // Build facts: version, whether OpenMP is compiled in, the CPU kernel variant.
 std::string build_info();

@@ -6,10 +6,12 @@
 //                     otherwise:   r ⊙ h_{t-1}, the operand of the n block's recurrent GEMM.
 #include "cpu/kernel_common.h"
 #include "cpu/kernels.h"
+#include "cpu/packed.h"
 
 namespace lstmcore {
 LSTMCORE_INLINE_NAMESPACE_BEGIN
 namespace cpu {
+namespace LSTMCORE_ISA_NS {
 
 template <typename T>
 void gru_forward(bool reset_after, const Dims& d, const SequenceOptions& o, const ForwardArgs<T>& a) {
@@ -18,7 +20,7 @@ void gru_forward(bool reset_after, const Dims& d, const SequenceOptions& o, cons
   const bool training = a.cache != nullptr;
 
   Workspace<T> ws((training ? 0 : Workspace<T>::round_up(N * G)) + Workspace<T>::round_up(B * G) +
-                  Workspace<T>::round_up(B * H) + Workspace<T>::round_up(G));
+                  Workspace<T>::round_up(B * H) + Workspace<T>::round_up(G) + Workspace<T>::round_up(H));
   T* gates = training ? a.cache : ws.take(N * G);
   T* states = training ? a.cache + N * G : nullptr;
   T* aux = training ? a.cache + N * (G + H) : nullptr;
@@ -27,7 +29,9 @@ void gru_forward(bool reset_after, const Dims& d, const SequenceOptions& o, cons
   T* bias = ws.take(G);       // b everywhere, plus b_h for r and z (b_h[n] sits inside the reset)
   for (i64 j = 0; j < G; ++j)
     bias[j] = (a.b ? a.b[j] : T(0)) + (a.b_h && j < 2 * H ? a.b_h[j] : T(0));
-  const T* bhn = a.b_h ? a.b_h + 2 * H : nullptr;
+  T* zeros = ws.take(H);
+  std::memset(zeros, 0, sizeof(T) * H);
+  const T* bhn = a.b_h ? a.b_h + 2 * H : zeros;
 
   project_inputs(a.x, a.w_x, (a.b || a.b_h) ? bias : nullptr, N, d.input, G, gates);
 
@@ -37,7 +41,7 @@ void gru_forward(bool reset_after, const Dims& d, const SequenceOptions& o, cons
 
   // The last part of every step: n, the new state, the outputs and the cache.
   auto finish = [&](i64 row, i64 b, T r, T z, T ahn, T pre_n, i64 j) {
-    const T n = std::tanh(pre_n);
+    const T n = fast_tanh(pre_n);
     const T hn = (T(1) - z) * n + z * h[b * H + j];
     h[b * H + j] = hn;
     a.y[row * H + j] = hn;
@@ -51,23 +55,47 @@ void gru_forward(bool reset_after, const Dims& d, const SequenceOptions& o, cons
     }
   };
 
-  for (i64 s = 0; s < d.steps; ++s) {
-    if (reset_after) {
-      gemm<T>(false, false, B, G, H, h, H, a.w_h, G, false, rec, G);
-      for_batch(B, B * G, [&](i64 b) {
-        if (!walk.active(s, b)) return;
+  if (reset_after) {
+    Workspace<T> rws(recurrence_workspace<T>(B, H, 3));
+    run_recurrence<T>(a.w_h, d.steps, B, H, 3, h, rws,
+                      [&](i64 s, i64 u0, i64 u1, const T* h_prev, T* h_next, const T* rec) {
+      for (i64 b = 0; b < B; ++b) {
+        if (!walk.active(s, b)) {
+          std::memcpy(h_next + b * H + u0, h_prev + b * H + u0, sizeof(T) * (u1 - u0));
+          continue;
+        }
         const i64 row = walk.row(walk.time(s, b), b);
-        const T* ga = gates + row * G;
+        T* ga = gates + row * G;
         const T* ra = rec + b * G;
-        for (i64 j = 0; j < H; ++j) {
+        const T* hp = h_prev + b * H;
+        T* hb = h_next + b * H;
+        T* yb = a.y + row * H;
+        T* st = training ? states + row * H : nullptr;
+        T* ax = training ? aux + row * H : nullptr;
+        LSTMCORE_SIMD
+        for (i64 j = u0; j < u1; ++j) {
           const T r = sigmoid(ga[j] + ra[j]);
           const T z = sigmoid(ga[H + j] + ra[H + j]);
-          const T ahn = ra[2 * H + j] + (bhn ? bhn[j] : T(0));
-          finish(row, b, r, z, ahn, ga[2 * H + j] + r * ahn, j);
+          const T ahn = ra[2 * H + j] + bhn[j];
+          const T n = fast_tanh(ga[2 * H + j] + r * ahn);
+          const T hn = (T(1) - z) * n + z * hp[j];
+          hb[j] = hn;
+          yb[j] = hn;
+          if (training) {
+            ga[j] = r;
+            ga[H + j] = z;
+            ga[2 * H + j] = n;
+            st[j] = hn;
+            ax[j] = ahn;
+          }
         }
-      });
-    } else {
-      // r and z first, then the n block's GEMM on r ⊙ h_{t-1}.
+      }
+    });
+    return;
+  }
+  // reset_after=false: r and z first, then the n block's GEMM on r ⊙ h_{t-1}.
+  for (i64 s = 0; s < d.steps; ++s) {
+    {
       gemm<T>(false, false, B, 2 * H, H, h, H, a.w_h, G, false, rec, G);
       for_batch(B, B * G, [&](i64 b) {
         T* ra = rec + b * G;
@@ -77,6 +105,7 @@ void gru_forward(bool reset_after, const Dims& d, const SequenceOptions& o, cons
           return;
         }
         const T* ga = gates + walk.row(walk.time(s, b), b) * G;
+        LSTMCORE_SIMD
         for (i64 j = 0; j < H; ++j) {
           ra[j] = sigmoid(ga[j] + ra[j]);
           ra[H + j] = sigmoid(ga[H + j] + ra[H + j]);
@@ -89,8 +118,9 @@ void gru_forward(bool reset_after, const Dims& d, const SequenceOptions& o, cons
         const i64 row = walk.row(walk.time(s, b), b);
         const T* ga = gates + row * G;
         const T* ra = rec + b * G;
+        LSTMCORE_SIMD
         for (i64 j = 0; j < H; ++j) {
-          const T pre_n = ga[2 * H + j] + ra[2 * H + j] + (bhn ? bhn[j] : T(0));
+          const T pre_n = ga[2 * H + j] + ra[2 * H + j] + bhn[j];
           finish(row, b, ra[j], ra[H + j], rh[b * H + j], pre_n, j);
         }
       });
@@ -106,7 +136,9 @@ void gru_backward(bool reset_after, const Dims& d, const SequenceOptions& o, con
   const T* states = a.cache + N * G;
   T* aux = a.cache + N * (G + H);
 
-  Workspace<T> ws(Workspace<T>::round_up(N * H) + Workspace<T>::round_up(B * G) + Workspace<T>::round_up(B * H));
+  Workspace<T> ws(Workspace<T>::round_up(N * H) + Workspace<T>::round_up(B * G) + 2 * Workspace<T>::round_up(B * H));
+  T* zeros = ws.take(B * H);
+  std::memset(zeros, 0, sizeof(T) * B * H);
   T* h_prev = ws.take(N * H);
   T* da_step = ws.take(B * G);  // this step's recurrent-side gradient dL/d ah, compact by batch row
   T* drh = ws.take(B * H);      // reset_after=false: dL/d(r ⊙ h_{t-1})
@@ -127,17 +159,18 @@ void gru_backward(bool reset_after, const Dims& d, const SequenceOptions& o, con
       }
       const i64 row = walk.row(walk.time(s, b), b);
       const i64 tp = walk.prev_time(s, b);
-      const T* hpsrc = tp >= 0 ? states + walk.row(tp, b) * H : a.h0 ? a.h0 + b * H : nullptr;
-      const T* dyb = a.dy ? a.dy + row * H : nullptr;
+      const T* hpsrc = tp >= 0 ? states + walk.row(tp, b) * H : a.h0 ? a.h0 + b * H : zeros;
+      const T* dyb = a.dy ? a.dy + row * H : zeros;
       T* ga = gates + row * G;
       T* ax = aux + row * H;
       T* hp = h_prev + row * H;
       T* dhb = dh + b * H;
+      LSTMCORE_SIMD
       for (i64 j = 0; j < H; ++j) {
         const T r = ga[j], z = ga[H + j], n = ga[2 * H + j];
-        const T hpj = hpsrc ? hpsrc[j] : T(0);
+        const T hpj = hpsrc[j];
         hp[j] = hpj;
-        const T dht = dhb[j] + (dyb ? dyb[j] : T(0));
+        const T dht = dhb[j] + dyb[j];
         const T dn = dht * (T(1) - z) * (T(1) - n * n);  // dL/d(pre-activation of n)
         const T dz = dht * (hpj - n) * z * (T(1) - z);
         dhb[j] = dht * z;
@@ -166,6 +199,7 @@ void gru_backward(bool reset_after, const Dims& d, const SequenceOptions& o, con
       const T* hp = h_prev + row * H;
       const T* drb = drh + b * H;
       T* dhb = dh + b * H;
+      LSTMCORE_SIMD
       for (i64 j = 0; j < H; ++j) {
         const T r = ga[j];
         const T dr = drb[j] * hp[j] * r * (T(1) - r);
@@ -198,6 +232,7 @@ template void gru_forward<double>(bool, const Dims&, const SequenceOptions&, con
 template void gru_backward<float>(bool, const Dims&, const SequenceOptions&, const BackwardArgs<float>&);
 template void gru_backward<double>(bool, const Dims&, const SequenceOptions&, const BackwardArgs<double>&);
 
+}  // namespace LSTMCORE_ISA_NS
 }  // namespace cpu
 LSTMCORE_INLINE_NAMESPACE_END
 }  // namespace lstmcore

@@ -11,9 +11,18 @@
 #include <new>
 
 #include "lstmcore/recurrent.h"
+#include "cpu/isa.h"
+#include "cpu/math.h"
 
 #ifdef _OPENMP
 #include <omp.h>
+#endif
+
+// Marks a loop whose iterations are independent, so the compiler vectorises it.
+#if defined(_OPENMP) || defined(__clang__)
+#define LSTMCORE_SIMD _Pragma("omp simd")
+#else
+#define LSTMCORE_SIMD
 #endif
 
 namespace lstmcore {
@@ -21,6 +30,10 @@ LSTMCORE_INLINE_NAMESPACE_BEGIN
 namespace cpu {
 
 using i64 = std::int64_t;
+
+// Everything below is compiled once per instruction set (LSTMCORE_ISA_NS is avx512,
+// avx2 or generic); the namespace keeps the variants' symbols apart.
+namespace LSTMCORE_ISA_NS {
 
 // Which time step (and which row of the row-ordered arrays) sequence b visits at
 // iteration s of the recurrence. Iteration s of a forward walk is step s; of a
@@ -88,11 +101,6 @@ void column_sums(const T* data, i64 rows, i64 width, i64 ld, T* out, bool accumu
   }
 }
 
-template <typename T>
-inline T sigmoid(T x) {
-  return T(1) / (T(1) + std::exp(-x));
-}
-
 // A 64-byte aligned scratch buffer carved into regions; allocated once per call.
 template <typename T>
 class Workspace {
@@ -142,9 +150,6 @@ void project_inputs(const T* x, const T* w_x, const T* bias, i64 rows, i64 input
   }
 }
 
-// The number of OpenMP threads worth using for an elementwise pass over `work` values.
-int threads_for(i64 work);
-
 // Runs f(b) for b in [0, B), split over threads when the pass is large enough.
 template <class F>
 void for_batch(i64 B, i64 work, F&& f) {
@@ -159,6 +164,7 @@ void for_batch(i64 B, i64 work, F&& f) {
   for (i64 b = 0; b < B; ++b) f(b);
 }
 
+}  // namespace LSTMCORE_ISA_NS
 }  // namespace cpu
 LSTMCORE_INLINE_NAMESPACE_END
 }  // namespace lstmcore

@@ -4,10 +4,12 @@
 //   cells (T·B, H):  c_t.
 #include "cpu/kernel_common.h"
 #include "cpu/kernels.h"
+#include "cpu/packed.h"
 
 namespace lstmcore {
 LSTMCORE_INLINE_NAMESPACE_BEGIN
 namespace cpu {
+namespace LSTMCORE_ISA_NS {
 
 template <typename T>
 void lstm_forward(const Dims& d, const SequenceOptions& o, const ForwardArgs<T>& a) {
@@ -15,40 +17,43 @@ void lstm_forward(const Dims& d, const SequenceOptions& o, const ForwardArgs<T>&
   const Walk walk(d, o);
   const bool training = a.cache != nullptr;
 
-  Workspace<T> ws((training ? 0 : Workspace<T>::round_up(N * G)) + Workspace<T>::round_up(B * G) +
-                  Workspace<T>::round_up(G));
+  Workspace<T> ws((training ? 0 : Workspace<T>::round_up(N * G)) + Workspace<T>::round_up(G) +
+                  recurrence_workspace<T>(B, H, 4));
   T* gates = training ? a.cache : ws.take(N * G);  // first x·w_x + biases, then activations
   T* cells = training ? a.cache + N * G : nullptr;
-  T* rec = ws.take(B * G);  // h_{t-1}·w_h for the current step
   T* bias = ws.take(G);
   for (i64 j = 0; j < G; ++j) bias[j] = (a.b ? a.b[j] : T(0)) + (a.b_h ? a.b_h[j] : T(0));
 
   project_inputs(a.x, a.w_x, (a.b || a.b_h) ? bias : nullptr, N, d.input, G, gates);
 
-  // The states live in the outputs h_n, c_n for the whole walk.
-  T* h = a.h_n;
+  // The states: h in h_n (and a second buffer inside the recurrence), c in c_n.
   T* c = a.c_n;
-  copy_or_zero(h, a.h0, B * H);
+  copy_or_zero(a.h_n, a.h0, B * H);
   copy_or_zero(c, a.c0, B * H);
   walk.zero_padding(a.y, H);
 
-  for (i64 s = 0; s < d.steps; ++s) {
-    gemm<T>(false, false, B, G, H, h, H, a.w_h, G, false, rec, G);
-    for_batch(B, B * G, [&](i64 b) {
-      if (!walk.active(s, b)) return;
+  run_recurrence<T>(a.w_h, d.steps, B, H, 4, a.h_n, ws,
+                    [&](i64 s, i64 u0, i64 u1, const T* h_prev, T* h_next, const T* rec) {
+    for (i64 b = 0; b < B; ++b) {
+      if (!walk.active(s, b)) {  // finished sequence: the state stays
+        std::memcpy(h_next + b * H + u0, h_prev + b * H + u0, sizeof(T) * (u1 - u0));
+        continue;
+      }
       const i64 row = walk.row(walk.time(s, b), b);
       T* ga = gates + row * G;
       const T* ra = rec + b * G;
-      T* hb = h + b * H;
+      T* hb = h_next + b * H;
       T* cb = c + b * H;
       T* yb = a.y + row * H;
-      for (i64 j = 0; j < H; ++j) {
+      T* cs = training ? cells + row * H : nullptr;
+      LSTMCORE_SIMD
+      for (i64 j = u0; j < u1; ++j) {
         const T ig = sigmoid(ga[j] + ra[j]);
         const T fg = sigmoid(ga[H + j] + ra[H + j]);
-        const T gg = std::tanh(ga[2 * H + j] + ra[2 * H + j]);
+        const T gg = fast_tanh(ga[2 * H + j] + ra[2 * H + j]);
         const T og = sigmoid(ga[3 * H + j] + ra[3 * H + j]);
         const T cn = fg * cb[j] + ig * gg;
-        const T hn = og * std::tanh(cn);
+        const T hn = og * fast_tanh(cn);
         cb[j] = cn;
         hb[j] = hn;
         yb[j] = hn;
@@ -57,11 +62,11 @@ void lstm_forward(const Dims& d, const SequenceOptions& o, const ForwardArgs<T>&
           ga[H + j] = fg;
           ga[2 * H + j] = gg;
           ga[3 * H + j] = og;
-          cells[row * H + j] = cn;
+          cs[j] = cn;
         }
       }
-    });
-  }
+    }
+  });
 }
 
 template <typename T>
@@ -71,9 +76,11 @@ void lstm_backward(const Dims& d, const SequenceOptions& o, const BackwardArgs<T
   T* gates = a.cache;
   const T* cells = a.cache + N * G;
 
-  Workspace<T> ws(Workspace<T>::round_up(N * H) + Workspace<T>::round_up(B * G));
+  Workspace<T> ws(Workspace<T>::round_up(N * H) + Workspace<T>::round_up(B * G) + Workspace<T>::round_up(H));
   T* h_prev = ws.take(N * H);  // h_{t-1} of every row, for dw_h
   T* da_step = ws.take(B * G);  // this step's da, compact by batch row
+  T* zeros = ws.take(H);        // stands in for absent optional inputs
+  std::memset(zeros, 0, sizeof(T) * H);
   walk.zero_padding(gates, G);
   walk.zero_padding(h_prev, H);
 
@@ -95,22 +102,28 @@ void lstm_backward(const Dims& d, const SequenceOptions& o, const BackwardArgs<T
       const i64 prow = tp >= 0 ? walk.row(tp, b) : -1;
       T* ga = gates + row * G;
       const T* c_t = cells + row * H;
-      const T* c_p = prow >= 0 ? cells + prow * H : a.c0 ? a.c0 + b * H : nullptr;
-      const T* o_p = prow >= 0 ? gates + prow * G + 3 * H : nullptr;
-      const T* h0b = a.h0 ? a.h0 + b * H : nullptr;
-      const T* dyb = a.dy ? a.dy + row * H : nullptr;
       T* hp = h_prev + row * H;
+      const T* c_p;
+      if (prow >= 0) {  // h_{t-1} = o_{t-1} ⊙ tanh(c_{t-1}), recomputed rather than cached
+        const T* o_p = gates + prow * G + 3 * H;
+        c_p = cells + prow * H;
+        LSTMCORE_SIMD
+        for (i64 j = 0; j < H; ++j) hp[j] = o_p[j] * fast_tanh(c_p[j]);
+      } else {
+        c_p = a.c0 ? a.c0 + b * H : zeros;
+        copy_or_zero(hp, a.h0 ? a.h0 + b * H : nullptr, H);
+      }
+      const T* dyb = a.dy ? a.dy + row * H : zeros;
       T* dhb = dh + b * H;
       T* dcb = dc + b * H;
+      LSTMCORE_SIMD
       for (i64 j = 0; j < H; ++j) {
         const T ig = ga[j], fg = ga[H + j], gg = ga[2 * H + j], og = ga[3 * H + j];
-        const T cp = c_p ? c_p[j] : T(0);
-        hp[j] = o_p ? o_p[j] * std::tanh(c_p[j]) : (h0b ? h0b[j] : T(0));
-        const T tc = std::tanh(c_t[j]);
-        const T dht = dhb[j] + (dyb ? dyb[j] : T(0));
+        const T tc = fast_tanh(c_t[j]);
+        const T dht = dhb[j] + dyb[j];
         const T dct = dcb[j] + dht * og * (T(1) - tc * tc);
         const T d_i = dct * gg * ig * (T(1) - ig);  // dL/da_i through σ
-        const T d_f = dct * cp * fg * (T(1) - fg);
+        const T d_f = dct * c_p[j] * fg * (T(1) - fg);
         const T d_g = dct * ig * (T(1) - gg * gg);  // through tanh
         const T d_o = dht * tc * og * (T(1) - og);
         dcb[j] = dct * fg;
@@ -137,6 +150,7 @@ template void lstm_forward<double>(const Dims&, const SequenceOptions&, const Fo
 template void lstm_backward<float>(const Dims&, const SequenceOptions&, const BackwardArgs<float>&);
 template void lstm_backward<double>(const Dims&, const SequenceOptions&, const BackwardArgs<double>&);
 
+}  // namespace LSTMCORE_ISA_NS
 }  // namespace cpu
 LSTMCORE_INLINE_NAMESPACE_END
 }  // namespace lstmcore

@@ -2,10 +2,12 @@
 //   states (T·B, H): h_t; backward overwrites them with the pre-activation gradients.
 #include "cpu/kernel_common.h"
 #include "cpu/kernels.h"
+#include "cpu/packed.h"
 
 namespace lstmcore {
 LSTMCORE_INLINE_NAMESPACE_BEGIN
 namespace cpu {
+namespace LSTMCORE_ISA_NS {
 
 template <typename T>
 void rnn_forward(bool relu, const Dims& d, const SequenceOptions& o, const ForwardArgs<T>& a) {
@@ -13,9 +15,9 @@ void rnn_forward(bool relu, const Dims& d, const SequenceOptions& o, const Forwa
   const Walk walk(d, o);
   const bool training = a.cache != nullptr;
 
-  Workspace<T> ws((training ? 0 : Workspace<T>::round_up(N * H)) + 2 * Workspace<T>::round_up(B * H));
+  Workspace<T> ws((training ? 0 : Workspace<T>::round_up(N * H)) + Workspace<T>::round_up(H) +
+                  recurrence_workspace<T>(B, H, 1));
   T* pre = training ? a.cache : ws.take(N * H);  // x·w_x + b + b_h, then (training) h_t
-  T* rec = ws.take(B * H);
   T* bias = ws.take(H);
   for (i64 j = 0; j < H; ++j) bias[j] = (a.b ? a.b[j] : T(0)) + (a.b_h ? a.b_h[j] : T(0));
 
@@ -25,24 +27,28 @@ void rnn_forward(bool relu, const Dims& d, const SequenceOptions& o, const Forwa
   copy_or_zero(h, a.h0, B * H);
   walk.zero_padding(a.y, H);
 
-  for (i64 s = 0; s < d.steps; ++s) {
-    gemm<T>(false, false, B, H, H, h, H, a.w_h, H, false, rec, H);
-    for_batch(B, B * H, [&](i64 b) {
-      if (!walk.active(s, b)) return;
+  run_recurrence<T>(a.w_h, d.steps, B, H, 1, h, ws,
+                    [&](i64 s, i64 u0, i64 u1, const T* h_prev, T* h_next, const T* rec) {
+    for (i64 b = 0; b < B; ++b) {
+      if (!walk.active(s, b)) {
+        std::memcpy(h_next + b * H + u0, h_prev + b * H + u0, sizeof(T) * (u1 - u0));
+        continue;
+      }
       const i64 row = walk.row(walk.time(s, b), b);
       T* pa = pre + row * H;
       const T* ra = rec + b * H;
-      T* hb = h + b * H;
+      T* hb = h_next + b * H;
       T* yb = a.y + row * H;
-      for (i64 j = 0; j < H; ++j) {
+      LSTMCORE_SIMD
+      for (i64 j = u0; j < u1; ++j) {
         const T v = pa[j] + ra[j];
-        const T hn = relu ? (v > T(0) ? v : T(0)) : std::tanh(v);
+        const T hn = relu ? (v > T(0) ? v : T(0)) : fast_tanh(v);
         hb[j] = hn;
         yb[j] = hn;
         if (training) pa[j] = hn;
       }
-    });
-  }
+    }
+  });
 }
 
 template <typename T>
@@ -51,7 +57,9 @@ void rnn_backward(bool relu, const Dims& d, const SequenceOptions& o, const Back
   const Walk walk(d, o);
   T* states = a.cache;  // h_t, replaced by da_t as the walk goes back
 
-  Workspace<T> ws(Workspace<T>::round_up(N * H) + Workspace<T>::round_up(B * H));
+  Workspace<T> ws(Workspace<T>::round_up(N * H) + 2 * Workspace<T>::round_up(B * H));
+  T* zeros = ws.take(B * H);
+  std::memset(zeros, 0, sizeof(T) * B * H);
   T* h_prev = ws.take(N * H);
   T* da_step = ws.take(B * H);
   walk.zero_padding(h_prev, H);
@@ -69,14 +77,15 @@ void rnn_backward(bool relu, const Dims& d, const SequenceOptions& o, const Back
       const i64 row = walk.row(walk.time(s, b), b);
       const i64 tp = walk.prev_time(s, b);
       // The previous step's row still holds h_{t-1}: the walk reaches it later.
-      const T* hpsrc = tp >= 0 ? states + walk.row(tp, b) * H : a.h0 ? a.h0 + b * H : nullptr;
-      const T* dyb = a.dy ? a.dy + row * H : nullptr;
+      const T* hpsrc = tp >= 0 ? states + walk.row(tp, b) * H : a.h0 ? a.h0 + b * H : zeros;
+      const T* dyb = a.dy ? a.dy + row * H : zeros;
       T* st = states + row * H;
       T* hp = h_prev + row * H;
       T* dhb = dh + b * H;
+      LSTMCORE_SIMD
       for (i64 j = 0; j < H; ++j) {
-        hp[j] = hpsrc ? hpsrc[j] : T(0);
-        const T dht = dhb[j] + (dyb ? dyb[j] : T(0));
+        hp[j] = hpsrc[j];
+        const T dht = dhb[j] + dyb[j];
         const T ht = st[j];
         const T da = relu ? (ht > T(0) ? dht : T(0)) : dht * (T(1) - ht * ht);
         st[j] = ds[j] = da;
@@ -99,6 +108,7 @@ template void rnn_forward<double>(bool, const Dims&, const SequenceOptions&, con
 template void rnn_backward<float>(bool, const Dims&, const SequenceOptions&, const BackwardArgs<float>&);
 template void rnn_backward<double>(bool, const Dims&, const SequenceOptions&, const BackwardArgs<double>&);
 
+}  // namespace LSTMCORE_ISA_NS
 }  // namespace cpu
 LSTMCORE_INLINE_NAMESPACE_END
 }  // namespace lstmcore

@@ -1,0 +1,106 @@
+// Chooses the instruction-set variant of the CPU kernels at run time: the best one
+// this processor (and OS) supports, unless LSTMCORE_ISA or set_isa() says otherwise.
+#include <atomic>
+#include <cstdlib>
+#include <string>
+#include <vector>
+
+#include "cpu/isa.h"
+#include "cpu/kernels.h"
+#include "lstmcore/types.h"
+
+namespace lstmcore {
+LSTMCORE_INLINE_NAMESPACE_BEGIN
+namespace cpu {
+namespace {
+
+#define LSTMCORE_TABLE(ns) \
+  KernelTable { #ns, &ns::forward<float>, &ns::forward<double>, &ns::backward<float>, &ns::backward<double> }
+
+const KernelTable generic_table = LSTMCORE_TABLE(generic);
+#ifdef LSTMCORE_HAVE_AVX2
+const KernelTable avx2_table = LSTMCORE_TABLE(avx2);
+#endif
+#ifdef LSTMCORE_HAVE_AVX512
+const KernelTable avx512_table = LSTMCORE_TABLE(avx512);
+#endif
+
+bool cpu_has(const std::string& isa) {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_cpu_init();
+  if (isa == "avx512")
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") &&
+           __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
+           __builtin_cpu_supports("fma") && __builtin_cpu_supports("avx2");
+  if (isa == "avx2") return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+#endif
+  return isa == "generic";
+}
+
+// The compiled variants, best first.
+std::vector<const KernelTable*> compiled() {
+  std::vector<const KernelTable*> v;
+#ifdef LSTMCORE_HAVE_AVX512
+  v.push_back(&avx512_table);
+#endif
+#ifdef LSTMCORE_HAVE_AVX2
+  v.push_back(&avx2_table);
+#endif
+  v.push_back(&generic_table);
+  return v;
+}
+
+const KernelTable* find(const std::string& name) {
+  for (const KernelTable* t : compiled())
+    if (name == t->name) return t;
+  return nullptr;
+}
+
+const KernelTable* best() {
+  for (const KernelTable* t : compiled())
+    if (cpu_has(t->name)) return t;
+  return &generic_table;
+}
+
+const KernelTable* initial() {
+  if (const char* env = std::getenv("LSTMCORE_ISA")) {
+    const KernelTable* t = find(env);
+    if (t && cpu_has(t->name)) return t;
+    // An unknown or unsupported request falls back to the best variant rather than
+    // failing at import; get_isa() tells which one runs.
+  }
+  return best();
+}
+
+std::atomic<const KernelTable*>& current() {
+  static std::atomic<const KernelTable*> t{initial()};
+  return t;
+}
+
+}  // namespace
+
+const KernelTable& kernels() { return *current().load(std::memory_order_acquire); }
+
+}  // namespace cpu
+
+std::vector<std::string> available_isas() {
+  std::vector<std::string> names;
+  for (const cpu::KernelTable* t : cpu::compiled())
+    if (cpu::cpu_has(t->name)) names.push_back(t->name);
+  return names;
+}
+
+std::string get_isa() { return cpu::kernels().name; }
+
+void set_isa(const std::string& name) {
+  const cpu::KernelTable* t = cpu::find(name);
+  if (!t || !cpu::cpu_has(name)) {
+    std::string list;
+    for (const auto& n : available_isas()) list += (list.empty() ? "" : ", ") + n;
+    throw InvalidArgument("isa: expected one of " + list + " (compiled and supported here), got '" + name + "'");
+  }
+  cpu::current().store(t, std::memory_order_release);
+}
+
+LSTMCORE_INLINE_NAMESPACE_END
+}  // namespace lstmcore

@@ -1,0 +1,36 @@
+// The instruction-set variants of the CPU kernels and how one is chosen at run time.
+#pragma once
+
+#include <cstdint>
+
+#include "lstmcore/recurrent.h"
+
+// Each kernel source is compiled once per variant with LSTMCORE_ISA_NS set to the
+// variant's name; a plain build (no CMake define) is the generic variant.
+#ifndef LSTMCORE_ISA_NS
+#define LSTMCORE_ISA_NS generic
+#endif
+
+namespace lstmcore {
+LSTMCORE_INLINE_NAMESPACE_BEGIN
+namespace cpu {
+
+// The number of OpenMP threads worth using for an elementwise pass over `work` values
+// (defined once, in common.cpp, outside the instruction-set namespaces).
+int threads_for(std::int64_t work);
+
+// The entry points of one variant.
+struct KernelTable {
+  const char* name;
+  void (*forward_f32)(const CellSpec&, const Dims&, const SequenceOptions&, const ForwardArgs<float>&);
+  void (*forward_f64)(const CellSpec&, const Dims&, const SequenceOptions&, const ForwardArgs<double>&);
+  void (*backward_f32)(const CellSpec&, const Dims&, const SequenceOptions&, const BackwardArgs<float>&);
+  void (*backward_f64)(const CellSpec&, const Dims&, const SequenceOptions&, const BackwardArgs<double>&);
+};
+
+// The variant in use (chosen once from CPUID, or LSTMCORE_ISA, or set_isa()).
+const KernelTable& kernels();
+
+}  // namespace cpu
+LSTMCORE_INLINE_NAMESPACE_END
+}  // namespace lstmcore

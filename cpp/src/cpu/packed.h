@@ -1,0 +1,220 @@
+// The recurrent product h_{t-1}·w_h with w_h packed once per call.
+//
+// w_h (H × G·H) is cut into unit blocks of W = U·V hidden units (V = SIMD lanes). The
+// panel of block p holds, for each k < H, the W columns of every gate of its units:
+//   panel[p][k][g·W + w] = w_h[k, g·H + p·W + w]        (0 past H)
+// so one pass over a panel yields all gates of W units: a thread that owns a set of
+// blocks can apply the cell's nonlinearities to its units without waiting for others.
+// The micro-kernel keeps MR rows × G·U vectors of accumulators in registers.
+#pragma once
+
+#include <algorithm>
+#include <cstring>
+
+#include "cpu/kernel_common.h"
+
+namespace lstmcore {
+LSTMCORE_INLINE_NAMESPACE_BEGIN
+namespace cpu {
+namespace LSTMCORE_ISA_NS {
+
+// SIMD width and register count of this variant.
+#if defined(__AVX512F__)
+constexpr int kVectorBytes = 64, kRegisters = 32;
+#elif defined(__AVX2__)
+constexpr int kVectorBytes = 32, kRegisters = 16;
+#else
+constexpr int kVectorBytes = 16, kRegisters = 16;
+#endif
+
+template <typename T>
+struct Simd {
+  typedef T vec __attribute__((vector_size(kVectorBytes)));
+  static constexpr int lanes = kVectorBytes / static_cast<int>(sizeof(T));
+};
+
+template <typename T>
+struct PackedWeights {
+  const T* data = nullptr;
+  i64 H = 0, G = 0;
+  int U = 1;         // vectors per gate in a block
+  i64 W = 0;         // units per block (U · lanes)
+  i64 blocks = 0;    // ceil(H / W)
+  i64 panel = 0;     // elements per panel (H · G · W)
+};
+
+// Units per block for G gates: enough accumulators to hide FMA latency.
+inline int vectors_per_gate(i64 G) { return G >= 3 ? 1 : (G == 2 ? 2 : 4); }
+
+template <typename T>
+i64 packed_size(i64 H, i64 G) {
+  const i64 W = vectors_per_gate(G) * Simd<T>::lanes;
+  return (H + W - 1) / W * H * G * W;
+}
+
+// Packs w_h (H × G·H, row-major) into `out` (packed_size elements).
+template <typename T>
+PackedWeights<T> pack_recurrent(const T* w_h, i64 H, i64 G, T* out) {
+  PackedWeights<T> p;
+  p.H = H;
+  p.G = G;
+  p.U = vectors_per_gate(G);
+  p.W = p.U * Simd<T>::lanes;
+  p.blocks = (H + p.W - 1) / p.W;
+  p.panel = H * G * p.W;
+  p.data = out;
+  for (i64 blk = 0; blk < p.blocks; ++blk) {
+    T* dst = out + blk * p.panel;
+    const i64 u0 = blk * p.W, n = std::min<i64>(p.W, H - u0);
+    for (i64 k = 0; k < H; ++k)
+      for (i64 g = 0; g < G; ++g) {
+        T* d = dst + (k * G + g) * p.W;
+        std::memcpy(d, w_h + k * G * H + g * H + u0, sizeof(T) * n);
+        if (n < p.W) std::memset(d + n, 0, sizeof(T) * (p.W - n));
+      }
+  }
+  return p;
+}
+
+// out (MR × S·lanes, compact) = A rows (MR × K, leading dimension lda) · panel (K × S·lanes).
+template <typename T, int S, int MR>
+inline void micro_kernel(const T* A, i64 lda, const T* panel, i64 K, T* out) {
+  using V = typename Simd<T>::vec;
+  constexpr int L = Simd<T>::lanes;
+  V acc[MR][S];
+  for (int r = 0; r < MR; ++r)
+    for (int s = 0; s < S; ++s) acc[r][s] = V{};
+  for (i64 k = 0; k < K; ++k) {
+    V w[S];
+    for (int s = 0; s < S; ++s) std::memcpy(&w[s], panel + (k * S + s) * L, sizeof(V));
+    for (int r = 0; r < MR; ++r) {
+      const V a = V{} + A[r * lda + k];
+      for (int s = 0; s < S; ++s) acc[r][s] += a * w[s];
+    }
+  }
+  for (int r = 0; r < MR; ++r)
+    for (int s = 0; s < S; ++s) std::memcpy(out + (r * S + s) * L, &acc[r][s], sizeof(V));
+}
+
+template <typename T, int S>
+constexpr int rows_per_kernel() {
+  constexpr int r = (kRegisters - S - 1) / S;
+  return r < 1 ? 1 : (r > 8 ? 8 : r);
+}
+
+template <typename T, int S, int MR>
+void rows_kernel(const T* A, i64 lda, i64 rows, const T* panel, i64 K, T* tile) {
+  i64 r = 0;
+  for (; r + MR <= rows; r += MR) micro_kernel<T, S, MR>(A + r * lda, lda, panel, K, tile + r * S * Simd<T>::lanes);
+  const i64 left = rows - r;
+  if constexpr (MR > 1) {
+    if (left > 0) {
+      // The remaining rows, one kernel of the next smaller height at a time.
+      rows_kernel<T, S, (MR > 1 ? MR - 1 : 1)>(A + r * lda, lda, left, panel, K, tile + r * S * Simd<T>::lanes);
+    }
+  } else {
+    (void)left;
+  }
+}
+
+// rec[b, g·H + u] = Σ_k h[b, k] · w_h[k, g·H + u] for every row b < B and the units u of
+// block `blk`. `tile` is scratch of B · G · W elements.
+template <typename T>
+void recurrent_block(const PackedWeights<T>& p, const T* h, i64 B, i64 blk, T* tile, T* rec) {
+  const T* panel = p.data + blk * p.panel;
+  const i64 S = p.G * p.U;
+  switch (S) {
+    case 4: rows_kernel<T, 4, rows_per_kernel<T, 4>()>(h, p.H, B, panel, p.H, tile); break;
+    case 3: rows_kernel<T, 3, rows_per_kernel<T, 3>()>(h, p.H, B, panel, p.H, tile); break;
+    default: rows_kernel<T, 4, rows_per_kernel<T, 4>()>(h, p.H, B, panel, p.H, tile); break;
+  }
+  // Scatter the tile (B × G·W) into the gate layout of rec (B × G·H).
+  const i64 u0 = blk * p.W, n = std::min<i64>(p.W, p.H - u0), GH = p.G * p.H;
+  for (i64 b = 0; b < B; ++b)
+    for (i64 g = 0; g < p.G; ++g) std::memcpy(rec + b * GH + g * p.H + u0, tile + (b * p.G + g) * p.W, sizeof(T) * n);
+}
+
+// The units [u0, u1) a thread owns: whole blocks, split evenly.
+inline void thread_units(i64 blocks, i64 W, i64 H, int tid, int nth, i64& b0, i64& b1, i64& u0, i64& u1) {
+  b0 = blocks * tid / nth;
+  b1 = blocks * (tid + 1) / nth;
+  u0 = std::min(H, b0 * W);
+  u1 = std::min(H, b1 * W);
+}
+
+// Threads for a recurrence over B rows and G·H columns: each needs a useful share.
+inline int recurrence_threads(i64 B, i64 H, i64 G, i64 blocks) {
+  const i64 flops_per_step = 2 * B * H * G * H;
+  i64 n = std::min<i64>(get_num_threads(), blocks);
+  if (flops_per_step < 200000) n = 1;  // below ~0.2 MFLOP a barrier costs more than it saves
+  return static_cast<int>(std::max<i64>(1, n));
+}
+
+}  // namespace LSTMCORE_ISA_NS
+}  // namespace cpu
+LSTMCORE_INLINE_NAMESPACE_END
+}  // namespace lstmcore
+
+namespace lstmcore {
+LSTMCORE_INLINE_NAMESPACE_BEGIN
+namespace cpu {
+namespace LSTMCORE_ISA_NS {
+
+// Scratch a forward recurrence needs besides its outputs: packed w_h, the second
+// state buffer, the recurrent products and each thread's tile.
+template <typename T>
+i64 recurrence_workspace(i64 B, i64 H, i64 G) {
+  const i64 W = vectors_per_gate(G) * Simd<T>::lanes;
+  return Workspace<T>::round_up(packed_size<T>(H, G)) + Workspace<T>::round_up(B * H) +
+         Workspace<T>::round_up(B * G * H) + std::max<i64>(1, get_num_threads()) * Workspace<T>::round_up(B * G * W);
+}
+
+// Runs `steps` steps of a recurrence whose state is h (B × H, in h_n on entry and exit).
+// Each step: rec = h_{t-1}·w_h for the calling thread's unit blocks, then
+// step(s, u0, u1, h_prev, h_next, rec) applies the cell to units [u0, u1) of every row,
+// reading h_prev and writing h_next (rows it skips must copy h_prev). One barrier per step.
+template <typename T, class Step>
+void run_recurrence(const T* w_h, i64 steps, i64 B, i64 H, i64 G, T* h_n, Workspace<T>& ws, Step&& step) {
+  T* packed_data = ws.take(packed_size<T>(H, G));
+  const PackedWeights<T> p = pack_recurrent(w_h, H, G, packed_data);
+  T* h_other = ws.take(B * H);
+  T* rec = ws.take(B * G * H);
+  const int nt = recurrence_threads(B, H, G, p.blocks);
+  const i64 tile_size = Workspace<T>::round_up(B * G * p.W);
+  T* tiles = ws.take(nt * tile_size);
+  T* final_h = h_n;
+  auto body = [&](int tid, int nth) {
+    i64 b0, b1, u0, u1;
+    thread_units(p.blocks, p.W, H, tid, nth, b0, b1, u0, u1);
+    T* tile = tiles + tid * tile_size;
+    T* cur = h_n;
+    T* nxt = h_other;
+    for (i64 s = 0; s < steps; ++s) {
+      for (i64 blk = b0; blk < b1; ++blk) recurrent_block(p, cur, B, blk, tile, rec);
+      step(s, u0, u1, static_cast<const T*>(cur), nxt, static_cast<const T*>(rec));
+#ifdef _OPENMP
+      if (nth > 1) {
+#pragma omp barrier
+      }
+#endif
+      std::swap(cur, nxt);
+    }
+    if (tid == 0) final_h = cur;
+  };
+#ifdef _OPENMP
+  if (nt > 1) {
+#pragma omp parallel num_threads(nt)
+    body(omp_get_thread_num(), omp_get_num_threads());
+  } else {
+    body(0, 1);
+  }
+#else
+  body(0, 1);
+#endif
+  if (final_h != h_n) std::memcpy(h_n, final_h, sizeof(T) * B * H);
+}
+
+}  // namespace LSTMCORE_ISA_NS
+}  // namespace cpu
+LSTMCORE_INLINE_NAMESPACE_END
+}  // namespace lstmcore
