@@ -136,11 +136,12 @@ void gru_backward(bool reset_after, const Dims& d, const SequenceOptions& o, con
   const T* states = a.cache + N * G;
   T* aux = a.cache + N * (G + H);
 
-  Workspace<T> ws(Workspace<T>::round_up(N * H) + Workspace<T>::round_up(B * G) + 2 * Workspace<T>::round_up(B * H));
+  Workspace<T> ws(Workspace<T>::round_up(N * H) + Workspace<T>::round_up(B * G) + 2 * Workspace<T>::round_up(B * H) +
+                  (reset_after ? backward_recurrence_workspace<T>(B, H, 3) : 0));
   T* zeros = ws.take(B * H);
   std::memset(zeros, 0, sizeof(T) * B * H);
   T* h_prev = ws.take(N * H);
-  T* da_step = ws.take(B * G);  // this step's recurrent-side gradient dL/d ah, compact by batch row
+  T* da_step = ws.take(B * G);  // reset_after=false: this step's recurrent-side gradient dL/d ah
   T* drh = ws.take(B * H);      // reset_after=false: dL/d(r ⊙ h_{t-1})
   walk.zero_padding(gates, G);
   walk.zero_padding(aux, H);
@@ -149,46 +150,51 @@ void gru_backward(bool reset_after, const Dims& d, const SequenceOptions& o, con
   T* dh = a.dh0;
   copy_or_zero(dh, a.dh_n, B * H);
 
-  for (i64 s = d.steps - 1; s >= 0; --s) {
-    // Gradients of z and n (and, with reset_after, of r), and the direct path dh ⊙ z.
-    for_batch(B, B * G, [&](i64 b) {
-      T* ds = da_step + b * G;
-      if (!walk.active(s, b)) {
-        std::memset(ds, 0, sizeof(T) * G);
-        return;
-      }
-      const i64 row = walk.row(walk.time(s, b), b);
-      const i64 tp = walk.prev_time(s, b);
-      const T* hpsrc = tp >= 0 ? states + walk.row(tp, b) * H : a.h0 ? a.h0 + b * H : zeros;
-      const T* dyb = a.dy ? a.dy + row * H : zeros;
-      T* ga = gates + row * G;
-      T* ax = aux + row * H;
-      T* hp = h_prev + row * H;
-      T* dhb = dh + b * H;
-      LSTMCORE_SIMD
-      for (i64 j = 0; j < H; ++j) {
-        const T r = ga[j], z = ga[H + j], n = ga[2 * H + j];
-        const T hpj = hpsrc[j];
-        hp[j] = hpj;
-        const T dht = dhb[j] + dyb[j];
-        const T dn = dht * (T(1) - z) * (T(1) - n * n);  // dL/d(pre-activation of n)
-        const T dz = dht * (hpj - n) * z * (T(1) - z);
-        dhb[j] = dht * z;
-        ga[H + j] = ds[H + j] = dz;
-        ga[2 * H + j] = dn;
-        if (reset_after) {
-          const T dr = dn * ax[j] * r * (T(1) - r);  // ax[j] = ah_n
-          ga[j] = ds[j] = dr;
-          ax[j] = ds[2 * H + j] = dn * r;
-        } else {
-          ds[2 * H + j] = dn;  // the n block's GEMM input is r ⊙ h_{t-1}; r's gradient follows
-        }
-      }
-    });
-    if (reset_after) {
-      gemm<T>(false, true, B, H, G, da_step, G, a.w_h, G, true, dh, H);
-      continue;
+  // Units [u0, u1) of row b at iteration s: gradients of z and n (and, with reset_after, of
+  // r) into the cache and into ds (the recurrent side, row b of da), and the direct path
+  // dh ⊙ z into dh. Rows not active get ds = 0 and keep dh.
+  auto row_grad = [&](i64 s, i64 b, i64 u0, i64 u1, T* ds) {
+    if (!walk.active(s, b)) {
+      for (i64 g = 0; g < 3; ++g) std::memset(ds + g * H + u0, 0, sizeof(T) * (u1 - u0));
+      return;
     }
+    const i64 row = walk.row(walk.time(s, b), b);
+    const i64 tp = walk.prev_time(s, b);
+    const T* hpsrc = tp >= 0 ? states + walk.row(tp, b) * H : a.h0 ? a.h0 + b * H : zeros;
+    const T* dyb = a.dy ? a.dy + row * H : zeros;
+    T* ga = gates + row * G;
+    T* ax = aux + row * H;
+    T* hp = h_prev + row * H;
+    T* dhb = dh + b * H;
+    LSTMCORE_SIMD
+    for (i64 j = u0; j < u1; ++j) {
+      const T r = ga[j], z = ga[H + j], n = ga[2 * H + j];
+      const T hpj = hpsrc[j];
+      hp[j] = hpj;
+      const T dht = dhb[j] + dyb[j];
+      const T dn = dht * (T(1) - z) * (T(1) - n * n);  // dL/d(pre-activation of n)
+      const T dz = dht * (hpj - n) * z * (T(1) - z);
+      dhb[j] = dht * z;
+      ga[H + j] = ds[H + j] = dz;
+      ga[2 * H + j] = dn;
+      if (reset_after) {
+        const T dr = dn * ax[j] * r * (T(1) - r);  // ax[j] = ah_n
+        ga[j] = ds[j] = dr;
+        ax[j] = ds[2 * H + j] = dn * r;
+      } else {
+        ds[2 * H + j] = dn;  // the n block's GEMM input is r ⊙ h_{t-1}; r's gradient follows
+      }
+    }
+  };
+
+  if (reset_after) {
+    auto active = [&](i64 s, i64 b) { return walk.active(s, b); };
+    run_backward_recurrence<T>(a.w_h, d.steps, B, H, 3, dh, ws, active, [&](i64 s, i64 u0, i64 u1, T* da) {
+      for (i64 b = 0; b < B; ++b) row_grad(s, b, u0, u1, da + b * G);
+    });
+  }
+  for (i64 s = reset_after ? -1 : d.steps - 1; s >= 0; --s) {
+    for_batch(B, B * G, [&](i64 b) { row_grad(s, b, 0, H, da_step + b * G); });
     // reset_after=false: d(r ⊙ h) = dn·w_h[:, n]ᵀ gives dr and a path to h_{t-1}.
     gemm<T>(false, true, B, H, H, da_step + 2 * H, G, a.w_h + 2 * H, G, false, drh, H);
     for_batch(B, B * G, [&](i64 b) {

@@ -76,10 +76,10 @@ void lstm_backward(const Dims& d, const SequenceOptions& o, const BackwardArgs<T
   T* gates = a.cache;
   const T* cells = a.cache + N * G;
 
-  Workspace<T> ws(Workspace<T>::round_up(N * H) + Workspace<T>::round_up(B * G) + Workspace<T>::round_up(H));
+  Workspace<T> ws(Workspace<T>::round_up(N * H) + Workspace<T>::round_up(H) +
+                  backward_recurrence_workspace<T>(B, H, 4));
   T* h_prev = ws.take(N * H);  // h_{t-1} of every row, for dw_h
-  T* da_step = ws.take(B * G);  // this step's da, compact by batch row
-  T* zeros = ws.take(H);        // stands in for absent optional inputs
+  T* zeros = ws.take(H);       // stands in for absent optional inputs
   std::memset(zeros, 0, sizeof(T) * H);
   walk.zero_padding(gates, G);
   walk.zero_padding(h_prev, H);
@@ -90,12 +90,13 @@ void lstm_backward(const Dims& d, const SequenceOptions& o, const BackwardArgs<T
   copy_or_zero(dh, a.dh_n, B * H);
   copy_or_zero(dc, a.dc_n, B * H);
 
-  for (i64 s = d.steps - 1; s >= 0; --s) {
-    for_batch(B, B * G, [&](i64 b) {
-      T* db_step = da_step + b * G;
+  auto active = [&](i64 s, i64 b) { return walk.active(s, b); };
+  run_backward_recurrence<T>(a.w_h, d.steps, B, H, 4, dh, ws, active, [&](i64 s, i64 u0, i64 u1, T* da) {
+    for (i64 b = 0; b < B; ++b) {
+      T* ds = da + b * G;
       if (!walk.active(s, b)) {
-        std::memset(db_step, 0, sizeof(T) * G);
-        return;
+        for (i64 g = 0; g < 4; ++g) std::memset(ds + g * H + u0, 0, sizeof(T) * (u1 - u0));
+        continue;
       }
       const i64 row = walk.row(walk.time(s, b), b);
       const i64 tp = walk.prev_time(s, b);
@@ -108,16 +109,16 @@ void lstm_backward(const Dims& d, const SequenceOptions& o, const BackwardArgs<T
         const T* o_p = gates + prow * G + 3 * H;
         c_p = cells + prow * H;
         LSTMCORE_SIMD
-        for (i64 j = 0; j < H; ++j) hp[j] = o_p[j] * fast_tanh(c_p[j]);
+        for (i64 j = u0; j < u1; ++j) hp[j] = o_p[j] * fast_tanh(c_p[j]);
       } else {
         c_p = a.c0 ? a.c0 + b * H : zeros;
-        copy_or_zero(hp, a.h0 ? a.h0 + b * H : nullptr, H);
+        copy_or_zero(hp + u0, a.h0 ? a.h0 + b * H + u0 : nullptr, u1 - u0);
       }
       const T* dyb = a.dy ? a.dy + row * H : zeros;
       T* dhb = dh + b * H;
       T* dcb = dc + b * H;
       LSTMCORE_SIMD
-      for (i64 j = 0; j < H; ++j) {
+      for (i64 j = u0; j < u1; ++j) {
         const T ig = ga[j], fg = ga[H + j], gg = ga[2 * H + j], og = ga[3 * H + j];
         const T tc = fast_tanh(c_t[j]);
         const T dht = dhb[j] + dyb[j];
@@ -127,16 +128,14 @@ void lstm_backward(const Dims& d, const SequenceOptions& o, const BackwardArgs<T
         const T d_g = dct * ig * (T(1) - gg * gg);  // through tanh
         const T d_o = dht * tc * og * (T(1) - og);
         dcb[j] = dct * fg;
-        dhb[j] = T(0);  // refilled below by da·w_hᵀ
-        ga[j] = db_step[j] = d_i;
-        ga[H + j] = db_step[H + j] = d_f;
-        ga[2 * H + j] = db_step[2 * H + j] = d_g;
-        ga[3 * H + j] = db_step[3 * H + j] = d_o;
+        dhb[j] = T(0);  // all of dL/dh_{t-1} comes through w_h
+        ga[j] = ds[j] = d_i;
+        ga[H + j] = ds[H + j] = d_f;
+        ga[2 * H + j] = ds[2 * H + j] = d_g;
+        ga[3 * H + j] = ds[3 * H + j] = d_o;
       }
-    });
-    // dh_{t-1} = da·w_hᵀ; rows of finished sequences add zero and keep their dh.
-    gemm<T>(false, true, B, H, G, da_step, G, a.w_h, G, true, dh, H);
-  }
+    }
+  });
 
   gemm<T>(false, true, N, I, G, gates, G, a.w_x, G, false, a.dx, I);     // dx = da·w_xᵀ
   gemm<T>(true, false, I, G, N, a.x, I, gates, G, false, a.dw_x, G);     // dw_x = xᵀ·da

@@ -36,33 +36,42 @@ struct Simd {
 template <typename T>
 struct PackedWeights {
   const T* data = nullptr;
-  i64 H = 0, G = 0;
+  i64 K = 0;         // rows of the product's right operand (length of the dot products)
+  i64 H = 0, G = 0;  // output: G gate blocks of H units
   int U = 1;         // vectors per gate in a block
   i64 W = 0;         // units per block (U · lanes)
   i64 blocks = 0;    // ceil(H / W)
-  i64 panel = 0;     // elements per panel (H · G · W)
+  i64 panel = 0;     // elements per panel (K · G · W)
 };
 
 // Units per block for G gates: enough accumulators to hide FMA latency.
 inline int vectors_per_gate(i64 G) { return G >= 3 ? 1 : (G == 2 ? 2 : 4); }
 
+// Elements of a packed K × (G·H) operand.
 template <typename T>
-i64 packed_size(i64 H, i64 G) {
+i64 packed_size(i64 K, i64 H, i64 G) {
   const i64 W = vectors_per_gate(G) * Simd<T>::lanes;
-  return (H + W - 1) / W * H * G * W;
+  return (H + W - 1) / W * K * G * W;
 }
 
-// Packs w_h (H × G·H, row-major) into `out` (packed_size elements).
 template <typename T>
-PackedWeights<T> pack_recurrent(const T* w_h, i64 H, i64 G, T* out) {
+PackedWeights<T> packed_layout(i64 K, i64 H, i64 G, T* out) {
   PackedWeights<T> p;
+  p.K = K;
   p.H = H;
   p.G = G;
   p.U = vectors_per_gate(G);
   p.W = p.U * Simd<T>::lanes;
   p.blocks = (H + p.W - 1) / p.W;
-  p.panel = H * G * p.W;
+  p.panel = K * G * p.W;
   p.data = out;
+  return p;
+}
+
+// Packs w_h (H × G·H) for the forward product h·w_h: K = H, G gate blocks.
+template <typename T>
+PackedWeights<T> pack_recurrent(const T* w_h, i64 H, i64 G, T* out) {
+  const PackedWeights<T> p = packed_layout(H, H, G, out);
   for (i64 blk = 0; blk < p.blocks; ++blk) {
     T* dst = out + blk * p.panel;
     const i64 u0 = blk * p.W, n = std::min<i64>(p.W, H - u0);
@@ -72,6 +81,19 @@ PackedWeights<T> pack_recurrent(const T* w_h, i64 H, i64 G, T* out) {
         std::memcpy(d, w_h + k * G * H + g * H + u0, sizeof(T) * n);
         if (n < p.W) std::memset(d + n, 0, sizeof(T) * (p.W - n));
       }
+  }
+  return p;
+}
+
+// Packs w_hᵀ (G·H × H) for the backward product da·w_hᵀ: K = G·H, one output block.
+template <typename T>
+PackedWeights<T> pack_recurrent_transposed(const T* w_h, i64 H, i64 G, T* out) {
+  const PackedWeights<T> p = packed_layout(G * H, H, 1, out);
+  for (i64 blk = 0; blk < p.blocks; ++blk) {
+    T* dst = out + blk * p.panel;
+    const i64 u0 = blk * p.W;
+    for (i64 k = 0; k < p.K; ++k)
+      for (i64 w = 0; w < p.W; ++w) dst[k * p.W + w] = u0 + w < H ? w_h[(u0 + w) * G * H + k] : T(0);
   }
   return p;
 }
@@ -117,16 +139,15 @@ void rows_kernel(const T* A, i64 lda, i64 rows, const T* panel, i64 K, T* tile) 
   }
 }
 
-// rec[b, g·H + u] = Σ_k h[b, k] · w_h[k, g·H + u] for every row b < B and the units u of
-// block `blk`. `tile` is scratch of B · G · W elements.
+// rec[b, g·H + u] = Σ_k A[b, k] · M[k, g·H + u] for every row b < B and the units u of
+// block `blk`, M being the packed operand and A (B × K) dense. `tile`: B · G · W scratch.
 template <typename T>
-void recurrent_block(const PackedWeights<T>& p, const T* h, i64 B, i64 blk, T* tile, T* rec) {
+void recurrent_block(const PackedWeights<T>& p, const T* A, i64 B, i64 blk, T* tile, T* rec) {
   const T* panel = p.data + blk * p.panel;
   const i64 S = p.G * p.U;
   switch (S) {
-    case 4: rows_kernel<T, 4, rows_per_kernel<T, 4>()>(h, p.H, B, panel, p.H, tile); break;
-    case 3: rows_kernel<T, 3, rows_per_kernel<T, 3>()>(h, p.H, B, panel, p.H, tile); break;
-    default: rows_kernel<T, 4, rows_per_kernel<T, 4>()>(h, p.H, B, panel, p.H, tile); break;
+    case 3: rows_kernel<T, 3, rows_per_kernel<T, 3>()>(A, p.K, B, panel, p.K, tile); break;
+    default: rows_kernel<T, 4, rows_per_kernel<T, 4>()>(A, p.K, B, panel, p.K, tile); break;
   }
   // Scatter the tile (B × G·W) into the gate layout of rec (B × G·H).
   const i64 u0 = blk * p.W, n = std::min<i64>(p.W, p.H - u0), GH = p.G * p.H;
@@ -165,7 +186,7 @@ namespace LSTMCORE_ISA_NS {
 template <typename T>
 i64 recurrence_workspace(i64 B, i64 H, i64 G) {
   const i64 W = vectors_per_gate(G) * Simd<T>::lanes;
-  return Workspace<T>::round_up(packed_size<T>(H, G)) + Workspace<T>::round_up(B * H) +
+  return Workspace<T>::round_up(packed_size<T>(H, H, G)) + Workspace<T>::round_up(B * H) +
          Workspace<T>::round_up(B * G * H) + std::max<i64>(1, get_num_threads()) * Workspace<T>::round_up(B * G * W);
 }
 
@@ -175,7 +196,7 @@ i64 recurrence_workspace(i64 B, i64 H, i64 G) {
 // reading h_prev and writing h_next (rows it skips must copy h_prev). One barrier per step.
 template <typename T, class Step>
 void run_recurrence(const T* w_h, i64 steps, i64 B, i64 H, i64 G, T* h_n, Workspace<T>& ws, Step&& step) {
-  T* packed_data = ws.take(packed_size<T>(H, G));
+  T* packed_data = ws.take(packed_size<T>(H, H, G));
   const PackedWeights<T> p = pack_recurrent(w_h, H, G, packed_data);
   T* h_other = ws.take(B * H);
   T* rec = ws.take(B * G * H);
@@ -212,6 +233,73 @@ void run_recurrence(const T* w_h, i64 steps, i64 B, i64 H, i64 G, T* h_n, Worksp
   body(0, 1);
 #endif
   if (final_h != h_n) std::memcpy(h_n, final_h, sizeof(T) * B * H);
+}
+
+}  // namespace LSTMCORE_ISA_NS
+}  // namespace cpu
+LSTMCORE_INLINE_NAMESPACE_END
+}  // namespace lstmcore
+
+namespace lstmcore {
+LSTMCORE_INLINE_NAMESPACE_BEGIN
+namespace cpu {
+namespace LSTMCORE_ISA_NS {
+
+template <typename T>
+i64 backward_recurrence_workspace(i64 B, i64 H, i64 G) {
+  const i64 W = vectors_per_gate(1) * Simd<T>::lanes;
+  return Workspace<T>::round_up(packed_size<T>(G * H, H, 1)) + 2 * Workspace<T>::round_up(B * G * H) +
+         Workspace<T>::round_up(B * H) + std::max<i64>(1, get_num_threads()) * Workspace<T>::round_up(B * W);
+}
+
+// The backward walk (iterations steps-1 down to 0) of a recurrence with carried gradient
+// dh (B × H, in place). Each iteration: grad(s, u0, u1, da) fills, for the units [u0, u1)
+// of every row, the gate gradients da[b, g·H + j] (zero for rows not active at s) and
+// sets dh[b, j] to the part of dL/dh_{t-1} that bypasses w_h (0 for LSTM and RNN, dh⊙z for
+// GRU) on active rows; then dh[b, u] += (da·w_hᵀ)[b, u] for active rows. One barrier per
+// iteration (da alternates between two buffers, so the next iteration may fill one while
+// slower threads still read the other).
+template <typename T, class Active, class Grad>
+void run_backward_recurrence(const T* w_h, i64 steps, i64 B, i64 H, i64 G, T* dh, Workspace<T>& ws,
+                             Active&& active, Grad&& grad) {
+  const PackedWeights<T> p = pack_recurrent_transposed(w_h, H, G, ws.take(packed_size<T>(G * H, H, 1)));
+  T* da_buf[2] = {ws.take(B * G * H), ws.take(B * G * H)};
+  T* prod = ws.take(B * H);
+  const int nt = recurrence_threads(B, H, G, p.blocks);
+  const i64 tile_size = Workspace<T>::round_up(B * p.W);
+  T* tiles = ws.take(nt * tile_size);
+  auto body = [&](int tid, int nth) {
+    i64 b0, b1, u0, u1;
+    thread_units(p.blocks, p.W, H, tid, nth, b0, b1, u0, u1);
+    T* tile = tiles + tid * tile_size;
+    for (i64 s = steps - 1; s >= 0; --s) {
+      T* da = da_buf[s & 1];
+      grad(s, u0, u1, da);
+#ifdef _OPENMP
+      if (nth > 1) {
+#pragma omp barrier
+      }
+#endif
+      for (i64 blk = b0; blk < b1; ++blk) recurrent_block(p, static_cast<const T*>(da), B, blk, tile, prod);
+      for (i64 b = 0; b < B; ++b) {
+        if (!active(s, b)) continue;
+        T* d = dh + b * H;
+        const T* q = prod + b * H;
+        LSTMCORE_SIMD
+        for (i64 j = u0; j < u1; ++j) d[j] += q[j];
+      }
+    }
+  };
+#ifdef _OPENMP
+  if (nt > 1) {
+#pragma omp parallel num_threads(nt)
+    body(omp_get_thread_num(), omp_get_num_threads());
+  } else {
+    body(0, 1);
+  }
+#else
+  body(0, 1);
+#endif
 }
 
 }  // namespace LSTMCORE_ISA_NS

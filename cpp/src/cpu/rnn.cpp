@@ -57,22 +57,23 @@ void rnn_backward(bool relu, const Dims& d, const SequenceOptions& o, const Back
   const Walk walk(d, o);
   T* states = a.cache;  // h_t, replaced by da_t as the walk goes back
 
-  Workspace<T> ws(Workspace<T>::round_up(N * H) + 2 * Workspace<T>::round_up(B * H));
+  Workspace<T> ws(Workspace<T>::round_up(N * H) + Workspace<T>::round_up(B * H) +
+                  backward_recurrence_workspace<T>(B, H, 1));
   T* zeros = ws.take(B * H);
   std::memset(zeros, 0, sizeof(T) * B * H);
   T* h_prev = ws.take(N * H);
-  T* da_step = ws.take(B * H);
   walk.zero_padding(h_prev, H);
 
   T* dh = a.dh0;
   copy_or_zero(dh, a.dh_n, B * H);
 
-  for (i64 s = d.steps - 1; s >= 0; --s) {
-    for_batch(B, B * H, [&](i64 b) {
-      T* ds = da_step + b * H;
+  auto active = [&](i64 s, i64 b) { return walk.active(s, b); };
+  run_backward_recurrence<T>(a.w_h, d.steps, B, H, 1, dh, ws, active, [&](i64 s, i64 u0, i64 u1, T* da) {
+    for (i64 b = 0; b < B; ++b) {
+      T* ds = da + b * H;
       if (!walk.active(s, b)) {
-        std::memset(ds, 0, sizeof(T) * H);
-        return;
+        std::memset(ds + u0, 0, sizeof(T) * (u1 - u0));
+        continue;
       }
       const i64 row = walk.row(walk.time(s, b), b);
       const i64 tp = walk.prev_time(s, b);
@@ -83,17 +84,16 @@ void rnn_backward(bool relu, const Dims& d, const SequenceOptions& o, const Back
       T* hp = h_prev + row * H;
       T* dhb = dh + b * H;
       LSTMCORE_SIMD
-      for (i64 j = 0; j < H; ++j) {
+      for (i64 j = u0; j < u1; ++j) {
         hp[j] = hpsrc[j];
         const T dht = dhb[j] + dyb[j];
         const T ht = st[j];
-        const T da = relu ? (ht > T(0) ? dht : T(0)) : dht * (T(1) - ht * ht);
-        st[j] = ds[j] = da;
+        const T g = relu ? (ht > T(0) ? dht : T(0)) : dht * (T(1) - ht * ht);
+        st[j] = ds[j] = g;
         dhb[j] = T(0);
       }
-    });
-    gemm<T>(false, true, B, H, H, da_step, H, a.w_h, H, true, dh, H);
-  }
+    }
+  });
   walk.zero_padding(states, H);
 
   gemm<T>(false, true, N, I, H, states, H, a.w_x, H, false, a.dx, I);
