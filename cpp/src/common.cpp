@@ -46,7 +46,11 @@ int default_threads() {
 #endif
 }
 std::atomic<int>& thread_setting() {
-  static std::atomic<int> n{default_threads()};
+  static std::atomic<int> n{[] {
+    const int d = default_threads();
+    cpu::set_gemm_threads(d);
+    return d;
+  }()};
   return n;
 }
 }  // namespace
@@ -54,6 +58,7 @@ std::atomic<int>& thread_setting() {
 void set_num_threads(int n) {
   if (n < 1) throw InvalidArgument("set_num_threads: expected n >= 1, got " + std::to_string(n));
   thread_setting().store(n);
+  cpu::set_gemm_threads(n);
 }
 
 int get_num_threads() noexcept { return thread_setting().load(); }
@@ -96,8 +101,8 @@ void check_dims(const CellSpec& spec, const Dims& d) {
   // Every buffer the kernels touch is at most (T·B) × (G·H + I + H) elements.
   const std::int64_t gh = checked_mul(gate_count(spec.cell), d.hidden, "hidden (H)");
   const std::int64_t rows = checked_mul(d.steps, d.batch, "steps x batch");
-  checked_mul(rows, gh + d.input + 2 * d.hidden, "steps x batch x features");
-  checked_mul(d.input + d.hidden, gh, "weights");
+  checked_mul(rows, gh + d.input + 2 * d.hidden, "steps (T) x batch (B) x features (G·H + I + 2H)");
+  checked_mul(d.input + d.hidden, gh, "weights: (input (I) + hidden (H)) x G·H");
 }
 
 }  // namespace detail

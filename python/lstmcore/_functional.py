@@ -69,14 +69,17 @@ def _as_array(obj, name):
 
 
 def _compute_dtype(named, dtype):
-    """The call's dtype: `dtype` if given, else that of the first float array (x first), else float64."""
+    """The call's dtype: `dtype` if given, else that of the first float array (x first), else float64.
+
+    Only arrays the caller passed as arrays count; lists and scalars take the call's dtype.
+    """
     if dtype is not None:
         dt = np.dtype(dtype)
         if dt not in _FLOATS:
             raise TypeError(f"dtype: expected float32 or float64, got {dt}")
         return dt, "dtype"
-    for name, arr in named:
-        if arr is not None and arr.dtype.kind == "f":
+    for name, arr, typed in named:
+        if typed and arr.dtype.kind == "f":
             if arr.dtype not in _FLOATS:
                 raise TypeError(f"{name}: dtype {arr.dtype} is not supported; expected float32 or float64 "
                                 f"(or pass dtype= to convert)")
@@ -91,14 +94,14 @@ def _prepare(named, dtype):
     explicitly (then it is converted once); integer and boolean arrays and lists
     are converted once; non-contiguous arrays are copied once.
     """
-    named = [(name, _as_array(obj, name)) for name, obj in named]
-    dt, source = _compute_dtype(named, dtype)
+    typed = [(name, _as_array(obj, name), obj is not None and hasattr(obj, "dtype")) for name, obj in named]
+    dt, source = _compute_dtype([t for t in typed if t[1] is not None], dtype)
     result = {}
-    for name, arr in named:
+    for name, arr, has_dtype in typed:
         if arr is not None:
             kind = arr.dtype.kind
             if arr.dtype != dt:
-                if kind == "f" and dtype is None:
+                if kind == "f" and has_dtype and dtype is None:
                     raise TypeError(f"{name}: dtype {arr.dtype} differs from the call's dtype {dt} (from "
                                     f"{source}); all float arrays of one call share the dtype "
                                     f"(convert them, or pass dtype=)")
@@ -199,12 +202,12 @@ def backward(cache, dy=None, dh_n=None, dc_n=None):
                         f"got {type(cache).__name__}")
     if cache.cell != "lstm" and dc_n is not None:
         raise ValueError(f"dc_n: the {cache.cell} cell has no cell state; pass None")
-    _, g = _prepare([("dy", dy), ("dh_n", dh_n), ("dc_n", dc_n)], None)
-    for name, arr in g.items():
-        if arr is not None and arr.dtype != cache.dtype:
-            if arr.dtype.kind == "f":
-                raise TypeError(f"{name}: dtype {arr.dtype} differs from the cache's dtype {cache.dtype}")
-            g[name] = arr.astype(cache.dtype)
+    named = [("dy", dy), ("dh_n", dh_n), ("dc_n", dc_n)]
+    for name, obj in named:
+        kind = getattr(getattr(obj, "dtype", None), "kind", None)
+        if kind == "f" and obj.dtype != cache.dtype:
+            raise TypeError(f"{name}: dtype {obj.dtype} differs from the cache's dtype {cache.dtype}")
+    _, g = _prepare(named, cache.dtype)  # lists and integer arrays take the cache's dtype
     cache._claim()
     result = _core.backward(cache.cell, cache.reset_after, cache.x, cache.w_x, cache.w_h, cache.h0,
                             cache.c0, cache.seq_lengths, cache.reverse, cache.batch_first, cache.buffer,

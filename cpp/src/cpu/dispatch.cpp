@@ -15,7 +15,10 @@ namespace cpu {
 namespace {
 
 #define LSTMCORE_TABLE(ns) \
-  KernelTable { #ns, &ns::forward<float>, &ns::forward<double>, &ns::backward<float>, &ns::backward<double> }
+  KernelTable {                                                                                        \
+    #ns, &ns::forward<float>, &ns::forward<double>, &ns::backward<float>, &ns::backward<double>,       \
+        &ns::activation<float>, &ns::activation<double>                                                 \
+  }
 
 const KernelTable generic_table = LSTMCORE_TABLE(generic);
 #ifdef LSTMCORE_HAVE_AVX2
@@ -78,6 +81,16 @@ std::atomic<const KernelTable*>& current() {
 }
 
 }  // namespace
+
+void set_gemm_threads(int n) {
+  generic::set_gemm_threads(n);
+#ifdef LSTMCORE_HAVE_AVX2
+  avx2::set_gemm_threads(n);
+#endif
+#ifdef LSTMCORE_HAVE_AVX512
+  avx512::set_gemm_threads(n);
+#endif
+}
 
 const KernelTable& kernels() { return *current().load(std::memory_order_acquire); }
 

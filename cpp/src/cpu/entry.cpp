@@ -9,7 +9,6 @@ namespace LSTMCORE_ISA_NS {
 
 template <typename T>
 void forward(const CellSpec& spec, const Dims& d, const SequenceOptions& o, const ForwardArgs<T>& a) {
-  Eigen::setNbThreads(get_num_threads());  // this variant's copy of Eigen keeps its own count
   switch (spec.cell) {
     case Cell::lstm: return lstm_forward<T>(d, o, a);
     case Cell::gru: return gru_forward<T>(spec.reset_after, d, o, a);
@@ -20,7 +19,6 @@ void forward(const CellSpec& spec, const Dims& d, const SequenceOptions& o, cons
 
 template <typename T>
 void backward(const CellSpec& spec, const Dims& d, const SequenceOptions& o, const BackwardArgs<T>& a) {
-  Eigen::setNbThreads(get_num_threads());
   switch (spec.cell) {
     case Cell::lstm: return lstm_backward<T>(d, o, a);
     case Cell::gru: return gru_backward<T>(spec.reset_after, d, o, a);
@@ -29,6 +27,20 @@ void backward(const CellSpec& spec, const Dims& d, const SequenceOptions& o, con
   }
 }
 
+void set_gemm_threads(int n) { Eigen::setNbThreads(n); }
+
+template <typename T>
+void activation(Activation f, const T* x, T* y, std::int64_t n) {
+  switch (f) {
+    case Activation::exp: LSTMCORE_SIMD for (std::int64_t i = 0; i < n; ++i) y[i] = fast_exp(x[i]); break;
+    case Activation::expm1: LSTMCORE_SIMD for (std::int64_t i = 0; i < n; ++i) y[i] = fast_expm1(x[i]); break;
+    case Activation::sigmoid: LSTMCORE_SIMD for (std::int64_t i = 0; i < n; ++i) y[i] = sigmoid(x[i]); break;
+    case Activation::tanh: LSTMCORE_SIMD for (std::int64_t i = 0; i < n; ++i) y[i] = fast_tanh(x[i]); break;
+  }
+}
+
+template void activation<float>(Activation, const float*, float*, std::int64_t);
+template void activation<double>(Activation, const double*, double*, std::int64_t);
 template void forward<float>(const CellSpec&, const Dims&, const SequenceOptions&, const ForwardArgs<float>&);
 template void forward<double>(const CellSpec&, const Dims&, const SequenceOptions&, const ForwardArgs<double>&);
 template void backward<float>(const CellSpec&, const Dims&, const SequenceOptions&, const BackwardArgs<float>&);

@@ -38,6 +38,10 @@ void gru_forward(bool reset_after, const Dims& d, const SequenceOptions& o, cons
   T* h = a.h_n;
   copy_or_zero(h, a.h0, B * H);
   walk.zero_padding(a.y, H);
+  if (training) {  // steps past a length: defined, never read
+    walk.zero_padding(states, H);
+    walk.zero_padding(aux, H);
+  }
 
   // The last part of every step: n, the new state, the outputs and the cache.
   auto finish = [&](i64 row, i64 b, T r, T z, T ahn, T pre_n, i64 j) {

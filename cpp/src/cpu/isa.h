@@ -19,6 +19,8 @@ namespace cpu {
 // (defined once, in common.cpp, outside the instruction-set namespaces).
 int threads_for(std::int64_t work);
 
+enum class Activation { exp, expm1, sigmoid, tanh };
+
 // The entry points of one variant.
 struct KernelTable {
   const char* name;
@@ -26,7 +28,13 @@ struct KernelTable {
   void (*forward_f64)(const CellSpec&, const Dims&, const SequenceOptions&, const ForwardArgs<double>&);
   void (*backward_f32)(const CellSpec&, const Dims&, const SequenceOptions&, const BackwardArgs<float>&);
   void (*backward_f64)(const CellSpec&, const Dims&, const SequenceOptions&, const BackwardArgs<double>&);
+  // The kernels' own exp / expm1 / sigmoid / tanh over n values, for tests.
+  void (*activation_f32)(Activation, const float*, float*, std::int64_t);
+  void (*activation_f64)(Activation, const double*, double*, std::int64_t);
 };
+
+// Sets the GEMM thread count of every compiled variant (called by set_num_threads).
+void set_gemm_threads(int n);
 
 // The variant in use (chosen once from CPUID, or LSTMCORE_ISA, or set_isa()).
 const KernelTable& kernels();

@@ -2,6 +2,9 @@
 // instruction-set variant. Arguments are already validated by cpp/src/recurrent.cpp.
 #pragma once
 
+#include <cstdint>
+
+#include "cpu/isa.h"
 #include "lstmcore/recurrent.h"
 
 #define LSTMCORE_DECLARE_KERNELS(ns)                                                                       \
@@ -23,6 +26,10 @@
   void forward(const CellSpec& s, const Dims& d, const SequenceOptions& o, const ForwardArgs<T>& a);       \
   template <typename T>                                                                                    \
   void backward(const CellSpec& s, const Dims& d, const SequenceOptions& o, const BackwardArgs<T>& a);     \
+  template <typename T>                                                                                    \
+  void activation(Activation f, const T* x, T* y, std::int64_t n);                                        \
+  /* Threads of this variant's large GEMMs (its own copy of Eigen keeps its own count). */                \
+  void set_gemm_threads(int n);                                                                            \
   }
 
 namespace lstmcore {

@@ -31,6 +31,7 @@ void lstm_forward(const Dims& d, const SequenceOptions& o, const ForwardArgs<T>&
   copy_or_zero(a.h_n, a.h0, B * H);
   copy_or_zero(c, a.c0, B * H);
   walk.zero_padding(a.y, H);
+  if (training) walk.zero_padding(cells, H);  // steps past a length: defined, never read
 
   run_recurrence<T>(a.w_h, d.steps, B, H, 4, a.h_n, ws,
                     [&](i64 s, i64 u0, i64 u1, const T* h_prev, T* h_next, const T* rec) {

@@ -6,7 +6,7 @@
 // polynomial (degree 7 for float, 13 for double: the first omitted term is below half
 // an ulp), then 2^n assembled in the exponent bits. expm1 uses the same reduction but
 // returns 2^n·p(r) + (2^n − 1), which is exact-ish for n = 0 where expm1 is small.
-// sigmoid = 1 / (1 + e^−x): no cancellation, errors of e^−x shrink.
+// sigmoid = 1 / (1 + e^−x), or e^x / (1 + e^x) for x < 0: no cancellation, no overflow.
 // tanh(x) = sign(x) · (−m / (2 + m)), m = expm1(−2|x|) ∈ (−1, 0]: no cancellation
 // anywhere, including tiny |x| where m ≈ −2|x|.
 #pragma once
@@ -27,7 +27,9 @@ template <>
 struct ExpConst<float> {
   using Int = std::int32_t;
   static constexpr int mantissa = 23, bias = 127, degree = 7;
-  static constexpr float hi = 88.0f, lo = -87.0f;  // e^hi and e^lo are finite, normal
+  static constexpr float hi = 88.72283935f;         // ln(largest float): above, e^x = inf
+  static constexpr float lo = -103.972084f;         // ln(smallest subnormal / 2): below, e^x = 0
+  static constexpr float big = 20.0f;               // above, e^x − 1 rounds to e^x
   static constexpr float shifter = 12582912.0f;    // 1.5·2^23: x + shifter rounds x to an integer
   static constexpr float log2e = 1.44269504088896341f;
   static constexpr float ln2_hi = 0.693359375f, ln2_lo = -2.12194440e-4f;
@@ -37,7 +39,7 @@ template <>
 struct ExpConst<double> {
   using Int = std::int64_t;
   static constexpr int mantissa = 52, bias = 1023, degree = 13;
-  static constexpr double hi = 709.0, lo = -708.0;
+  static constexpr double hi = 709.782712893384, lo = -745.1332191019412, big = 40.0;
   static constexpr double shifter = 6755399441055744.0;  // 1.5·2^52
   static constexpr double log2e = 1.4426950408889634074;
   static constexpr double ln2_hi = 6.93145751953125e-1, ln2_lo = 1.42860682030941723212e-6;
@@ -62,15 +64,18 @@ inline T expm1_poly(T r) {
   return p * r;
 }
 
-// Splits x (already clamped to [lo, hi]) into 2^n and r; returns r, sets scale = 2^n.
+// Splits x (already clamped to [lo, hi]) into 2^n · e^r; returns r and 2^n as the product
+// s1 · s2 of two normal powers of two (2^n alone may be out of range at either end).
 template <typename T>
-inline T reduce(T x, T& scale) {
+inline T reduce(T x, T& s1, T& s2) {
   using C = ExpConst<T>;
   using Int = typename C::Int;
   const T t = x * C::log2e + C::shifter;
   const T n = t - C::shifter;
-  const Int bits = (__builtin_bit_cast(Int, t) - __builtin_bit_cast(Int, C::shifter) + Int(C::bias)) << C::mantissa;
-  scale = __builtin_bit_cast(T, bits);
+  const Int ni = __builtin_bit_cast(Int, t) - __builtin_bit_cast(Int, C::shifter);
+  const Int n1 = ni >> 1, n2 = ni - n1;
+  s1 = __builtin_bit_cast(T, (n1 + Int(C::bias)) << C::mantissa);
+  s2 = __builtin_bit_cast(T, (n2 + Int(C::bias)) << C::mantissa);
   return (x - n * C::ln2_hi) - n * C::ln2_lo;
 }
 
@@ -83,9 +88,9 @@ inline T clamp_exp_arg(T x) {
 template <typename T>
 inline T fast_exp(T x) {
   using C = ExpConst<T>;
-  T scale;
-  const T r = reduce(clamp_exp_arg(x), scale);
-  T e = scale * (T(1) + expm1_poly(r));
+  T s1, s2;
+  const T r = reduce(clamp_exp_arg(x), s1, s2);
+  T e = (s1 * (T(1) + expm1_poly(r))) * s2;
   e = x > C::hi ? T(__builtin_inf()) : e;
   e = x < C::lo ? T(0) : e;
   return x != x ? x : e;
@@ -94,17 +99,21 @@ inline T fast_exp(T x) {
 template <typename T>
 inline T fast_expm1(T x) {
   using C = ExpConst<T>;
-  T scale;
-  const T r = reduce(clamp_exp_arg(x), scale);
+  T s1, s2;
+  const T r = reduce(clamp_exp_arg(x), s1, s2);
+  const T scale = s1 * s2;
   T e = scale * expm1_poly(r) + (scale - T(1));
-  e = x > C::hi ? T(__builtin_inf()) : e;
+  e = x > C::big ? fast_exp(x) : e;
   e = x < C::lo ? T(-1) : e;
   return x != x ? x : e;
 }
 
+// σ(x) = 1 / (1 + e^−x) for x >= 0 and e^x / (1 + e^x) below: e^−|x| never overflows, so
+// σ keeps its tiny (even subnormal) values far left instead of flushing them to 0.
 template <typename T>
 inline T sigmoid(T x) {
-  return T(1) / (T(1) + fast_exp(-x));
+  const T e = fast_exp(x < T(0) ? x : -x);
+  return (x < T(0) ? e : T(1)) / (T(1) + e);
 }
 
 template <typename T>

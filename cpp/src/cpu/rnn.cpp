@@ -42,7 +42,7 @@ void rnn_forward(bool relu, const Dims& d, const SequenceOptions& o, const Forwa
       LSTMCORE_SIMD
       for (i64 j = u0; j < u1; ++j) {
         const T v = pa[j] + ra[j];
-        const T hn = relu ? (v > T(0) ? v : T(0)) : fast_tanh(v);
+        const T hn = relu ? (v < T(0) ? T(0) : v) : fast_tanh(v);  // relu keeps NaN
         hb[j] = hn;
         yb[j] = hn;
         if (training) pa[j] = hn;
