@@ -1,0 +1,552 @@
+"""Layer objects: stacked and bidirectional LSTM, GRU and RNN with PyTorch's constructor.
+
+    layer = lstmcore.LSTM(input_size=16, hidden_size=32, num_layers=2, bidirectional=True)
+    y, (h_n, c_n) = layer(x)                                   # inference
+    y, state, cache = layer.forward(x, training=True)          # training
+    dx, (dh0, dc0) = layer.backward(cache, dy)                 # fills layer.grads
+
+The whole stack (layers, directions, dropout between layers) runs in the compiled core
+(``lstmcore::stack_forward`` / ``stack_backward``, cpp/include/lstmcore/stack.h); this
+module holds the parameters, the defaults and the cache object.
+
+Parameters live in ``layer.params``, a dict of NumPy arrays in the fused layout of
+:func:`lstmcore.forward`, one set per layer ``k`` and direction::
+
+    "l{k}.w_x"   (I_k, G·H)    I_0 = input_size, I_k = D·H for k > 0 (D = 2 if bidirectional)
+    "l{k}.w_h"   (H, G·H)
+    "l{k}.b"     (G·H,)        only when bias=True
+    "l{k}.b_h"   (G·H,)        only when bias=True
+    "l{k}_reverse.w_x", "l{k}_reverse.w_h", ...   the reverse direction (bidirectional)
+
+G is 4 (LSTM gates i, f, g, o), 3 (GRU r, z, n) or 1 (RNN). ``w_x`` is PyTorch's
+``weight_ih_l{k}`` transposed, ``w_h`` its ``weight_hh_l{k}`` transposed, ``b`` / ``b_h``
+its ``bias_ih_l{k}`` / ``bias_hh_l{k}``. ``layer.grads`` has the same names after
+``backward``. States are (num_layers·D, B, H), row ``k·D + d`` for layer k, direction d,
+as PyTorch's h_n.
+"""
+from __future__ import annotations
+
+import json
+import os
+import threading
+
+import numpy as np
+
+from . import _core
+
+__all__ = ["LSTM", "GRU", "RNN", "StackCache", "load"]
+
+_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
+_GATES = {"lstm": 4, "gru": 3, "rnn_tanh": 1, "rnn_relu": 1}
+_FORMAT = "lstmcore.layer"
+_FORMAT_VERSION = 1
+
+
+def _param_names(num_layers, directions, bias):
+    names = []
+    for k in range(num_layers):
+        for d in range(directions):
+            prefix = f"l{k}" + ("_reverse" if d else "")
+            names += [f"{prefix}.w_x", f"{prefix}.w_h"]
+            if bias:
+                names += [f"{prefix}.b", f"{prefix}.b_h"]
+    return names
+
+
+class StackCache:
+    """What ``layer.forward(..., training=True)`` keeps for ``layer.backward``.
+
+    One NumPy buffer (``buffer``) with every layer's gate activations and states, the
+    inputs of the inner layers and the dropout masks (the layout of
+    ``lstmcore::stack_cache_size`` in stack.h), plus references to the inputs backward
+    needs (x, the weights, the initial states; not copies: do not modify them in
+    between). Used by exactly one ``backward``, which overwrites the buffer.
+    """
+
+    __slots__ = ("cell", "reset_after", "num_layers", "directions", "dropout", "dropout_seed", "dtype",
+                 "x", "weights", "h0", "c0", "seq_lengths", "batch_first", "buffer", "_lock", "_consumed")
+
+    def __init__(self, **fields):
+        for name, value in fields.items():
+            object.__setattr__(self, name, value)
+        object.__setattr__(self, "_lock", threading.Lock())
+        object.__setattr__(self, "_consumed", False)
+
+    def __setattr__(self, name, value):
+        raise AttributeError("lstmcore.StackCache is read-only")
+
+    @property
+    def consumed(self) -> bool:
+        """True once backward has used this cache."""
+        return self._consumed
+
+    @property
+    def nbytes(self) -> int:
+        return self.buffer.nbytes
+
+    def dropout_mask(self, layer):
+        """The dropout mask applied to the output of ``layer`` (0 <= layer < num_layers-1), a
+        read-only view shaped like that output, (T, B, D·H) or (B, T, D·H) with batch_first:
+        each entry is 0 (dropped) or 1/(1-p) (kept). None when the cache has no masks (p = 0
+        or a single layer)."""
+        if not (self.dropout > 0 and self.num_layers > 1):
+            return None
+        if not 0 <= layer < self.num_layers - 1:
+            raise IndexError(f"layer: expected 0..{self.num_layers - 2}, got {layer}")
+        x = self.x
+        T, B = (x.shape[1], x.shape[0]) if self.batch_first else (x.shape[0], x.shape[1])
+        H = self.weights[0][1].shape[0]
+        off = _core.stack_dropout_mask_offset(self.cell, self.reset_after, self.num_layers, self.directions,
+                                              self.dropout, T, B, x.shape[2], H, layer)
+        n = T * B * self.directions * H
+        view = self.buffer[off:off + n].reshape(x.shape[:2] + (self.directions * H,))
+        view = view.view()
+        view.flags.writeable = False
+        return view
+
+    def _claim(self):
+        with self._lock:
+            if self._consumed:
+                raise ValueError("cache: this cache was already used by backward; run forward(training=True) again")
+            object.__setattr__(self, "_consumed", True)
+
+    def __repr__(self):
+        state = "consumed" if self._consumed else "ready"
+        return (f"<lstmcore.StackCache cell={self.cell!r} layers={self.num_layers} directions={self.directions} "
+                f"dtype={self.dtype} x.shape={self.x.shape} {state}>")
+
+
+class _Recurrent:
+    """Shared implementation of LSTM, GRU and RNN; see the module docstring."""
+
+    _family = "lstm"  # "lstm", "gru" or "rnn"
+
+    def _setup(self, input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional, dtype, seed,
+               cell, reset_after=True, nonlinearity=None):
+        for name, v in (("input_size", input_size), ("hidden_size", hidden_size), ("num_layers", num_layers)):
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
+                raise ValueError(f"{name}: expected an integer >= 1, got {v!r}")
+        if isinstance(dropout, bool) or not isinstance(dropout, (int, float, np.floating, np.integer)) \
+                or not 0.0 <= float(dropout) <= 1.0:
+            raise ValueError(f"dropout: expected a probability in [0, 1], got {dropout!r}")
+        dt = np.dtype(dtype)
+        if dt not in _FLOATS:
+            raise TypeError(f"dtype: expected float32 or float64, got {dt}")
+        self.input_size = int(input_size)
+        self.hidden_size = int(hidden_size)
+        self.num_layers = int(num_layers)
+        self.bias = bool(bias)
+        self.batch_first = bool(batch_first)
+        self.dropout = float(dropout)
+        self.bidirectional = bool(bidirectional)
+        self.reset_after = bool(reset_after)
+        self.nonlinearity = nonlinearity
+        self.cell = cell
+        self.dtype = dt
+        self.seed = seed
+        seeds = np.random.SeedSequence(seed).spawn(2)
+        self._dropout_rng = np.random.default_rng(seeds[1])
+        self.params = {}
+        self.grads = {}
+        self.reset_parameters(np.random.default_rng(seeds[0]))
+
+    # -- description ---------------------------------------------------------------------
+    @property
+    def num_directions(self):
+        return 2 if self.bidirectional else 1
+
+    @property
+    def gates(self):
+        return _GATES[self.cell]
+
+    def param_names(self):
+        """The names of ``params`` in the order of the core: layer by layer, forward then reverse."""
+        return _param_names(self.num_layers, self.num_directions, self.bias)
+
+    def param_shape(self, name):
+        """The shape ``params[name]`` must have."""
+        prefix, kind = name.split(".")
+        k = int(prefix[1:].split("_")[0])
+        GH = self.gates * self.hidden_size
+        return {"w_x": (self.input_size if k == 0 else self.num_directions * self.hidden_size, GH),
+                "w_h": (self.hidden_size, GH), "b": (GH,), "b_h": (GH,)}[kind]
+
+    def config(self):
+        """The constructor's arguments (what ``save`` stores beside the weights)."""
+        cfg = dict(format=_FORMAT, version=_FORMAT_VERSION, cell=self.cell, input_size=self.input_size,
+                   hidden_size=self.hidden_size, num_layers=self.num_layers, bias=self.bias,
+                   batch_first=self.batch_first, dropout=self.dropout, bidirectional=self.bidirectional,
+                   dtype=self.dtype.name)
+        if self._family == "gru":
+            cfg["reset_after"] = self.reset_after
+        if self._family == "rnn":
+            cfg["nonlinearity"] = self.nonlinearity
+        return cfg
+
+    def __repr__(self):
+        extra = ""
+        if self._family == "gru" and not self.reset_after:
+            extra = ", reset_after=False"
+        if self._family == "rnn" and self.nonlinearity != "tanh":
+            extra = f", nonlinearity={self.nonlinearity!r}"
+        opts = "".join(f", {k}={getattr(self, k)!r}" for k, default in
+                       (("num_layers", 1), ("bias", True), ("batch_first", False), ("dropout", 0.0),
+                        ("bidirectional", False)) if getattr(self, k) != default)
+        return (f"lstmcore.{type(self).__name__}({self.input_size}, {self.hidden_size}{opts}{extra}, "
+                f"dtype={self.dtype.name})")
+
+    # -- parameters ------------------------------------------------------------------------
+    def reset_parameters(self, rng=None):
+        """PyTorch's initialisation: every weight and bias uniform in ±1/√hidden_size."""
+        rng = np.random.default_rng(rng) if not isinstance(rng, np.random.Generator) else rng
+        bound = 1.0 / np.sqrt(self.hidden_size)
+        self.params = {name: rng.uniform(-bound, bound, self.param_shape(name)).astype(self.dtype)
+                       for name in self.param_names()}
+        self.grads = {}
+
+    def _weights(self):
+        """The core's list of (w_x, w_h, b, b_h), checked by name."""
+        names = set(self.param_names())
+        extra = set(self.params) - names
+        if extra:
+            raise KeyError(f"params: unknown names {sorted(extra)}; expected {self.param_names()}")
+        out = []
+        for k in range(self.num_layers):
+            for d in range(self.num_directions):
+                prefix = f"l{k}" + ("_reverse" if d else "")
+                entry = []
+                for kind in ("w_x", "w_h", "b", "b_h"):
+                    name = f"{prefix}.{kind}"
+                    if kind in ("b", "b_h") and not self.bias:
+                        entry.append(None)
+                        continue
+                    if name not in self.params:
+                        raise KeyError(f"params: missing {name!r}")
+                    arr = self.params[name]
+                    if not isinstance(arr, np.ndarray):
+                        raise TypeError(f"params[{name!r}]: expected a numpy.ndarray, got {type(arr).__name__}")
+                    if arr.dtype != self.dtype:
+                        raise TypeError(f"params[{name!r}]: expected dtype {self.dtype}, got {arr.dtype}")
+                    if arr.shape != self.param_shape(name):
+                        raise ValueError(f"params[{name!r}]: expected shape {self.param_shape(name)}, "
+                                         f"got {arr.shape}")
+                    entry.append(np.ascontiguousarray(arr))
+                out.append(tuple(entry))
+        return out
+
+    # -- inputs ----------------------------------------------------------------------------
+    def _array(self, v, name):
+        if v is None:
+            return None
+        if not isinstance(v, np.ndarray):  # lists, scalars: read in the layer's dtype
+            try:
+                v = np.asarray(v, dtype=self.dtype)
+            except (TypeError, ValueError) as exc:
+                raise TypeError(f"{name}: expected an array, got {type(v).__name__}") from exc
+        a = v
+        if a.dtype != self.dtype:
+            if a.dtype.kind == "f":
+                raise TypeError(f"{name}: dtype {a.dtype} differs from the layer's dtype {self.dtype} "
+                                f"(convert it with .astype, or build the layer with dtype={a.dtype.name})")
+            if a.dtype.kind not in "biu":
+                raise TypeError(f"{name}: expected a real numeric array, got dtype {a.dtype}")
+            a = a.astype(self.dtype)
+        return np.ascontiguousarray(a)
+
+    def _state(self, state, name="state"):
+        """(h0, c0) arrays (or None) from a user state."""
+        if state is None:
+            return None, None
+        if self.cell == "lstm":
+            if not isinstance(state, (tuple, list)) or len(state) != 2:
+                raise TypeError(f"{name}: expected a tuple (h, c) for an LSTM, got {type(state).__name__}")
+            return self._array(state[0], f"{name}[0] (h)"), self._array(state[1], f"{name}[1] (c)")
+        if isinstance(state, (tuple, list)):
+            raise TypeError(f"{name}: expected one array h for a {type(self).__name__}, got a "
+                            f"{type(state).__name__}")
+        return self._array(state, name), None
+
+    @staticmethod
+    def _lengths(seq_lengths):
+        if seq_lengths is None:
+            return None
+        arr = np.asarray(seq_lengths)
+        if arr.dtype.kind == "f":
+            if not np.all(np.isfinite(arr)) or not np.all(arr == np.round(arr)):
+                raise TypeError("seq_lengths: expected integers, got non-integral floats")
+        elif arr.dtype.kind not in "iu":
+            raise TypeError(f"seq_lengths: expected integers, got dtype {arr.dtype}")
+        return np.ascontiguousarray(arr, dtype=np.int64)
+
+    def _x(self, x):
+        x = self._array(x, "x")
+        if x.ndim != 3:
+            raise ValueError(f"x: expected 3 dimensions {'(B, T, I)' if self.batch_first else '(T, B, I)'}, "
+                             f"got shape {x.shape}")
+        if x.shape[2] != self.input_size:
+            raise ValueError(f"x: expected {self.input_size} input features (input_size), got shape {x.shape}")
+        return x
+
+    def _spec(self):
+        return (self.cell, self.reset_after, self.num_layers, self.num_directions, self.dropout)
+
+    def _pack_state(self, h, c):
+        return (h, c) if self.cell == "lstm" else h
+
+    # -- running ---------------------------------------------------------------------------
+    def __call__(self, x, state=None, seq_lengths=None):
+        """Inference: ``y, state = layer(x, state=None, seq_lengths=None)``.
+
+        x (T, B, I), or (B, T, I) with batch_first. state: (h0, c0) for LSTM, h0 otherwise,
+        each (num_layers·D, B, H); None means zeros. seq_lengths: (B,) lengths in 1..T (the
+        model of PyTorch's packed sequences: y is 0 past each length, the final state is the
+        one at each sequence's last step, the reverse direction starts there).
+        Returns y (T, B, D·H) (or (B, T, D·H)) and the final state shaped like ``state``.
+        """
+        y, state, _ = self.forward(x, state, seq_lengths, training=False)
+        return y, state
+
+    def forward(self, x, state=None, seq_lengths=None, training=False, *, dropout_seed=None):
+        """Runs the stack; returns ``(y, state, cache)``.
+
+        With ``training=True`` dropout applies between layers (p = ``self.dropout``, inverted
+        scaling 1/(1-p), never after the last layer) and ``cache`` is a StackCache for
+        :meth:`backward`; otherwise cache is None. The masks are drawn from the layer's
+        generator (seeded by ``seed``), or from ``dropout_seed`` (an integer) when given.
+        """
+        x = self._x(x)
+        h0, c0 = self._state(state)
+        lengths = self._lengths(seq_lengths)
+        weights = self._weights()
+        training = bool(training)
+        if dropout_seed is None:
+            dropout_seed = int(self._dropout_rng.integers(0, 2**63)) if (training and self.dropout > 0) else 0
+        dropout_seed = int(dropout_seed) & (2**64 - 1)
+        y, h_n, c_n, buffer = _core.stack_forward(*self._spec(), dropout_seed, x, weights, h0, c0, lengths,
+                                                  self.batch_first, training)
+        cache = None
+        if training:
+            cache = StackCache(cell=self.cell, reset_after=self.reset_after, num_layers=self.num_layers,
+                               directions=self.num_directions, dropout=self.dropout, dropout_seed=dropout_seed,
+                               dtype=self.dtype, x=x, weights=weights, h0=h0, c0=c0, seq_lengths=lengths,
+                               batch_first=self.batch_first, buffer=buffer)
+        return y, self._pack_state(h_n, c_n), cache
+
+    def backward(self, cache, dy=None, dstate=None):
+        """Backpropagation through the stack for the forward call that made ``cache``.
+
+        dy: y's shape, or None (zero). dstate: the gradient of the final state, shaped like
+        the state ((dh_n, dc_n) for LSTM, either may be None), or None.
+        Returns ``(dx, dstate0)``, dstate0 the gradient of the initial state ((dh0, dc0) for
+        LSTM). The weight gradients go to ``self.grads`` (same names as ``params``). The
+        cache is consumed.
+        """
+        if not isinstance(cache, StackCache):
+            raise TypeError(f"cache: expected the lstmcore.StackCache from layer.forward(..., training=True), "
+                            f"got {type(cache).__name__}")
+        if (cache.cell, cache.num_layers, cache.directions) != (self.cell, self.num_layers, self.num_directions):
+            raise ValueError("cache: it was made by a layer of another configuration")
+        dy = self._array(dy, "dy")
+        dh_n, dc_n = self._state(dstate, "dstate")
+        cache._claim()
+        dx, dh0, dc0, grads = _core.stack_backward(
+            cache.cell, cache.reset_after, cache.num_layers, cache.directions, cache.dropout, cache.dropout_seed,
+            cache.x, cache.weights, cache.h0, cache.c0, cache.seq_lengths, cache.batch_first, cache.buffer,
+            dy, dh_n, dc_n)
+        self.grads = {}
+        j = 0
+        for k in range(self.num_layers):
+            for d in range(self.num_directions):
+                prefix = f"l{k}" + ("_reverse" if d else "")
+                for kind, g in zip(("w_x", "w_h", "b", "b_h"), grads[j]):
+                    if g is not None:
+                        self.grads[f"{prefix}.{kind}"] = g
+                j += 1
+        return dx, self._pack_state(dh0, dc0)
+
+    def step(self, x_t, state=None):
+        """Advances one time step for online inference: ``y_t, state = layer.step(x_t, state)``.
+
+        x_t (B, I); state as in ``__call__`` (None: zeros). Returns y_t (B, H), the last
+        layer's output, and the new state. Calling step over a sequence gives the result of
+        the whole-sequence call step by step. Not defined for bidirectional layers (the
+        reverse direction needs the whole sequence).
+        """
+        if self.bidirectional:
+            raise ValueError("step: a bidirectional layer cannot run step by step (its reverse direction "
+                             "starts at the end of the sequence); call the layer on the whole sequence")
+        x_t = self._array(x_t, "x_t")
+        if x_t.ndim != 2 or x_t.shape[1] != self.input_size:
+            raise ValueError(f"x_t: expected shape (B, {self.input_size}), got {x_t.shape}")
+        h0, c0 = self._state(state)
+        y, h_n, c_n, _ = _core.stack_forward(*self._spec(), 0, x_t[None], self._weights(), h0, c0, None,
+                                             False, False)
+        return y[0], self._pack_state(h_n, c_n)
+
+    def zero_grad(self):
+        self.grads = {}
+
+    # -- files -----------------------------------------------------------------------------
+    def save(self, path):
+        """Writes the configuration and the weights to an ``.npz`` file (NumPy adds the
+        suffix when ``path`` has none). Read it back with :func:`lstmcore.load`."""
+        self._weights()  # refuse to save a broken parameter set
+        arrays = {name: np.asarray(self.params[name]) for name in self.param_names()}
+        np.savez(path, __config__=np.array(json.dumps(self.config())), **arrays)
+
+    # -- converters (python/lstmcore/convert.py) -------------------------------------------
+    @classmethod
+    def from_torch(cls, module, **kwargs):
+        """A layer with the weights and configuration of a torch.nn.LSTM / GRU / RNN."""
+        from .convert import from_torch
+        return _expect(cls, from_torch(module, **kwargs))
+
+    def to_torch(self):
+        """An equivalent torch.nn.LSTM / GRU / RNN (of this layer's dtype)."""
+        from .convert import to_torch
+        return to_torch(self)
+
+    @classmethod
+    def from_state_dict(cls, state_dict, **kwargs):
+        """A layer from a PyTorch state_dict (sizes, layers, directions and bias read from it)."""
+        from .convert import from_state_dict
+        return from_state_dict(state_dict, cell=cls._family, **kwargs)
+
+    def state_dict(self):
+        """PyTorch's state_dict of this layer as NumPy arrays (weight_ih_l0, ...)."""
+        from .convert import to_state_dict
+        return to_state_dict(self)
+
+    @classmethod
+    def from_keras(cls, weights, **kwargs):
+        """A layer from Keras ``get_weights()`` lists; see :func:`lstmcore.convert.from_keras`."""
+        from .convert import from_keras
+        return from_keras(weights, cell=cls._family, **kwargs)
+
+    def to_keras(self):
+        """Keras ``set_weights()`` lists; see :func:`lstmcore.convert.to_keras`."""
+        from .convert import to_keras
+        return to_keras(self)
+
+    @classmethod
+    def from_onnx(cls, model_or_path, **kwargs):
+        """A layer from the LSTM/GRU/RNN node(s) of an ONNX model; see :func:`lstmcore.convert.from_onnx`."""
+        from .convert import from_onnx
+        return _expect(cls, from_onnx(model_or_path, **kwargs))
+
+    def to_onnx(self, path=None, **kwargs):
+        """An ONNX model of this layer; see :func:`lstmcore.convert.to_onnx`."""
+        from .convert import to_onnx
+        return to_onnx(self, path, **kwargs)
+
+
+def _expect(cls, result):
+    layer = result[0] if isinstance(result, tuple) else result
+    if cls is not _Recurrent and not isinstance(layer, cls):
+        raise TypeError(f"expected a model of a {cls.__name__}, got one of a {type(layer).__name__}")
+    return result
+
+
+class LSTM(_Recurrent):
+    """A stack of LSTM layers, the model of torch.nn.LSTM (gate order i, f, g, o).
+
+    LSTM(input_size, hidden_size, num_layers=1, bias=True, batch_first=False, dropout=0.0,
+         bidirectional=False, *, dtype=np.float32, seed=None)
+
+    ``seed`` seeds the initialisation (PyTorch's: uniform ±1/√hidden_size) and the stream
+    of dropout masks. See the module docstring for the parameter names and shapes.
+    """
+
+    _family = "lstm"
+
+    def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False, dropout=0.0,
+                 bidirectional=False, *, dtype=np.float32, seed=None):
+        self._setup(input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional, dtype, seed,
+                    cell="lstm")
+
+
+class GRU(_Recurrent):
+    """A stack of GRU layers, the model of torch.nn.GRU (gate order r, z, n).
+
+    GRU(input_size, hidden_size, num_layers=1, bias=True, batch_first=False, dropout=0.0,
+        bidirectional=False, *, reset_after=True, dtype=np.float32, seed=None)
+
+    reset_after=True is PyTorch's cell; False applies the reset gate before the recurrent
+    product (Cho et al. 2014, Keras reset_after=False, ONNX linear_before_reset=0).
+    """
+
+    _family = "gru"
+
+    def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False, dropout=0.0,
+                 bidirectional=False, *, reset_after=True, dtype=np.float32, seed=None):
+        self._setup(input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional, dtype, seed,
+                    cell="gru", reset_after=reset_after)
+
+
+class RNN(_Recurrent):
+    """A stack of Elman RNN layers, the model of torch.nn.RNN: h_t = act(x_t·w_x + b + h_{t-1}·w_h + b_h).
+
+    RNN(input_size, hidden_size, num_layers=1, nonlinearity="tanh", bias=True, batch_first=False,
+        dropout=0.0, bidirectional=False, *, dtype=np.float32, seed=None)
+    """
+
+    _family = "rnn"
+
+    def __init__(self, input_size, hidden_size, num_layers=1, nonlinearity="tanh", bias=True, batch_first=False,
+                 dropout=0.0, bidirectional=False, *, dtype=np.float32, seed=None):
+        if nonlinearity not in ("tanh", "relu"):
+            raise ValueError(f"nonlinearity: expected 'tanh' or 'relu', got {nonlinearity!r}")
+        self._setup(input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional, dtype, seed,
+                    cell="rnn_" + nonlinearity, nonlinearity=nonlinearity)
+
+
+_CLASSES = {"lstm": LSTM, "gru": GRU, "rnn": RNN}
+
+
+def _make(family, input_size, hidden_size, num_layers=1, bias=True, batch_first=False, dropout=0.0,
+          bidirectional=False, dtype=np.float32, reset_after=True, nonlinearity="tanh", seed=None):
+    """A layer of a family ("lstm", "gru", "rnn"), its weights left for the caller to set."""
+    if family not in _CLASSES:
+        raise ValueError(f"cell: expected 'lstm', 'gru' or 'rnn', got {family!r}")
+    kw = dict(num_layers=num_layers, bias=bias, batch_first=batch_first, dropout=dropout,
+              bidirectional=bidirectional, dtype=dtype, seed=seed)
+    if family == "gru":
+        kw["reset_after"] = reset_after
+    if family == "rnn":
+        kw["nonlinearity"] = nonlinearity
+    return _CLASSES[family](input_size, hidden_size, **kw)
+
+
+def load(path):
+    """Reads a layer written by ``layer.save(path)``; checks the names and shapes of the weights."""
+    if isinstance(path, (str, os.PathLike)) and not os.path.exists(path) and os.path.exists(str(path) + ".npz"):
+        path = str(path) + ".npz"
+    with np.load(path, allow_pickle=False) as f:
+        if "__config__" not in f.files:
+            raise ValueError(f"{path}: not an lstmcore layer file (no __config__ entry)")
+        cfg = json.loads(str(f["__config__"][()]))
+        arrays = {name: f[name] for name in f.files if name != "__config__"}
+    if cfg.get("format") != _FORMAT:
+        raise ValueError(f"{path}: not an lstmcore layer file (format {cfg.get('format')!r})")
+    if cfg.get("version", 0) > _FORMAT_VERSION:
+        raise ValueError(f"{path}: written by a newer lstmcore (format version {cfg['version']})")
+    family = {"lstm": "lstm", "gru": "gru", "rnn_tanh": "rnn", "rnn_relu": "rnn"}.get(cfg.get("cell"))
+    if family is None:
+        raise ValueError(f"{path}: unknown cell {cfg.get('cell')!r}")
+    layer = _make(family, cfg["input_size"], cfg["hidden_size"], cfg["num_layers"], cfg["bias"],
+                  cfg["batch_first"], cfg["dropout"], cfg["bidirectional"], np.dtype(cfg["dtype"]),
+                  cfg.get("reset_after", True), cfg.get("nonlinearity", "tanh"))
+    want = layer.param_names()
+    if sorted(arrays) != sorted(want):
+        missing = sorted(set(want) - set(arrays))
+        extra = sorted(set(arrays) - set(want))
+        raise ValueError(f"{path}: the weights do not match the configuration (missing {missing}, "
+                         f"unexpected {extra})")
+    for name in want:
+        a = arrays[name]
+        if a.shape != layer.param_shape(name):
+            raise ValueError(f"{path}: {name}: expected shape {layer.param_shape(name)}, got {a.shape}")
+        if a.dtype != layer.dtype:
+            raise ValueError(f"{path}: {name}: expected dtype {layer.dtype}, got {a.dtype}")
+        layer.params[name] = np.ascontiguousarray(a)
+    return layer
