@@ -102,17 +102,57 @@ void column_sums(const T* data, i64 rows, i64 width, i64 ld, T* out, bool accumu
 }
 
 // A 64-byte aligned scratch buffer carved into regions; allocated once per call.
+// Each calling thread keeps its last scratch block (up to kKeptWorkspaceBytes) for the
+// next call: fresh pages cost a page fault and the kernel zeroing them, which for a large
+// inference call (the T·B·G·H gate buffer) is a tenth of the run time.
+constexpr std::size_t kKeptWorkspaceBytes = std::size_t(256) << 20;
+
+struct KeptWorkspace {
+  void* data = nullptr;
+  std::size_t bytes = 0;
+  bool lent = false;
+  ~KeptWorkspace() { ::operator delete(data, std::align_val_t(64)); }
+};
+
+inline KeptWorkspace& kept_workspace() {
+  thread_local KeptWorkspace kept;
+  return kept;
+}
+
 template <typename T>
 class Workspace {
  public:
   explicit Workspace(i64 elements) {
-    std::size_t bytes = (static_cast<std::size_t>(elements) * sizeof(T) + 63) / 64 * 64;
-    if (bytes == 0) bytes = 64;
-    data_.reset(static_cast<T*>(::operator new(bytes, std::align_val_t(64))));
+    std::size_t need = (static_cast<std::size_t>(elements) * sizeof(T) + 63) / 64 * 64;
+    if (need == 0) need = 64;
+    KeptWorkspace& kept = kept_workspace();
+    if (!kept.lent && need <= kKeptWorkspaceBytes) {  // borrow the thread's block
+      if (kept.bytes < need) {
+        ::operator delete(kept.data, std::align_val_t(64));
+        kept.data = nullptr;
+        kept.bytes = 0;
+        kept.data = ::operator new(need, std::align_val_t(64));
+        kept.bytes = need;
+      }
+      kept.lent = true;
+      data_ = static_cast<T*>(kept.data);
+      borrowed_ = true;
+    } else {  // nested use or too large: a block of its own
+      data_ = static_cast<T*>(::operator new(need, std::align_val_t(64)));
+    }
   }
+  ~Workspace() {
+    if (borrowed_)
+      kept_workspace().lent = false;
+    else
+      ::operator delete(data_, std::align_val_t(64));
+  }
+  Workspace(const Workspace&) = delete;
+  Workspace& operator=(const Workspace&) = delete;
+
   // The next `count` elements, each region starting on a 64-byte boundary.
   T* take(i64 count) {
-    T* p = data_.get() + used_;
+    T* p = data_ + used_;
     used_ += round_up(count);
     return p;
   }
@@ -122,10 +162,8 @@ class Workspace {
   }
 
  private:
-  struct Free {
-    void operator()(T* p) const { ::operator delete(p, std::align_val_t(64)); }
-  };
-  std::unique_ptr<T, Free> data_;
+  T* data_ = nullptr;
+  bool borrowed_ = false;
   i64 used_ = 0;
 };
 

@@ -9,7 +9,9 @@
 #pragma once
 
 #include <algorithm>
+#include <cstdint>
 #include <cstring>
+#include <type_traits>
 
 #include "cpu/kernel_common.h"
 
@@ -30,7 +32,19 @@ constexpr int kVectorBytes = 16, kRegisters = 16;
 template <typename T>
 struct Simd {
   typedef T vec __attribute__((vector_size(kVectorBytes)));
+  // The same vector at element alignment: loads and stores through it need no alignment.
+  typedef T uvec __attribute__((vector_size(kVectorBytes), aligned(sizeof(T)), may_alias));
   static constexpr int lanes = kVectorBytes / static_cast<int>(sizeof(T));
+  static inline vec load(const T* p) { return *reinterpret_cast<const uvec*>(p); }
+  static inline void store(T* p, vec v) { *reinterpret_cast<uvec*>(p) = v; }
+  // A shuffle with an all-zero mask is a single broadcast instruction (`vec{} + x` would
+  // cost an add first: 0 + x is not x for x = −0; filling lanes one by one, inserts).
+  typedef std::conditional_t<sizeof(T) == 4, std::int32_t, std::int64_t> Int;
+  typedef Int ivec __attribute__((vector_size(kVectorBytes)));
+  static inline vec broadcast(T x) {
+    const vec v = {x};
+    return __builtin_shuffle(v, ivec{});
+  }
 };
 
 template <typename T>
@@ -98,44 +112,90 @@ PackedWeights<T> pack_recurrent_transposed(const T* w_h, i64 H, i64 G, T* out) {
   return p;
 }
 
-// out (MR × S·lanes, compact) = A rows (MR × K, leading dimension lda) · panel (K × S·lanes).
-template <typename T, int S, int MR>
-inline void micro_kernel(const T* A, i64 lda, const T* panel, i64 K, T* out) {
-  using V = typename Simd<T>::vec;
-  constexpr int L = Simd<T>::lanes;
-  V acc[MR][S];
+// out (MR × SW vectors) = A rows (MR × K, leading dimension lda) · panel columns (K × SW
+// vectors; `stride` elements from one k to the next, which is also the row stride of out).
+// The MR·SW accumulators live in registers (the loops over r and s are unrolled). With
+// `resume`, the sums continue from the values in `out` (a later slice of K).
+template <typename T, int SW, int MR>
+inline void micro_kernel(const T* A, i64 lda, const T* panel, i64 stride, i64 K, T* out, bool resume) {
+  using SV = Simd<T>;
+  using V = typename SV::vec;
+  constexpr int L = SV::lanes;
+  V acc[MR][SW];
+#pragma GCC unroll 32
   for (int r = 0; r < MR; ++r)
-    for (int s = 0; s < S; ++s) acc[r][s] = V{};
+#pragma GCC unroll 32
+    for (int s = 0; s < SW; ++s) acc[r][s] = resume ? SV::load(out + r * stride + s * L) : V{};
   for (i64 k = 0; k < K; ++k) {
-    V w[S];
-    for (int s = 0; s < S; ++s) std::memcpy(&w[s], panel + (k * S + s) * L, sizeof(V));
+    const T* wk = panel + k * stride;
+    V w[SW];
+#pragma GCC unroll 32
+    for (int s = 0; s < SW; ++s) w[s] = SV::load(wk + s * L);
+#pragma GCC unroll 32
     for (int r = 0; r < MR; ++r) {
-      const V a = V{} + A[r * lda + k];
-      for (int s = 0; s < S; ++s) acc[r][s] += a * w[s];
+      const V a = SV::broadcast(A[r * lda + k]);
+#pragma GCC unroll 32
+      for (int s = 0; s < SW; ++s) acc[r][s] += a * w[s];
     }
   }
+#pragma GCC unroll 32
   for (int r = 0; r < MR; ++r)
-    for (int s = 0; s < S; ++s) std::memcpy(out + (r * S + s) * L, &acc[r][s], sizeof(V));
+#pragma GCC unroll 32
+    for (int s = 0; s < SW; ++s) SV::store(out + r * stride + s * L, acc[r][s]);
 }
 
+// Rows per micro-kernel call when it spans all S vectors of a panel row (few rows left).
 template <typename T, int S>
 constexpr int rows_per_kernel() {
   constexpr int r = (kRegisters - S - 1) / S;
   return r < 1 ? 1 : (r > 8 ? 8 : r);
 }
 
+// The tall kernel for the bulk of the rows: 2 vectors wide, MR_TALL rows (12 accumulators
+// of 16 registers, 24 of 32), so each broadcast of A feeds two FMAs and each panel load
+// MR_TALL of them.
+constexpr int kTallRows = kRegisters >= 32 ? 12 : 6;
+
 template <typename T, int S, int MR>
-void rows_kernel(const T* A, i64 lda, i64 rows, const T* panel, i64 K, T* tile) {
+void rows_kernel(const T* A, i64 lda, i64 rows, const T* panel, i64 K, T* tile, bool resume) {
+  constexpr i64 stride = S * Simd<T>::lanes;
   i64 r = 0;
-  for (; r + MR <= rows; r += MR) micro_kernel<T, S, MR>(A + r * lda, lda, panel, K, tile + r * S * Simd<T>::lanes);
+  for (; r + MR <= rows; r += MR) micro_kernel<T, S, MR>(A + r * lda, lda, panel, stride, K, tile + r * stride, resume);
   const i64 left = rows - r;
   if constexpr (MR > 1) {
     if (left > 0) {
       // The remaining rows, one kernel of the next smaller height at a time.
-      rows_kernel<T, S, (MR > 1 ? MR - 1 : 1)>(A + r * lda, lda, left, panel, K, tile + r * S * Simd<T>::lanes);
+      rows_kernel<T, S, (MR > 1 ? MR - 1 : 1)>(A + r * lda, lda, left, panel, K, tile + r * stride, resume);
     }
   } else {
     (void)left;
+  }
+}
+
+// All rows times one panel (S vectors wide). K is cut into slices that stay in L1 while
+// every group of rows passes over them: the panel is read from L2 (or L3) once per
+// product, not once per row group. The sums run over k in order, so the result does not
+// depend on the slicing (nor on the kernel shapes).
+template <typename T, int S>
+void panel_product(const T* A, i64 lda, i64 rows, const T* panel, i64 K, T* tile) {
+  constexpr int L = Simd<T>::lanes;
+  constexpr i64 stride = S * L;
+  constexpr i64 slice = 16384 / (S * kVectorBytes);  // 16 KiB of panel per slice
+  const i64 tall = rows / kTallRows * kTallRows;
+  for (i64 k0 = 0; k0 < K; k0 += slice) {
+    const i64 kn = std::min(slice, K - k0);
+    const bool resume = k0 > 0;
+    const T* pk = panel + k0 * stride;
+    for (i64 r = 0; r < tall; r += kTallRows) {
+      int s = 0;
+      for (; s + 2 <= S; s += 2)
+        micro_kernel<T, 2, kTallRows>(A + r * lda + k0, lda, pk + s * L, stride, kn, tile + r * stride + s * L, resume);
+      if (s < S)
+        micro_kernel<T, 1, kTallRows>(A + r * lda + k0, lda, pk + s * L, stride, kn, tile + r * stride + s * L, resume);
+    }
+    if (tall < rows)
+      rows_kernel<T, S, rows_per_kernel<T, S>()>(A + tall * lda + k0, lda, rows - tall, pk, kn, tile + tall * stride,
+                                                 resume);
   }
 }
 
@@ -146,8 +206,8 @@ void recurrent_block(const PackedWeights<T>& p, const T* A, i64 B, i64 blk, T* t
   const T* panel = p.data + blk * p.panel;
   const i64 S = p.G * p.U;
   switch (S) {
-    case 3: rows_kernel<T, 3, rows_per_kernel<T, 3>()>(A, p.K, B, panel, p.K, tile); break;
-    default: rows_kernel<T, 4, rows_per_kernel<T, 4>()>(A, p.K, B, panel, p.K, tile); break;
+    case 3: panel_product<T, 3>(A, p.K, B, panel, p.K, tile); break;
+    default: panel_product<T, 4>(A, p.K, B, panel, p.K, tile); break;
   }
   // Scatter the tile (B × G·W) into the gate layout of rec (B × G·H).
   const i64 u0 = blk * p.W, n = std::min<i64>(p.W, p.H - u0), GH = p.G * p.H;
