@@ -177,15 +177,16 @@ void copy_or_zero(T* dst, const T* src, i64 n) {
     std::memset(dst, 0, sizeof(T) * n);
 }
 
-// x·w_x plus a bias row for all T·B rows in one GEMM: out (N, GH).
+// x·w_x plus a bias row for all T·B rows in one GEMM: out (N, GH). The bias rows are
+// written first and the product accumulated onto them (one pass over out, not three).
 template <typename T>
 void project_inputs(const T* x, const T* w_x, const T* bias, i64 rows, i64 input, i64 width, T* out) {
-  gemm<T>(false, false, rows, width, input, x, input, w_x, width, false, out, width);
-  if (!bias) return;
-  for (i64 r = 0; r < rows; ++r) {
-    T* dst = out + r * width;
-    for (i64 j = 0; j < width; ++j) dst[j] += bias[j];
+  if (!bias) {
+    gemm<T>(false, false, rows, width, input, x, input, w_x, width, false, out, width);
+    return;
   }
+  for (i64 r = 0; r < rows; ++r) std::memcpy(out + r * width, bias, sizeof(T) * width);
+  gemm<T>(false, false, rows, width, input, x, input, w_x, width, true, out, width);
 }
 
 // Runs f(b) for b in [0, B), split over threads when the pass is large enough.
