@@ -14,6 +14,8 @@ from .layers import GRU, LSTM, RNN, StackCache, load
 from .convert import (from_keras, from_onnx, from_onnx_weights, from_state_dict, from_torch, to_keras,
                       to_onnx, to_torch)
 from . import convert
+from . import init
+from .clip import clip_grad_norm, clip_grad_value
 
 __version__ = "0.1.0"
 
@@ -21,4 +23,5 @@ __all__ = ["forward", "backward", "set_num_threads", "get_num_threads", "build_i
            "available_isas", "get_isa", "set_isa",
            "ForwardResult", "Gradients", "Cache", "reference", "__version__",
            "LSTM", "GRU", "RNN", "StackCache", "load", "convert", "from_torch", "to_torch",
-           "from_state_dict", "from_keras", "to_keras", "from_onnx", "from_onnx_weights", "to_onnx"]
+           "from_state_dict", "from_keras", "to_keras", "from_onnx", "from_onnx_weights", "to_onnx",
+           "init", "clip_grad_norm", "clip_grad_value"]

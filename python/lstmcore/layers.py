@@ -33,6 +33,7 @@ import threading
 import numpy as np
 
 from . import _core
+from . import init as _init
 
 __all__ = ["LSTM", "GRU", "RNN", "StackCache", "load"]
 
@@ -122,13 +123,15 @@ class _Recurrent:
     _family = "lstm"  # "lstm", "gru" or "rnn"
 
     def _setup(self, input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional, dtype, seed,
-               cell, reset_after=True, nonlinearity=None):
+               cell, reset_after=True, nonlinearity=None, init="torch"):
         for name, v in (("input_size", input_size), ("hidden_size", hidden_size), ("num_layers", num_layers)):
             if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
                 raise ValueError(f"{name}: expected an integer >= 1, got {v!r}")
         if isinstance(dropout, bool) or not isinstance(dropout, (int, float, np.floating, np.integer)) \
                 or not 0.0 <= float(dropout) <= 1.0:
             raise ValueError(f"dropout: expected a probability in [0, 1], got {dropout!r}")
+        if init not in _init.INITS:
+            raise ValueError(f"init: expected one of {', '.join(map(repr, _init.INITS))}, got {init!r}")
         dt = np.dtype(dtype)
         if dt not in _FLOATS:
             raise TypeError(f"dtype: expected float32 or float64, got {dt}")
@@ -148,6 +151,7 @@ class _Recurrent:
         self._dropout_rng = np.random.default_rng(seeds[1])
         self.params = {}
         self.grads = {}
+        self.init = init
         self.reset_parameters(np.random.default_rng(seeds[0]))
 
     # -- description ---------------------------------------------------------------------
@@ -196,12 +200,32 @@ class _Recurrent:
                 f"dtype={self.dtype.name})")
 
     # -- parameters ------------------------------------------------------------------------
-    def reset_parameters(self, rng=None):
-        """PyTorch's initialisation: every weight and bias uniform in ±1/√hidden_size."""
+    def reset_parameters(self, rng=None, init=None):
+        """Draws new weights with the scheme ``init`` (default: the constructor's ``init``).
+
+        "torch": every weight and bias uniform in ±1/√hidden_size (PyTorch's default).
+        "keras": w_x Glorot-uniform, w_h orthogonal, biases 0 except an LSTM's forget-gate
+        bias, 1 (in ``b``; Keras's LSTM/GRU/SimpleRNN defaults). See :mod:`lstmcore.init`.
+        """
         rng = np.random.default_rng(rng) if not isinstance(rng, np.random.Generator) else rng
-        bound = 1.0 / np.sqrt(self.hidden_size)
-        self.params = {name: rng.uniform(-bound, bound, self.param_shape(name)).astype(self.dtype)
-                       for name in self.param_names()}
+        init = self.init if init is None else init
+        if init not in _init.INITS:
+            raise ValueError(f"init: expected one of {', '.join(map(repr, _init.INITS))}, got {init!r}")
+        params = {}
+        for name in self.param_names():
+            shape = self.param_shape(name)
+            kind = name.split(".")[1]
+            if init == "torch":
+                params[name] = _init.torch_uniform(shape, self.hidden_size, rng, self.dtype)
+            elif kind == "w_x":
+                params[name] = _init.glorot_uniform(shape, rng, self.dtype)
+            elif kind == "w_h":
+                params[name] = _init.orthogonal(shape, rng, dtype=self.dtype)
+            else:
+                params[name] = np.zeros(shape, self.dtype)
+                if kind == "b" and self.cell == "lstm":
+                    _init.unit_forget_bias(params[name])
+        self.params = params
         self.grads = {}
 
     def _weights(self):
@@ -453,23 +477,24 @@ class LSTM(_Recurrent):
     LSTM(input_size, hidden_size, num_layers=1, bias=True, batch_first=False, dropout=0.0,
          bidirectional=False, *, dtype=np.float32, seed=None)
 
-    ``seed`` seeds the initialisation (PyTorch's: uniform ±1/√hidden_size) and the stream
-    of dropout masks. See the module docstring for the parameter names and shapes.
+    ``seed`` seeds the initialisation and the stream of dropout masks; ``init`` picks the
+    scheme: "torch" (default, uniform ±1/√hidden_size) or "keras" (Glorot-uniform w_x,
+    orthogonal w_h, forget-gate bias 1). See the module docstring for the parameter names and shapes.
     """
 
     _family = "lstm"
 
     def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False, dropout=0.0,
-                 bidirectional=False, *, dtype=np.float32, seed=None):
+                 bidirectional=False, *, dtype=np.float32, seed=None, init="torch"):
         self._setup(input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional, dtype, seed,
-                    cell="lstm")
+                    cell="lstm", init=init)
 
 
 class GRU(_Recurrent):
     """A stack of GRU layers, the model of torch.nn.GRU (gate order r, z, n).
 
     GRU(input_size, hidden_size, num_layers=1, bias=True, batch_first=False, dropout=0.0,
-        bidirectional=False, *, reset_after=True, dtype=np.float32, seed=None)
+        bidirectional=False, *, reset_after=True, dtype=np.float32, seed=None, init="torch")
 
     reset_after=True is PyTorch's cell; False applies the reset gate before the recurrent
     product (Cho et al. 2014, Keras reset_after=False, ONNX linear_before_reset=0).
@@ -478,26 +503,26 @@ class GRU(_Recurrent):
     _family = "gru"
 
     def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False, dropout=0.0,
-                 bidirectional=False, *, reset_after=True, dtype=np.float32, seed=None):
+                 bidirectional=False, *, reset_after=True, dtype=np.float32, seed=None, init="torch"):
         self._setup(input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional, dtype, seed,
-                    cell="gru", reset_after=reset_after)
+                    cell="gru", reset_after=reset_after, init=init)
 
 
 class RNN(_Recurrent):
     """A stack of Elman RNN layers, the model of torch.nn.RNN: h_t = act(x_t·w_x + b + h_{t-1}·w_h + b_h).
 
     RNN(input_size, hidden_size, num_layers=1, nonlinearity="tanh", bias=True, batch_first=False,
-        dropout=0.0, bidirectional=False, *, dtype=np.float32, seed=None)
+        dropout=0.0, bidirectional=False, *, dtype=np.float32, seed=None, init="torch")
     """
 
     _family = "rnn"
 
     def __init__(self, input_size, hidden_size, num_layers=1, nonlinearity="tanh", bias=True, batch_first=False,
-                 dropout=0.0, bidirectional=False, *, dtype=np.float32, seed=None):
+                 dropout=0.0, bidirectional=False, *, dtype=np.float32, seed=None, init="torch"):
         if nonlinearity not in ("tanh", "relu"):
             raise ValueError(f"nonlinearity: expected 'tanh' or 'relu', got {nonlinearity!r}")
         self._setup(input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional, dtype, seed,
-                    cell="rnn_" + nonlinearity, nonlinearity=nonlinearity)
+                    cell="rnn_" + nonlinearity, nonlinearity=nonlinearity, init=init)
 
 
 _CLASSES = {"lstm": LSTM, "gru": GRU, "rnn": RNN}
