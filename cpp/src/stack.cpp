@@ -28,8 +28,9 @@ using i64 = std::int64_t;
 struct Plan {
   i64 L = 0, D = 0, T = 0, B = 0, I = 0, H = 0, G = 0;
   i64 rows = 0;        // T·B
-  i64 DH = 0;          // D·H: a layer's output width
-  i64 layer_rows = 0;  // rows·DH: one layer's output
+  i64 OW = 0;          // a layer's output width: 2H (two directions, concatenated) or H
+  bool sum = false;    // two directions, added
+  i64 layer_rows = 0;  // rows·OW: one layer's output
   i64 cell_cache = 0;  // cache_size() of one layer and direction
   bool dropout = false;  // p > 0 and L > 1: masks are kept
 
@@ -49,16 +50,18 @@ struct Plan {
     H = d.hidden;
     G = gate_count(s.cell.cell);
     rows = T * B;
-    DH = detail::checked_mul(D, H, "directions x hidden");
+    if (s.merge != Merge::concat && s.merge != Merge::sum) throw InvalidArgument("merge: expected concat or sum");
+    sum = D == 2 && s.merge == Merge::sum;
+    OW = sum ? H : detail::checked_mul(D, H, "directions x hidden");
     if (L > 1) detail::check_dims(s.cell, layer_dims(1));
-    layer_rows = detail::checked_mul(rows, DH, "steps x batch x directions x hidden");
+    layer_rows = detail::checked_mul(rows, OW, "steps x batch x output width");
     cell_cache = static_cast<i64>(cache_size(s.cell, d));
     detail::checked_mul(detail::checked_mul(L, D, "layers x directions"), cell_cache, "cache");
     detail::checked_mul(2 * (L - 1), layer_rows, "cache");
     dropout = s.dropout > 0.0 && L > 1;
   }
 
-  Dims layer_dims(i64 k) const { return Dims{T, B, k == 0 ? I : DH, H}; }
+  Dims layer_dims(i64 k) const { return Dims{T, B, k == 0 ? I : OW, H}; }
   i64 cells_total() const { return L * D * cell_cache; }
   i64 cell_offset(i64 k, i64 d) const { return (k * D + d) * cell_cache; }
   // The input of layer k (1 <= k < L), after dropout.
@@ -71,7 +74,7 @@ struct Plan {
     return (D == 2 ? 2 * rows * H : 0) + (!training && L > 1 ? std::min<i64>(L - 1, 2) * layer_rows : 0);
   }
   i64 backward_workspace() const {
-    return (L > 1 ? std::min<i64>(L - 1, 2) * layer_rows : 0) + (D == 2 ? 2 * rows * H + rows * std::max(I, DH) : 0);
+    return (L > 1 ? std::min<i64>(L - 1, 2) * layer_rows : 0) + (D == 2 ? 2 * rows * H + rows * std::max(I, OW) : 0);
   }
   // One layer and direction's slice of a (L·D, B, H) state array.
   template <typename P>
@@ -193,6 +196,15 @@ int threads_for_glue(i64 n) {
   return std::max(1, std::min<int>(get_num_threads(), static_cast<int>(n >> 15)));
 }
 
+// out (n) = a + b.
+template <typename T>
+void sum_directions(const T* a, const T* b, i64 n, T* out) {
+#ifdef _OPENMP
+#pragma omp parallel for num_threads(threads_for_glue(n)) schedule(static)
+#endif
+  for (i64 i = 0; i < n; ++i) out[i] = a[i] + b[i];
+}
+
 // out (rows, 2H) = [a | b] per row.
 template <typename T>
 void concat_directions(const T* a, const T* b, i64 rows, i64 H, T* out) {
@@ -242,8 +254,8 @@ inline std::uint64_t mix64(std::uint64_t z) {
 }
 constexpr std::uint64_t kGolden = 0x9E3779B97F4A7C15ULL;
 
-// The dropout mask of layer k's output, row-order (T, B, D·H): element (t, b, j)
-// draws u = the top 53 bits of mix64(key_k + golden·(n + 1)), n = (t·B + b)·D·H + j,
+// The dropout mask of layer k's output, row-order (T, B, O): element (t, b, j)
+// draws u = the top 53 bits of mix64(key_k + golden·(n + 1)), n = (t·B + b)·O + j,
 // a uniform double in [0, 1), and is kept (scaled by 1/(1-p)) when u >= p. The index
 // n is time-major whatever the row order, so masks do not depend on batch_first.
 template <typename T>
@@ -251,7 +263,7 @@ void make_mask(const Plan& p, const StackSpec& s, bool batch_first, i64 k, T* ma
   const std::uint64_t key = mix64(s.seed + kGolden * static_cast<std::uint64_t>(k + 1));
   const double prob = s.dropout;
   const T keep = prob < 1.0 ? static_cast<T>(1.0 / (1.0 - prob)) : T(0);
-  const i64 W = p.DH;
+  const i64 W = p.OW;
 #ifdef _OPENMP
 #pragma omp parallel for num_threads(threads_for_glue(p.layer_rows)) schedule(static)
 #endif
@@ -340,7 +352,12 @@ void stack_forward(const StackSpec& s, const Dims& dims, const SequenceOptions& 
       f.cache = training ? a.cache + p.cell_offset(k, d) : nullptr;
       forward<T>(s.cell, dk, o, f);
     });
-    if (p.D == 2) concat_directions(ydir[0], ydir[1], p.rows, p.H, out);
+    if (p.D == 2) {
+      if (p.sum)
+        sum_directions(ydir[0], ydir[1], p.rows * p.H, out);
+      else
+        concat_directions(ydir[0], ydir[1], p.rows, p.H, out);
+    }
     if (training && p.dropout && k < p.L - 1) {
       T* mask = a.cache + p.mask_offset(k);
       make_mask(p, s, options.batch_first, k, mask);
@@ -382,15 +399,16 @@ void stack_backward(const StackSpec& s, const Dims& dims, const SequenceOptions&
   if (p.D == 2) {
     dydir[0] = ws.take(p.rows * p.H);
     dydir[1] = ws.take(p.rows * p.H);
-    dx_reverse = ws.take(p.rows * std::max(p.I, p.DH));
+    dx_reverse = ws.take(p.rows * std::max(p.I, p.OW));
   }
 
-  const T* dy = a.dy;  // dL/d(output of layer k), row-order (T, B, D·H), or nullptr
+  const T* dy = a.dy;  // dL/d(output of layer k), row-order (T, B, O), or nullptr
   for (i64 k = p.L - 1; k >= 0; --k) {
     const Dims dk = p.layer_dims(k);
     const T* in = k == 0 ? a.x : a.cache + p.input_offset(k);
     T* dx = k == 0 ? a.dx : between[(k - 1) % 2];
-    if (p.D == 2 && dy) split_directions(dy, p.rows, p.H, dydir[0], dydir[1]);
+    // concat: each direction gets its half of dy; sum: both get all of it.
+    if (p.D == 2 && dy && !p.sum) split_directions(dy, p.rows, p.H, dydir[0], dydir[1]);
     for_directions(p, k, [&](i64 d) {
       const LayerWeights<T>& w = a.weights[k * p.D + d];
       const LayerGradients<T>& g = a.grads[k * p.D + d];
@@ -403,7 +421,7 @@ void stack_backward(const StackSpec& s, const Dims& dims, const SequenceOptions&
       b.h0 = p.state(a.h0, k, d);
       b.c0 = p.state(a.c0, k, d);
       b.cache = a.cache + p.cell_offset(k, d);
-      b.dy = p.D == 1 ? dy : (dy ? dydir[d] : nullptr);
+      b.dy = p.D == 1 || p.sum ? dy : (dy ? dydir[d] : nullptr);
       b.dh_n = p.state(a.dh_n, k, d);
       b.dc_n = p.state(a.dc_n, k, d);
       b.dx = d == 0 ? dx : dx_reverse;

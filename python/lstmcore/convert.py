@@ -80,8 +80,14 @@ def _torch():
     return torch
 
 
+def _require_concat(layer, what, peer):
+    if getattr(layer, "merge", "concat") != "concat" and layer.bidirectional:
+        raise ValueError(f"{what}: {peer} concatenates the two directions; this layer has merge={layer.merge!r}")
+
+
 def to_state_dict(layer):
     """PyTorch's state_dict of ``layer`` as NumPy arrays (weight_ih_l0 = w_xᵀ, ...)."""
+    _require_concat(layer, "to_state_dict", "PyTorch")
     layer._weights()
     out = {}
     for k in range(layer.num_layers):
@@ -173,6 +179,7 @@ def from_torch(module, *, dtype=None):
 
 def to_torch(layer):
     """An equivalent torch.nn.LSTM / GRU / RNN (its dtype the layer's). GRU needs reset_after=True."""
+    _require_concat(layer, "to_torch", "PyTorch")
     torch = _torch()
     family = _family_of(layer)
     if family == "gru" and not layer.reset_after:
@@ -270,7 +277,7 @@ def to_keras(layer):
     """Keras 3 weights of ``layer`` for ``set_weights()``: one list per layer when num_layers > 1,
     else the list itself; a bidirectional layer's list is that of keras.layers.Bidirectional
     (forward arrays, then backward). Build the Keras layer with the same units, use_bias,
-    reset_after (GRU) and activation (SimpleRNN)."""
+    reset_after (GRU) and activation (SimpleRNN); for merge="sum", Bidirectional(merge_mode="sum")."""
     family = _family_of(layer)
     layer._weights()
     perm = _inverse(_KERAS_PERM[family])
@@ -510,6 +517,7 @@ def to_onnx(layer, path=None, *, seq_lengths=False, initial_state=False, dtype=N
     default the layer's (ONNX Runtime's CPU LSTM runs float32 only: export a float64
     LSTM with dtype=np.float32 to run it there). Written to ``path`` when given.
     """
+    _require_concat(layer, "to_onnx", "an ONNX node's Y output")
     onnx = _onnx()
     from onnx import TensorProto, helper, numpy_helper  # noqa: PLC0415
 

@@ -12,7 +12,8 @@ module holds the parameters, the defaults and the cache object.
 Parameters live in ``layer.params``, a dict of NumPy arrays in the fused layout of
 :func:`lstmcore.forward`, one set per layer ``k`` and direction::
 
-    "l{k}.w_x"   (I_k, G·H)    I_0 = input_size, I_k = D·H for k > 0 (D = 2 if bidirectional)
+    "l{k}.w_x"   (I_k, G·H)    I_0 = input_size, I_k = O for k > 0: O = 2H for a bidirectional
+                               layer with merge="concat" (default), H otherwise
     "l{k}.w_h"   (H, G·H)
     "l{k}.b"     (G·H,)        only when bias=True
     "l{k}.b_h"   (G·H,)        only when bias=True
@@ -64,7 +65,7 @@ class StackCache:
     between). Used by exactly one ``backward``, which overwrites the buffer.
     """
 
-    __slots__ = ("cell", "reset_after", "num_layers", "directions", "dropout", "dropout_seed", "dtype",
+    __slots__ = ("cell", "reset_after", "num_layers", "directions", "merge", "dropout", "dropout_seed", "dtype",
                  "x", "weights", "h0", "c0", "seq_lengths", "batch_first", "buffer", "_lock", "_consumed")
 
     def __init__(self, **fields):
@@ -87,7 +88,7 @@ class StackCache:
 
     def dropout_mask(self, layer):
         """The dropout mask applied to the output of ``layer`` (0 <= layer < num_layers-1), a
-        read-only view shaped like that output, (T, B, D·H) or (B, T, D·H) with batch_first:
+        read-only view shaped like that output, (T, B, O) or (B, T, O) with batch_first:
         each entry is 0 (dropped) or 1/(1-p) (kept). None when the cache has no masks (p = 0
         or a single layer)."""
         if not (self.dropout > 0 and self.num_layers > 1):
@@ -98,9 +99,10 @@ class StackCache:
         T, B = (x.shape[1], x.shape[0]) if self.batch_first else (x.shape[0], x.shape[1])
         H = self.weights[0][1].shape[0]
         off = _core.stack_dropout_mask_offset(self.cell, self.reset_after, self.num_layers, self.directions,
-                                              self.dropout, T, B, x.shape[2], H, layer)
-        n = T * B * self.directions * H
-        view = self.buffer[off:off + n].reshape(x.shape[:2] + (self.directions * H,))
+                                              self.dropout, T, B, x.shape[2], H, layer, merge=self.merge)
+        width = H if self.merge == "sum" or self.directions == 1 else 2 * H
+        n = T * B * width
+        view = self.buffer[off:off + n].reshape(x.shape[:2] + (width,))
         view = view.view()
         view.flags.writeable = False
         return view
@@ -123,7 +125,7 @@ class _Recurrent:
     _family = "lstm"  # "lstm", "gru" or "rnn"
 
     def _setup(self, input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional, dtype, seed,
-               cell, reset_after=True, nonlinearity=None, init="torch"):
+               cell, reset_after=True, nonlinearity=None, init="torch", merge="concat"):
         for name, v in (("input_size", input_size), ("hidden_size", hidden_size), ("num_layers", num_layers)):
             if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
                 raise ValueError(f"{name}: expected an integer >= 1, got {v!r}")
@@ -132,6 +134,8 @@ class _Recurrent:
             raise ValueError(f"dropout: expected a probability in [0, 1], got {dropout!r}")
         if init not in _init.INITS:
             raise ValueError(f"init: expected one of {', '.join(map(repr, _init.INITS))}, got {init!r}")
+        if merge not in ("concat", "sum"):
+            raise ValueError(f"merge: expected 'concat' or 'sum', got {merge!r}")
         dt = np.dtype(dtype)
         if dt not in _FLOATS:
             raise TypeError(f"dtype: expected float32 or float64, got {dt}")
@@ -142,6 +146,7 @@ class _Recurrent:
         self.batch_first = bool(batch_first)
         self.dropout = float(dropout)
         self.bidirectional = bool(bidirectional)
+        self.merge = merge
         self.reset_after = bool(reset_after)
         self.nonlinearity = nonlinearity
         self.cell = cell
@@ -160,6 +165,11 @@ class _Recurrent:
         return 2 if self.bidirectional else 1
 
     @property
+    def output_size(self):
+        """Features of each output row: 2H for a bidirectional layer with merge="concat", else H."""
+        return 2 * self.hidden_size if self.bidirectional and self.merge == "concat" else self.hidden_size
+
+    @property
     def gates(self):
         return _GATES[self.cell]
 
@@ -172,7 +182,7 @@ class _Recurrent:
         prefix, kind = name.split(".")
         k = int(prefix[1:].split("_")[0])
         GH = self.gates * self.hidden_size
-        return {"w_x": (self.input_size if k == 0 else self.num_directions * self.hidden_size, GH),
+        return {"w_x": (self.input_size if k == 0 else self.output_size, GH),
                 "w_h": (self.hidden_size, GH), "b": (GH,), "b_h": (GH,)}[kind]
 
     def config(self):
@@ -181,6 +191,8 @@ class _Recurrent:
                    hidden_size=self.hidden_size, num_layers=self.num_layers, bias=self.bias,
                    batch_first=self.batch_first, dropout=self.dropout, bidirectional=self.bidirectional,
                    dtype=self.dtype.name)
+        if self.merge != "concat":
+            cfg["merge"] = self.merge
         if self._family == "gru":
             cfg["reset_after"] = self.reset_after
         if self._family == "rnn":
@@ -195,7 +207,7 @@ class _Recurrent:
             extra = f", nonlinearity={self.nonlinearity!r}"
         opts = "".join(f", {k}={getattr(self, k)!r}" for k, default in
                        (("num_layers", 1), ("bias", True), ("batch_first", False), ("dropout", 0.0),
-                        ("bidirectional", False)) if getattr(self, k) != default)
+                        ("bidirectional", False), ("merge", "concat")) if getattr(self, k) != default)
         return (f"lstmcore.{type(self).__name__}({self.input_size}, {self.hidden_size}{opts}{extra}, "
                 f"dtype={self.dtype.name})")
 
@@ -325,7 +337,8 @@ class _Recurrent:
         each (num_layers·D, B, H); None means zeros. seq_lengths: (B,) lengths in 1..T (the
         model of PyTorch's packed sequences: y is 0 past each length, the final state is the
         one at each sequence's last step, the reverse direction starts there).
-        Returns y (T, B, D·H) (or (B, T, D·H)) and the final state shaped like ``state``.
+        Returns y (T, B, O) (or (B, T, O)), O = ``output_size`` (2H bidirectional with
+        merge="concat", else H), and the final state shaped like ``state``.
         """
         y, state, _ = self.forward(x, state, seq_lengths, training=False)
         return y, state
@@ -347,11 +360,12 @@ class _Recurrent:
             dropout_seed = int(self._dropout_rng.integers(0, 2**63)) if (training and self.dropout > 0) else 0
         dropout_seed = int(dropout_seed) & (2**64 - 1)
         y, h_n, c_n, buffer = _core.stack_forward(*self._spec(), dropout_seed, x, weights, h0, c0, lengths,
-                                                  self.batch_first, training)
+                                                  self.batch_first, training, merge=self.merge)
         cache = None
         if training:
             cache = StackCache(cell=self.cell, reset_after=self.reset_after, num_layers=self.num_layers,
-                               directions=self.num_directions, dropout=self.dropout, dropout_seed=dropout_seed,
+                               directions=self.num_directions, merge=self.merge, dropout=self.dropout,
+                               dropout_seed=dropout_seed,
                                dtype=self.dtype, x=x, weights=weights, h0=h0, c0=c0, seq_lengths=lengths,
                                batch_first=self.batch_first, buffer=buffer)
         return y, self._pack_state(h_n, c_n), cache
@@ -368,7 +382,8 @@ class _Recurrent:
         if not isinstance(cache, StackCache):
             raise TypeError(f"cache: expected the lstmcore.StackCache from layer.forward(..., training=True), "
                             f"got {type(cache).__name__}")
-        if (cache.cell, cache.num_layers, cache.directions) != (self.cell, self.num_layers, self.num_directions):
+        if (cache.cell, cache.num_layers, cache.directions, cache.merge) != \
+                (self.cell, self.num_layers, self.num_directions, self.merge):
             raise ValueError("cache: it was made by a layer of another configuration")
         dy = self._array(dy, "dy")
         dh_n, dc_n = self._state(dstate, "dstate")
@@ -376,7 +391,7 @@ class _Recurrent:
         dx, dh0, dc0, grads = _core.stack_backward(
             cache.cell, cache.reset_after, cache.num_layers, cache.directions, cache.dropout, cache.dropout_seed,
             cache.x, cache.weights, cache.h0, cache.c0, cache.seq_lengths, cache.batch_first, cache.buffer,
-            dy, dh_n, dc_n)
+            dy, dh_n, dc_n, merge=cache.merge)
         self.grads = {}
         j = 0
         for k in range(self.num_layers):
@@ -404,7 +419,7 @@ class _Recurrent:
             raise ValueError(f"x_t: expected shape (B, {self.input_size}), got {x_t.shape}")
         h0, c0 = self._state(state)
         y, h_n, c_n, _ = _core.stack_forward(*self._spec(), 0, x_t[None], self._weights(), h0, c0, None,
-                                             False, False)
+                                             False, False, merge=self.merge)
         return y[0], self._pack_state(h_n, c_n)
 
     def zero_grad(self):
@@ -479,15 +494,18 @@ class LSTM(_Recurrent):
 
     ``seed`` seeds the initialisation and the stream of dropout masks; ``init`` picks the
     scheme: "torch" (default, uniform ±1/√hidden_size) or "keras" (Glorot-uniform w_x,
-    orthogonal w_h, forget-gate bias 1). See the module docstring for the parameter names and shapes.
+    orthogonal w_h, forget-gate bias 1). ``merge`` says how a bidirectional layer combines its
+    directions: "concat" (PyTorch's [forward | reverse], 2H features) or "sum" (forward +
+    reverse, H features; each layer's output, and so the next layer's input). See the module docstring for the parameter names and shapes.
     """
 
     _family = "lstm"
 
     def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False, dropout=0.0,
-                 bidirectional=False, *, dtype=np.float32, seed=None, init="torch"):
+                 bidirectional=False, *, dtype=np.float32, seed=None, init="torch",
+                 merge="concat"):
         self._setup(input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional, dtype, seed,
-                    cell="lstm", init=init)
+                    cell="lstm", init=init, merge=merge)
 
 
 class GRU(_Recurrent):
@@ -503,38 +521,40 @@ class GRU(_Recurrent):
     _family = "gru"
 
     def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False, dropout=0.0,
-                 bidirectional=False, *, reset_after=True, dtype=np.float32, seed=None, init="torch"):
+                 bidirectional=False, *, reset_after=True, dtype=np.float32, seed=None,
+                 init="torch", merge="concat"):
         self._setup(input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional, dtype, seed,
-                    cell="gru", reset_after=reset_after, init=init)
+                    cell="gru", reset_after=reset_after, init=init, merge=merge)
 
 
 class RNN(_Recurrent):
     """A stack of Elman RNN layers, the model of torch.nn.RNN: h_t = act(x_t·w_x + b + h_{t-1}·w_h + b_h).
 
     RNN(input_size, hidden_size, num_layers=1, nonlinearity="tanh", bias=True, batch_first=False,
-        dropout=0.0, bidirectional=False, *, dtype=np.float32, seed=None, init="torch")
+        dropout=0.0, bidirectional=False, *, dtype=np.float32, seed=None, init="torch", merge="concat")
     """
 
     _family = "rnn"
 
     def __init__(self, input_size, hidden_size, num_layers=1, nonlinearity="tanh", bias=True, batch_first=False,
-                 dropout=0.0, bidirectional=False, *, dtype=np.float32, seed=None, init="torch"):
+                 dropout=0.0, bidirectional=False, *, dtype=np.float32, seed=None, init="torch",
+                 merge="concat"):
         if nonlinearity not in ("tanh", "relu"):
             raise ValueError(f"nonlinearity: expected 'tanh' or 'relu', got {nonlinearity!r}")
         self._setup(input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional, dtype, seed,
-                    cell="rnn_" + nonlinearity, nonlinearity=nonlinearity, init=init)
+                    cell="rnn_" + nonlinearity, nonlinearity=nonlinearity, init=init, merge=merge)
 
 
 _CLASSES = {"lstm": LSTM, "gru": GRU, "rnn": RNN}
 
 
 def _make(family, input_size, hidden_size, num_layers=1, bias=True, batch_first=False, dropout=0.0,
-          bidirectional=False, dtype=np.float32, reset_after=True, nonlinearity="tanh", seed=None):
+          bidirectional=False, dtype=np.float32, reset_after=True, nonlinearity="tanh", seed=None, merge="concat"):
     """A layer of a family ("lstm", "gru", "rnn"), its weights left for the caller to set."""
     if family not in _CLASSES:
         raise ValueError(f"cell: expected 'lstm', 'gru' or 'rnn', got {family!r}")
     kw = dict(num_layers=num_layers, bias=bias, batch_first=batch_first, dropout=dropout,
-              bidirectional=bidirectional, dtype=dtype, seed=seed)
+              bidirectional=bidirectional, dtype=dtype, seed=seed, merge=merge)
     if family == "gru":
         kw["reset_after"] = reset_after
     if family == "rnn":
@@ -560,7 +580,7 @@ def load(path):
         raise ValueError(f"{path}: unknown cell {cfg.get('cell')!r}")
     layer = _make(family, cfg["input_size"], cfg["hidden_size"], cfg["num_layers"], cfg["bias"],
                   cfg["batch_first"], cfg["dropout"], cfg["bidirectional"], np.dtype(cfg["dtype"]),
-                  cfg.get("reset_after", True), cfg.get("nonlinearity", "tanh"))
+                  cfg.get("reset_after", True), cfg.get("nonlinearity", "tanh"), merge=cfg.get("merge", "concat"))
     want = layer.param_names()
     if sorted(arrays) != sorted(want):
         missing = sorted(set(want) - set(arrays))

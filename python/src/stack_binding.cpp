@@ -26,8 +26,11 @@ struct StackProblem {
 
   int64_t L() const { return spec.num_layers; }
   int64_t D() const { return spec.directions; }
-  int64_t DH() const { return D() * dims.hidden; }
-  int64_t input_of(int64_t k) const { return k == 0 ? dims.input : DH(); }
+  bool sum() const { return D() == 2 && spec.merge == lstmcore::Merge::sum; }
+  // A layer's output width O: 2H (bidirectional, concatenated) or H.
+  int64_t OW() const { return sum() ? dims.hidden : D() * dims.hidden; }
+  const char* ow_letter() const { return D() == 2 && !sum() ? "2H" : "H"; }
+  int64_t input_of(int64_t k) const { return k == 0 ? dims.input : OW(); }
   Shape rows(int64_t features, const std::string& letter) const {
     const auto& d = dims;
     if (options.batch_first) return {{d.batch, d.steps, features}, "(B, T, " + letter + ")"};
@@ -35,7 +38,7 @@ struct StackProblem {
   }
   Shape states() const { return {{L() * D(), dims.batch, dims.hidden}, "(L·D, B, H)"}; }
   Shape w_x(int64_t k) const {
-    return {{input_of(k), G * dims.hidden}, std::string("(") + (k == 0 ? "I" : "D·H") + ", " + gh + ")"};
+    return {{input_of(k), G * dims.hidden}, std::string("(") + (k == 0 ? "I" : ow_letter()) + ", " + gh + ")"};
   }
   Shape w_h() const { return {{dims.hidden, G * dims.hidden}, "(H, " + gh + ")"}; }
   Shape bias() const { return {{G * dims.hidden}, "(" + gh + ",)"}; }
@@ -46,10 +49,17 @@ struct StackProblem {
   bool lstm() const { return spec.cell.cell == lstmcore::Cell::lstm; }
 };
 
+lstmcore::Merge parse_merge(const std::string& merge) {
+  if (merge == "concat") return lstmcore::Merge::concat;
+  if (merge == "sum") return lstmcore::Merge::sum;
+  throw py::value_error("merge: expected 'concat' or 'sum', got '" + merge + "'");
+}
+
 StackProblem make_stack_problem(const std::string& cell, bool reset_after, int64_t num_layers, int directions,
                                 double dropout, uint64_t seed, const py::array& x, const py::sequence& weights,
-                                bool batch_first) {
+                                bool batch_first, const std::string& merge) {
   StackProblem p;
+  p.spec.merge = parse_merge(merge);
   p.spec.cell = {lstmcore::parse_cell(cell), reset_after};
   p.spec.num_layers = num_layers;
   p.spec.directions = directions;
@@ -148,7 +158,7 @@ py::tuple stack_forward_t(const StackProblem& p, const py::array& x, const py::s
   require_no_state(p, c0, "c0");
   a.c0 = optional_input<T>(c0, "c0", p.states());
 
-  auto y = new_array<T>(p.rows(p.DH(), p.D() == 2 ? "2H" : "H").dims);
+  auto y = new_array<T>(p.rows(p.OW(), p.ow_letter()).dims);
   auto h_n = new_array<T>(p.states().dims);
   std::optional<py::array_t<T>> c_n, cache;
   if (p.lstm()) c_n = new_array<T>(p.states().dims);
@@ -180,7 +190,7 @@ py::tuple stack_backward_t(const StackProblem& p, const py::array& x, const py::
   a.c0 = optional_input<T>(c0, "c0", p.states());
   const int64_t cache_len = static_cast<int64_t>(lstmcore::stack_cache_size(p.spec, p.dims));
   a.cache = checked<T>(cache, "cache", {{cache_len}, "(stack_cache_size,)"}, true).mutable_data();
-  a.dy = optional_input<T>(dy, "dy", p.rows(p.DH(), p.D() == 2 ? "2H" : "H"));
+  a.dy = optional_input<T>(dy, "dy", p.rows(p.OW(), p.ow_letter()));
   a.dh_n = optional_input<T>(dh_n, "dh_n", p.states());
   require_no_state(p, dc_n, "dc_n");
   a.dc_n = optional_input<T>(dc_n, "dc_n", p.states());
@@ -231,8 +241,9 @@ bool is_float32(const py::array& x) {
 }
 
 lstmcore::StackSpec make_spec(const std::string& cell, bool reset_after, int64_t num_layers, int directions,
-                              double dropout, uint64_t seed) {
+                              double dropout, uint64_t seed, const std::string& merge) {
   lstmcore::StackSpec s;
+  s.merge = parse_merge(merge);
   s.cell = {lstmcore::parse_cell(cell), reset_after};
   s.num_layers = num_layers;
   s.directions = directions;
@@ -248,24 +259,25 @@ void register_stack(py::module_& m) {
       "stack_forward",
       [](const std::string& cell, bool reset_after, int64_t num_layers, int directions, double dropout, uint64_t seed,
          const py::array& x, const py::sequence& weights, py::object h0, py::object c0, py::object seq_lengths,
-         bool batch_first, bool training) {
-        const StackProblem p =
-            make_stack_problem(cell, reset_after, num_layers, directions, dropout, seed, x, weights, batch_first);
+         bool batch_first, bool training, const std::string& merge) {
+        const StackProblem p = make_stack_problem(cell, reset_after, num_layers, directions, dropout, seed, x, weights,
+                                                  batch_first, merge);
         if (is_float32(x)) return stack_forward_t<float>(p, x, weights, h0, c0, seq_lengths, training);
         return stack_forward_t<double>(p, x, weights, h0, c0, seq_lengths, training);
       },
       py::arg("cell"), py::arg("reset_after"), py::arg("num_layers"), py::arg("directions"), py::arg("dropout"),
       py::arg("seed"), py::arg("x"), py::arg("weights"), py::arg("h0"), py::arg("c0"), py::arg("seq_lengths"),
-      py::arg("batch_first"), py::arg("training"),
+      py::arg("batch_first"), py::arg("training"), py::arg("merge") = "concat",
       "Checked stack forward; weights is a sequence of L·D tuples (w_x, w_h, b, b_h) in order k·D + d; "
       "returns (y, h_n, c_n, cache_buffer).");
   m.def(
       "stack_backward",
       [](const std::string& cell, bool reset_after, int64_t num_layers, int directions, double dropout, uint64_t seed,
          const py::array& x, const py::sequence& weights, py::object h0, py::object c0, py::object seq_lengths,
-         bool batch_first, const py::array& cache, py::object dy, py::object dh_n, py::object dc_n) {
-        const StackProblem p =
-            make_stack_problem(cell, reset_after, num_layers, directions, dropout, seed, x, weights, batch_first);
+         bool batch_first, const py::array& cache, py::object dy, py::object dh_n, py::object dc_n,
+         const std::string& merge) {
+        const StackProblem p = make_stack_problem(cell, reset_after, num_layers, directions, dropout, seed, x, weights,
+                                                  batch_first, merge);
         if (is_float32(x))
           return stack_backward_t<float>(p, x, weights, h0, c0, seq_lengths, cache, dy, dh_n, dc_n);
         return stack_backward_t<double>(p, x, weights, h0, c0, seq_lengths, cache, dy, dh_n, dc_n);
@@ -273,25 +285,26 @@ void register_stack(py::module_& m) {
       py::arg("cell"), py::arg("reset_after"), py::arg("num_layers"), py::arg("directions"), py::arg("dropout"),
       py::arg("seed"), py::arg("x"), py::arg("weights"), py::arg("h0"), py::arg("c0"), py::arg("seq_lengths"),
       py::arg("batch_first"), py::arg("cache"), py::arg("dy"), py::arg("dh_n"), py::arg("dc_n"),
+      py::arg("merge") = "concat",
       "Checked stack backward; consumes the cache buffer; returns (dx, dh0, dc0, [(dw_x, dw_h, db, db_h)...]).");
   m.def(
       "stack_cache_size",
       [](const std::string& cell, bool reset_after, int64_t num_layers, int directions, double dropout, int64_t T,
-         int64_t B, int64_t I, int64_t H) {
-        return lstmcore::stack_cache_size(make_spec(cell, reset_after, num_layers, directions, dropout, 0),
+         int64_t B, int64_t I, int64_t H, const std::string& merge) {
+        return lstmcore::stack_cache_size(make_spec(cell, reset_after, num_layers, directions, dropout, 0, merge),
                                           {T, B, I, H});
       },
       py::arg("cell"), py::arg("reset_after"), py::arg("num_layers"), py::arg("directions"), py::arg("dropout"),
-      py::arg("T"), py::arg("B"), py::arg("I"), py::arg("H"));
+      py::arg("T"), py::arg("B"), py::arg("I"), py::arg("H"), py::arg("merge") = "concat");
   m.def(
       "stack_dropout_mask_offset",
       [](const std::string& cell, bool reset_after, int64_t num_layers, int directions, double dropout, int64_t T,
-         int64_t B, int64_t I, int64_t H, int64_t layer) {
-        return lstmcore::stack_dropout_mask_offset(make_spec(cell, reset_after, num_layers, directions, dropout, 0),
-                                                   {T, B, I, H}, layer);
+         int64_t B, int64_t I, int64_t H, int64_t layer, const std::string& merge) {
+        return lstmcore::stack_dropout_mask_offset(
+            make_spec(cell, reset_after, num_layers, directions, dropout, 0, merge), {T, B, I, H}, layer);
       },
       py::arg("cell"), py::arg("reset_after"), py::arg("num_layers"), py::arg("directions"), py::arg("dropout"),
-      py::arg("T"), py::arg("B"), py::arg("I"), py::arg("H"), py::arg("layer"));
+      py::arg("T"), py::arg("B"), py::arg("I"), py::arg("H"), py::arg("layer"), py::arg("merge") = "concat");
 }
 
 }  // namespace lstmcore_py

@@ -1,16 +1,18 @@
 // lstmcore — a stack of recurrent layers: L layers × D directions of one cell, with
 // dropout between layers (the model of torch.nn.LSTM / GRU / RNN).
 //
-//   layer 0 reads x (T, B, I); layer k > 0 reads the output of layer k-1, (T, B, D·H),
-//   after dropout when training. A layer's output concatenates its directions along
-//   features, [forward H | reverse H] per row. The reverse direction walks each
+//   layer 0 reads x (T, B, I); layer k > 0 reads the output of layer k-1, (T, B, O),
+//   after dropout when training. A bidirectional layer's output concatenates its
+//   directions along features, [forward H | reverse H] per row (merge = concat, O = 2H,
+//   PyTorch's layout), or adds them, forward + reverse (merge = sum, O = H). With one
+//   direction O = H. The reverse direction walks each
 //   sequence from its own last valid step (SequenceOptions::reverse semantics), so
 //   with seq_lengths the stack equals PyTorch on packed sequences.
 //   States are (L·D, B, H): index k·D + d for layer k, direction d (0 forward,
 //   1 reverse), the order of PyTorch's h_n.
 //
 // Weights: one LayerWeights per layer and direction, in the same k·D + d order:
-//   w_x (I_k, G·H) with I_0 = I and I_k = D·H for k > 0; w_h (H, G·H); b, b_h (G·H).
+//   w_x (I_k, G·H) with I_0 = I and I_k = O for k > 0; w_h (H, G·H); b, b_h (G·H).
 //
 // Dropout (training only, i.e. when a cache is given; never after the last layer):
 //   x_{k+1} = y_k ⊙ m_k,  m_k = 1/(1-p) where kept (probability 1-p), else 0.
@@ -34,18 +36,22 @@ namespace lstmcore {
 LSTMCORE_INLINE_NAMESPACE_BEGIN
 
 // The shape of the stack. Dims::input is I (the input of layer 0), Dims::hidden is H.
+// How a bidirectional layer combines its two directions' outputs.
+enum class Merge { concat, sum };
+
 struct StackSpec {
   CellSpec cell;
   std::int64_t num_layers = 1;  // L >= 1
   int directions = 1;           // D: 1, or 2 for bidirectional
   double dropout = 0.0;         // p in [0, 1]: between layers, in training only
   std::uint64_t seed = 0;       // key of the dropout masks
+  Merge merge = Merge::concat;  // D = 2: [forward | reverse] (O = 2H) or forward + reverse (O = H)
 };
 
 // The weights of one layer and direction. b and b_h may be nullptr (zeros).
 template <typename T>
 struct LayerWeights {
-  const T* w_x = nullptr;  // (I_k, G·H)   I_0 = I, I_k = D·H for k > 0
+  const T* w_x = nullptr;  // (I_k, G·H)   I_0 = I, I_k = O for k > 0
   const T* w_h = nullptr;  // (H, G·H)
   const T* b = nullptr;    // (G·H) or nullptr
   const T* b_h = nullptr;  // (G·H) or nullptr
@@ -67,7 +73,7 @@ struct StackForwardArgs {
   const LayerWeights<T>* weights = nullptr;  // L·D entries, index k·D + d
   const T* h0 = nullptr;                     // (L·D, B, H) or nullptr (zeros)
   const T* c0 = nullptr;                     // (L·D, B, H) or nullptr (LSTM only)
-  T* y = nullptr;                            // out: row-order (T, B, D·H)   the last layer's output
+  T* y = nullptr;                            // out: row-order (T, B, O)   the last layer's output
   T* h_n = nullptr;                          // out: (L·D, B, H)
   T* c_n = nullptr;                          // out: (L·D, B, H) (LSTM: required; others: nullptr)
   // out: stack_cache_size() elements for training (dropout applies), nullptr for
@@ -84,7 +90,7 @@ struct StackBackwardArgs {
   const T* h0 = nullptr;                     // (L·D, B, H) or nullptr, as in forward
   const T* c0 = nullptr;                     // (L·D, B, H) or nullptr, as in forward
   T* cache = nullptr;                        // in: forward's cache; consumed (overwritten)
-  const T* dy = nullptr;                     // row-order (T, B, D·H) or nullptr
+  const T* dy = nullptr;                     // row-order (T, B, O) or nullptr
   const T* dh_n = nullptr;                   // (L·D, B, H) or nullptr
   const T* dc_n = nullptr;                   // (L·D, B, H) or nullptr (LSTM only)
   T* dx = nullptr;                           // out: row-order (T, B, I)
@@ -97,8 +103,8 @@ struct StackBackwardArgs {
 
 // Elements of T in the training cache, laid out as
 //   for each layer k and direction d: the cell's cache (cache_size() of one call)
-//   for each k < L-1: the input of layer k+1, row-order (T, B, D·H), after dropout
-//   for each k < L-1, only when p > 0: the dropout mask m_k, row-order (T, B, D·H)
+//   for each k < L-1: the input of layer k+1, row-order (T, B, O), after dropout
+//   for each k < L-1, only when p > 0: the dropout mask m_k, row-order (T, B, O)
 // Throws InvalidArgument on bad sizes or overflow.
 std::size_t stack_cache_size(const StackSpec& spec, const Dims& dims);
 
