@@ -4,7 +4,11 @@
 
 #include <Eigen/Core>
 
+#include <atomic>
+#include <chrono>
 #include <cmath>
+#include <condition_variable>
+#include <mutex>
 #include <cstdint>
 #include <cstring>
 #include <memory>
@@ -102,6 +106,54 @@ void column_sums(const T* data, i64 rows, i64 width, i64 ld, T* out, bool accumu
 }
 
 // A 64-byte aligned scratch buffer carved into regions; allocated once per call.
+// The barrier between the steps of a recurrence. It spins for a short while (a step's
+// threads normally arrive within microseconds of each other), then sleeps on a condition
+// variable. OpenMP's barrier spins far longer (libgomp: ~300k pause instructions, several
+// milliseconds) before it sleeps; on a machine whose cores are busy with other work the
+// thread that waits then burns the very time slice its partner needs, and a recurrence
+// of T steps slows down by T such slices.
+class StepBarrier {
+ public:
+  explicit StepBarrier(int threads) : threads_(threads) {}
+
+  void wait() {
+    const unsigned gen = generation_.load(std::memory_order_acquire);
+    if (arrived_.fetch_add(1, std::memory_order_acq_rel) == threads_ - 1) {
+      arrived_.store(0, std::memory_order_relaxed);
+      generation_.fetch_add(1, std::memory_order_seq_cst);
+      if (sleepers_.load(std::memory_order_seq_cst) > 0) {
+        std::lock_guard<std::mutex> lock(mutex_);
+        wake_.notify_all();
+      }
+      return;
+    }
+    const auto start = std::chrono::steady_clock::now();
+    for (unsigned i = 1;; ++i) {
+      if (generation_.load(std::memory_order_acquire) != gen) return;
+      relax();
+      if ((i & 63) == 0 && std::chrono::steady_clock::now() - start > std::chrono::microseconds(kSpinMicros)) break;
+    }
+    std::unique_lock<std::mutex> lock(mutex_);
+    sleepers_.fetch_add(1, std::memory_order_seq_cst);
+    wake_.wait(lock, [&] { return generation_.load(std::memory_order_seq_cst) != gen; });
+    sleepers_.fetch_sub(1, std::memory_order_relaxed);
+  }
+
+ private:
+  static constexpr int kSpinMicros = 50;
+  static void relax() {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#endif
+  }
+  const int threads_;
+  std::atomic<int> arrived_{0};
+  std::atomic<unsigned> generation_{0};
+  std::atomic<int> sleepers_{0};
+  std::mutex mutex_;
+  std::condition_variable wake_;
+};
+
 // Each calling thread keeps its last scratch block (up to kKeptWorkspaceBytes) for the
 // next call: fresh pages cost a page fault and the kernel zeroing them, which for a large
 // inference call (the T·B·G·H gate buffer) is a tenth of the run time.

@@ -264,6 +264,7 @@ void run_recurrence(const T* w_h, i64 steps, i64 B, i64 H, i64 G, T* h_n, Worksp
   const i64 tile_size = Workspace<T>::round_up(B * G * p.W);
   T* tiles = ws.take(nt * tile_size);
   T* final_h = h_n;
+  StepBarrier barrier(nt);
   auto body = [&](int tid, int nth) {
     i64 b0, b1, u0, u1;
     thread_units(p.blocks, p.W, H, tid, nth, b0, b1, u0, u1);
@@ -273,11 +274,7 @@ void run_recurrence(const T* w_h, i64 steps, i64 B, i64 H, i64 G, T* h_n, Worksp
     for (i64 s = 0; s < steps; ++s) {
       for (i64 blk = b0; blk < b1; ++blk) recurrent_block(p, cur, B, blk, tile, rec);
       step(s, u0, u1, static_cast<const T*>(cur), nxt, static_cast<const T*>(rec));
-#ifdef _OPENMP
-      if (nth > 1) {
-#pragma omp barrier
-      }
-#endif
+      if (nth > 1) barrier.wait();
       std::swap(cur, nxt);
     }
     if (tid == 0) final_h = cur;
@@ -328,6 +325,7 @@ void run_backward_recurrence(const T* w_h, i64 steps, i64 B, i64 H, i64 G, T* dh
   const int nt = recurrence_threads(B, H, G, p.blocks);
   const i64 tile_size = Workspace<T>::round_up(B * p.W);
   T* tiles = ws.take(nt * tile_size);
+  StepBarrier barrier(nt);
   auto body = [&](int tid, int nth) {
     i64 b0, b1, u0, u1;
     thread_units(p.blocks, p.W, H, tid, nth, b0, b1, u0, u1);
@@ -335,11 +333,7 @@ void run_backward_recurrence(const T* w_h, i64 steps, i64 B, i64 H, i64 G, T* dh
     for (i64 s = steps - 1; s >= 0; --s) {
       T* da = da_buf[s & 1];
       grad(s, u0, u1, da);
-#ifdef _OPENMP
-      if (nth > 1) {
-#pragma omp barrier
-      }
-#endif
+      if (nth > 1) barrier.wait();
       for (i64 blk = b0; blk < b1; ++blk) recurrent_block(p, static_cast<const T*>(da), B, blk, tile, prod);
       for (i64 b = 0; b < B; ++b) {
         if (!active(s, b)) continue;
