@@ -13,26 +13,13 @@ LSTMCORE_INLINE_NAMESPACE_BEGIN
 
 namespace {
 
-void require(const void* p, const char* name) {
-  if (!p) throw InvalidArgument(std::string(name) + ": required, got a null pointer");
-}
-
-void require_absent(const void* p, const char* name, Cell cell) {
-  if (p)
-    throw InvalidArgument(std::string(name) + ": the " + cell_name(cell) +
-                          " cell has no cell state; expected nullptr");
-}
-
 void check_common(const CellSpec& spec, const Dims& d, const SequenceOptions& o) {
   detail::check_dims(spec, d);
-  if (!o.seq_lengths) return;
-  for (std::int64_t b = 0; b < d.batch; ++b) {
-    const std::int64_t len = o.seq_lengths[b];
-    if (len < 1 || len > d.steps)
-      throw InvalidArgument("seq_lengths: expected every length in 1.." + std::to_string(d.steps) + ", got " +
-                            std::to_string(len) + " at index " + std::to_string(b));
-  }
+  detail::check_lengths(d, o);
 }
+
+using detail::require;
+using detail::require_absent;
 
 }  // namespace
 
