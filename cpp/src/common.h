@@ -20,6 +20,46 @@ void require(const void* p, const char* name);
 // InvalidArgument naming `name` for a cell-state pointer given to a cell without one.
 void require_absent(const void* p, const char* name, Cell cell);
 
+// The checks every forward / backward entry makes before any arithmetic: sizes, lengths,
+// required pointers, and no cell-state pointers for a cell without a cell state.
+template <typename T>
+void check_forward_args(const CellSpec& spec, const Dims& d, const SequenceOptions& o, const ForwardArgs<T>& a) {
+  check_dims(spec, d);
+  check_lengths(d, o);
+  require(a.x, "x");
+  require(a.w_x, "w_x");
+  require(a.w_h, "w_h");
+  require(a.y, "y");
+  require(a.h_n, "h_n");
+  if (spec.cell == Cell::lstm) {
+    require(a.c_n, "c_n");
+  } else {
+    require_absent(a.c0, "c0", spec.cell);
+    require_absent(a.c_n, "c_n", spec.cell);
+  }
+}
+
+template <typename T>
+void check_backward_args(const CellSpec& spec, const Dims& d, const SequenceOptions& o, const BackwardArgs<T>& a) {
+  check_dims(spec, d);
+  check_lengths(d, o);
+  require(a.x, "x");
+  require(a.w_x, "w_x");
+  require(a.w_h, "w_h");
+  require(a.cache, "cache");
+  require(a.dx, "dx");
+  require(a.dh0, "dh0");
+  require(a.dw_x, "dw_x");
+  require(a.dw_h, "dw_h");
+  if (spec.cell == Cell::lstm) {
+    require(a.dc0, "dc0");
+  } else {
+    require_absent(a.c0, "c0", spec.cell);
+    require_absent(a.dc_n, "dc_n", spec.cell);
+    require_absent(a.dc0, "dc0", spec.cell);
+  }
+}
+
 // A counter-based random generator (splitmix64's output function): the same key and
 // index give the same number on any thread, in any order.
 inline std::uint64_t mix64(std::uint64_t z) {

@@ -20,6 +20,7 @@
 #include "lstmcore/variants.h"
 
 #include <cmath>
+#include <optional>
 #include <string>
 #include <type_traits>
 
@@ -191,6 +192,30 @@ void activate_grad(const ActivationSpec& s, T clip, const T* x, const T* y, cons
   }
 }
 
+// ---- the products of the time loop ---------------------------------------------------
+// C (m × n, ldc) [+]= A (m × k, lda) · op(B), row-major; op(B) = B stored k × n (ldb), or
+// with TransB Bᵀ where B is stored n × k. Eigen's GEMM kernel, with its packing buffers
+// allocated here, once per call, so that the time loop allocates nothing. One thread:
+// the loop's elementwise passes carry the OpenMP parallelism.
+
+template <typename T, bool TransB>
+class StepProduct {
+ public:
+  StepProduct(i64 m, i64 n, i64 k) : m_(m), n_(n), k_(k), blocking_(m, n, k, 1, true) { blocking_.allocateAll(); }
+  void operator()(const T* A, i64 lda, const T* B, i64 ldb, T* C, i64 ldc, bool accumulate) {
+    if (!accumulate)
+      for (i64 r = 0; r < m_; ++r) std::memset(C + r * ldc, 0, sizeof(T) * n_);
+    Eigen::internal::general_matrix_matrix_product<Eigen::Index, T, Eigen::RowMajor, false, T,
+                                                   TransB ? Eigen::ColMajor : Eigen::RowMajor, false, Eigen::RowMajor,
+                                                   1>::run(m_, n_, k_, A, lda, B, ldb, C, 1, ldc, T(1), blocking_,
+                                                           nullptr);
+  }
+
+ private:
+  i64 m_, n_, k_;
+  Eigen::internal::gemm_blocking_space<Eigen::RowMajor, T, T, Eigen::Dynamic, Eigen::Dynamic, Eigen::Dynamic> blocking_;
+};
+
 // ---- layer norm over one row ---------------------------------------------------------
 // Statistics over the columns outside [s0, s1) (the unused f block, or none).
 
@@ -301,18 +326,19 @@ void check_options(const CellSpec& s, const VariantOptions& o, const Dims& d) {
                       "cache: steps (T) x batch (B) x features");
 }
 
+// The six layer-norm pointers (gains and biases, or their gradients with prefix "d").
+void require_layer_norm(const void* gx, const void* bx, const void* gh, const void* bh, const void* gc,
+                        const void* bc, const std::string& prefix) {
+  const std::pair<const void*, const char*> all[] = {{gx, "ln_gain_x"}, {bx, "ln_bias_x"}, {gh, "ln_gain_h"},
+                                                     {bh, "ln_bias_h"}, {gc, "ln_gain_c"}, {bc, "ln_bias_c"}};
+  for (const auto& [ptr, name] : all) detail::require(ptr, (prefix + name).c_str());
+}
+
 template <typename T>
 void check_params(const Plan& p, const VariantParams<T>& v) {
   if (p.peep) detail::require(v.peepholes, "peepholes");
   if (p.proj) detail::require(v.w_proj, "w_proj");
-  if (p.ln) {
-    detail::require(v.ln_gain_x, "ln_gain_x");
-    detail::require(v.ln_bias_x, "ln_bias_x");
-    detail::require(v.ln_gain_h, "ln_gain_h");
-    detail::require(v.ln_bias_h, "ln_bias_h");
-    detail::require(v.ln_gain_c, "ln_gain_c");
-    detail::require(v.ln_bias_c, "ln_bias_c");
-  }
+  if (p.ln) require_layer_norm(v.ln_gain_x, v.ln_bias_x, v.ln_gain_h, v.ln_bias_h, v.ln_gain_c, v.ln_bias_c, "");
 }
 
 // The zoneout masks of one stream, row-order (T, B, W): element (t, b, j) is 1 (keep the
@@ -379,11 +405,16 @@ void run_forward(const Plan& p, const VariantOptions& o, const Walk& walk, const
   if (mask_h) make_zoneout_mask(p, walk, o.seed, 1, o.zoneout_h, R, C + p.mh);
   if (mask_c) make_zoneout_mask(p, walk, o.seed, 2, o.zoneout_c, H, C + p.mc);
   const i64 work = B * GH * 8;
+  const bool reset_before = p.gru && !p.reset_after;
+  StepProduct<T, false> recurrent(B, reset_before ? 2 * H : GH, R);
+  std::optional<StepProduct<T, false>> second;  // GRU: (r ⊙ h)·w_h[:, n]; LSTM: the projection
+  if (reset_before) second.emplace(B, H, H);
+  if (p.proj) second.emplace(B, R, H);
 
   for (i64 s = 0; s < p.T; ++s) {
     auto row_of = [&](i64 b) { return walk.row(walk.time(s, b), b); };
     // h_{t−1}·w_h (GRU with the reset before the product: the r and z blocks only)
-    gemm<T>(false, false, B, p.gru && !p.reset_after ? 2 * H : GH, R, h, R, a.w_h, GH, false, rec, GH);
+    recurrent(h, R, a.w_h, GH, rec, GH, false);
 
     if (p.lstm) {
       for_batch(B, work, [&](i64 b) {
@@ -435,7 +466,7 @@ void run_forward(const Plan& p, const VariantOptions& o, const Walk& walk, const
         zoneout_update(cb, cc, mask_c ? mask_c + row * H : nullptr, zc, H);
         if (p.zone_c) std::memcpy(C + p.cs + row * H, cb, sizeof(T) * H);
       });
-      if (p.proj) gemm<T>(false, false, B, R, H, mbuf, H, v.w_proj, R, false, hbuf, R);
+      if (p.proj) (*second)(mbuf, H, v.w_proj, R, hbuf, R, false);
     } else if (p.gru) {
       // r and z; with the reset before the product also r ⊙ h_{t−1} and the n block's GEMM
       for_batch(B, work, [&](i64 b) {
@@ -450,7 +481,7 @@ void run_forward(const Plan& p, const VariantOptions& o, const Walk& walk, const
         if (!p.reset_after)
           for (i64 j = 0; j < H; ++j) mbuf[b * H + j] = ac[j] * h[b * H + j];
       });
-      if (!p.reset_after) gemm<T>(false, false, B, H, H, mbuf, H, a.w_h + 2 * H, GH, false, rec + 2 * H, GH);
+      if (reset_before) (*second)(mbuf, H, a.w_h + 2 * H, GH, rec + 2 * H, GH, false);
       for_batch(B, work, [&](i64 b) {
         if (!walk.active(s, b)) return;
         const i64 row = row_of(b);
@@ -534,6 +565,12 @@ void run_backward(const Plan& p, const VariantOptions& o, const Walk& walk, cons
   const T* mask_h = p.zone_h ? C + p.mh : nullptr;
   const T* mask_c = p.zone_c ? C + p.mc : nullptr;
   const i64 work = B * GH * 16;
+  const bool reset_before = p.gru && !p.reset_after;
+  // dL/dh_{t−1} += dL/d(h·w_h)·w_hᵀ (GRU with the reset before the product: r and z blocks)
+  StepProduct<T, true> recurrent(B, R, reset_before ? 2 * H : GH);
+  std::optional<StepProduct<T, true>> second;  // GRU: dL/da_n·w_h[:, n]ᵀ; LSTM: dL/dh̃·w_projᵀ
+  if (reset_before) second.emplace(B, H, H);
+  if (p.proj) second.emplace(B, H, R);
 
   for (i64 s = p.T - 1; s >= 0; --s) {
     auto row_of = [&](i64 b) { return walk.row(walk.time(s, b), b); };
@@ -565,7 +602,7 @@ void run_backward(const Plan& p, const VariantOptions& o, const Walk& walk, cons
     if (p.lstm) {
       const T* dmr = dhb;
       if (p.proj) {
-        gemm<T>(false, true, B, H, R, dhb, R, v.w_proj, R, false, dm, H);  // dL/dm = dL/dh̃·w_projᵀ
+        (*second)(dhb, R, v.w_proj, R, dm, H, false);  // dL/dm = dL/dh̃·w_projᵀ
         dmr = dm;
       }
       for_batch(B, work, [&](i64 b) {
@@ -652,7 +689,7 @@ void run_backward(const Plan& p, const VariantOptions& o, const Walk& walk, cons
           std::memcpy(ds, dah + row * GH, sizeof(T) * GH);
         }
       });
-      gemm<T>(false, true, B, R, GH, dstep, GH, a.w_h, GH, true, dh, R);  // dL/dh_{t−1} += da·w_hᵀ
+      recurrent(dstep, GH, a.w_h, GH, dh, R, true);  // dL/dh_{t−1} += da·w_hᵀ
     } else if (p.gru) {
       for_batch(B, work, [&](i64 b) {
         T* ds = dstep + b * GH;
@@ -692,7 +729,7 @@ void run_backward(const Plan& p, const VariantOptions& o, const Walk& walk, cons
       });
       if (!p.reset_after) {
         // dL/d(r ⊙ h_{t−1}) = dL/da_n·w_h[:, n]ᵀ, then r and the rest of dL/dh_{t−1}
-        gemm<T>(false, true, B, H, H, dstep + 2 * H, GH, a.w_h + 2 * H, GH, false, dm, H);
+        (*second)(dstep + 2 * H, GH, a.w_h + 2 * H, GH, dm, H, false);
         for_batch(B, work, [&](i64 b) {
           if (!walk.active(s, b)) return;
           const i64 row = row_of(b);
@@ -710,7 +747,7 @@ void run_backward(const Plan& p, const VariantOptions& o, const Walk& walk, cons
           std::memcpy(dah + row * GH, ds, sizeof(T) * GH);
         });
       }
-      gemm<T>(false, true, B, H, p.reset_after ? GH : 2 * H, dstep, GH, a.w_h, GH, true, dh, H);
+      recurrent(dstep, GH, a.w_h, GH, dh, H, true);
     } else {
       for_batch(B, work, [&](i64 b) {
         T* ds = dstep + b * GH;
@@ -725,7 +762,7 @@ void run_backward(const Plan& p, const VariantOptions& o, const Walk& walk, cons
         activate_grad(o.f, clip, pr, ac, dhb + b * H, ds, H);
         std::memcpy(pr, ds, sizeof(T) * H);
       });
-      gemm<T>(false, true, B, H, H, dstep, GH, a.w_h, GH, true, dh, H);
+      recurrent(dstep, GH, a.w_h, GH, dh, H, true);
     }
   }
 
@@ -785,18 +822,7 @@ void variant_forward(const CellSpec& spec, const VariantOptions& o, const Dims& 
                      const ForwardArgs<T>& a, const VariantParams<T>& v) {
   namespace k = cpu::general;
   k::check_options(spec, o, d);
-  detail::check_lengths(d, so);
-  detail::require(a.x, "x");
-  detail::require(a.w_x, "w_x");
-  detail::require(a.w_h, "w_h");
-  detail::require(a.y, "y");
-  detail::require(a.h_n, "h_n");
-  if (spec.cell == Cell::lstm) {
-    detail::require(a.c_n, "c_n");
-  } else {
-    detail::require_absent(a.c0, "c0", spec.cell);
-    detail::require_absent(a.c_n, "c_n", spec.cell);
-  }
+  detail::check_forward_args(spec, d, so, a);
   const k::Plan p(spec, o, d);
   k::check_params(p, v);
   k::run_forward(p, o, k::Walk(d, so), a, v);
@@ -807,34 +833,12 @@ void variant_backward(const CellSpec& spec, const VariantOptions& o, const Dims&
                       const BackwardArgs<T>& a, const VariantParams<T>& v, const VariantGrads<T>& g) {
   namespace k = cpu::general;
   k::check_options(spec, o, d);
-  detail::check_lengths(d, so);
-  detail::require(a.x, "x");
-  detail::require(a.w_x, "w_x");
-  detail::require(a.w_h, "w_h");
-  detail::require(a.cache, "cache");
-  detail::require(a.dx, "dx");
-  detail::require(a.dh0, "dh0");
-  detail::require(a.dw_x, "dw_x");
-  detail::require(a.dw_h, "dw_h");
-  if (spec.cell == Cell::lstm) {
-    detail::require(a.dc0, "dc0");
-  } else {
-    detail::require_absent(a.c0, "c0", spec.cell);
-    detail::require_absent(a.dc_n, "dc_n", spec.cell);
-    detail::require_absent(a.dc0, "dc0", spec.cell);
-  }
+  detail::check_backward_args(spec, d, so, a);
   const k::Plan p(spec, o, d);
   k::check_params(p, v);
   if (p.peep) detail::require(g.dpeepholes, "dpeepholes");
   if (p.proj) detail::require(g.dw_proj, "dw_proj");
-  if (p.ln) {
-    detail::require(g.dln_gain_x, "dln_gain_x");
-    detail::require(g.dln_bias_x, "dln_bias_x");
-    detail::require(g.dln_gain_h, "dln_gain_h");
-    detail::require(g.dln_bias_h, "dln_bias_h");
-    detail::require(g.dln_gain_c, "dln_gain_c");
-    detail::require(g.dln_bias_c, "dln_bias_c");
-  }
+  if (p.ln) k::require_layer_norm(g.dln_gain_x, g.dln_bias_x, g.dln_gain_h, g.dln_bias_h, g.dln_gain_c, g.dln_bias_c, "d");
   k::run_backward(p, o, k::Walk(d, so), a, v, g);
 }
 
