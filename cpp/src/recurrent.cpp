@@ -2,7 +2,6 @@
 // them to the CPU kernels (cpp/src/cpu/), which assume they are valid.
 #include "lstmcore/recurrent.h"
 
-#include <string>
 #include <type_traits>
 
 #include "common.h"

@@ -21,7 +21,9 @@ class Cache:
 
     It holds the gate activations and states computed by the forward pass (one
     NumPy buffer, ``buffer``) and references to the inputs backward needs (no
-    copies: do not modify ``x``, ``w_x``, ``w_h``, ``h0``, ``c0`` in between).
+    copies: do not modify ``x``, ``w_x``, ``w_h``, ``h0``, ``c0`` in between, nor a cell
+    variant's ``peepholes``, ``w_proj``, ``layer_norm``; ``variant`` holds those and the
+    options, None for the plain cell).
     A cache is used by exactly one ``backward`` call, which overwrites the buffer
     with gate gradients; a second use raises ValueError.
     """
