@@ -473,3 +473,30 @@ def test_errors_proj_shapes():
     res = lstmcore.forward(**args, w_proj=wp, training=True)
     with pytest.raises(ValueError, match=r"dh_n: expected shape \(B, P\) = \(3, 3\), got \(3, 7\)"):
         lstmcore.backward(res.cache, dh_n=np.zeros((3, 7)))
+
+
+@pytest.mark.parametrize("option", [dict(input_forget=True), dict(forget_gate=False)])
+def test_unused_forget_block(option):
+    """With input_forget or without a forget gate the f block is ignored (any values give the
+    same outputs) and gets exactly zero gradients, layer norm's included."""
+    case = variant_case("lstm", np.float64, seed=8, seq=True)
+    kw = dict(variant_params(case, peepholes=True, layer_norm=True), **option)
+    H = case.H
+    f_block = slice(H, 2 * H)
+    res = lstmcore.forward(**case.fwd, **case.opts, **kw, training=True)
+    g = lstmcore.backward(res.cache, **case.grads)
+    for name, arr in (("dw_x", g.dw_x), ("dw_h", g.dw_h), ("db", g.db), ("db_h", g.db_h)):
+        assert np.all(arr[..., f_block] == 0), name
+    for k in range(4):
+        assert np.all(g.dlayer_norm[k][f_block] == 0), f"dlayer_norm[{k}]"
+    assert np.all(g.dpeepholes[1] == 0)
+    other = {k: (v.copy() if isinstance(v, np.ndarray) else v) for k, v in case.fwd.items()}
+    for name in ("w_x", "w_h", "b", "b_h"):
+        other[name][..., f_block] += 3.0
+    ln = tuple(v.copy() for v in kw["layer_norm"])
+    for k in range(4):
+        ln[k][f_block] -= 2.0
+    peep = kw["peepholes"].copy()
+    peep[1] += 5.0
+    res2 = lstmcore.forward(**other, **case.opts, **dict(kw, layer_norm=ln, peepholes=peep))
+    assert np.array_equal(res.y, res2.y) and np.array_equal(res.c_n, res2.c_n)
