@@ -105,6 +105,26 @@ void check_dims(const CellSpec& spec, const Dims& d) {
   checked_mul(d.input + d.hidden, gh, "weights: (input (I) + hidden (H)) x G·H");
 }
 
+void check_lengths(const Dims& d, const SequenceOptions& o) {
+  if (!o.seq_lengths) return;
+  for (std::int64_t b = 0; b < d.batch; ++b) {
+    const std::int64_t len = o.seq_lengths[b];
+    if (len < 1 || len > d.steps)
+      throw InvalidArgument("seq_lengths: expected every length in 1.." + std::to_string(d.steps) + ", got " +
+                            std::to_string(len) + " at index " + std::to_string(b));
+  }
+}
+
+void require(const void* p, const char* name) {
+  if (!p) throw InvalidArgument(std::string(name) + ": required, got a null pointer");
+}
+
+void require_absent(const void* p, const char* name, Cell cell) {
+  if (p)
+    throw InvalidArgument(std::string(name) + ": the " + cell_name(cell) +
+                          " cell has no cell state; expected nullptr");
+}
+
 }  // namespace detail
 
 std::size_t cache_size(const CellSpec& spec, const Dims& dims) {

@@ -246,21 +246,13 @@ void multiply_into(T* out, const T* in, i64 n) {
   for (i64 i = 0; i < n; ++i) out[i] *= in[i];
 }
 
-// splitmix64's output function: a bijective mix of 64 bits.
-inline std::uint64_t mix64(std::uint64_t z) {
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
-  return z ^ (z >> 31);
-}
-constexpr std::uint64_t kGolden = 0x9E3779B97F4A7C15ULL;
-
 // The dropout mask of layer k's output, row-order (T, B, O): element (t, b, j)
 // draws u = the top 53 bits of mix64(key_k + golden·(n + 1)), n = (t·B + b)·O + j,
 // a uniform double in [0, 1), and is kept (scaled by 1/(1-p)) when u >= p. The index
 // n is time-major whatever the row order, so masks do not depend on batch_first.
 template <typename T>
 void make_mask(const Plan& p, const StackSpec& s, bool batch_first, i64 k, T* mask) {
-  const std::uint64_t key = mix64(s.seed + kGolden * static_cast<std::uint64_t>(k + 1));
+  const std::uint64_t key = detail::stream_key(s.seed, static_cast<std::uint64_t>(k + 1));
   const double prob = s.dropout;
   const T keep = prob < 1.0 ? static_cast<T>(1.0 / (1.0 - prob)) : T(0);
   const i64 W = p.OW;
@@ -273,8 +265,7 @@ void make_mask(const Plan& p, const StackSpec& s, bool batch_first, i64 k, T* ma
     const std::uint64_t base = static_cast<std::uint64_t>((t * p.B + b) * W);
     T* m = mask + r * W;
     for (i64 j = 0; j < W; ++j) {
-      const std::uint64_t bits = mix64(key + kGolden * (base + static_cast<std::uint64_t>(j) + 1));
-      const double u = static_cast<double>(bits >> 11) * 0x1.0p-53;
+      const double u = detail::counter_uniform(key, base + static_cast<std::uint64_t>(j));
       m[j] = u >= prob ? keep : T(0);
     }
   }

@@ -9,7 +9,7 @@ import threading
 
 import numpy as np
 
-from . import _core
+from . import _core, _variants
 from ._types import GATES, ForwardResult, Gradients
 
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
@@ -21,13 +21,15 @@ class Cache:
 
     It holds the gate activations and states computed by the forward pass (one
     NumPy buffer, ``buffer``) and references to the inputs backward needs (no
-    copies: do not modify ``x``, ``w_x``, ``w_h``, ``h0``, ``c0`` in between).
+    copies: do not modify ``x``, ``w_x``, ``w_h``, ``h0``, ``c0`` in between, nor a cell
+    variant's ``peepholes``, ``w_proj``, ``layer_norm``; ``variant`` holds those and the
+    options, None for the plain cell).
     A cache is used by exactly one ``backward`` call, which overwrites the buffer
     with gate gradients; a second use raises ValueError.
     """
 
     __slots__ = ("cell", "reset_after", "dtype", "x", "w_x", "w_h", "h0", "c0", "seq_lengths",
-                 "reverse", "batch_first", "has_b", "has_b_h", "buffer", "_lock", "_consumed")
+                 "reverse", "batch_first", "has_b", "has_b_h", "buffer", "variant", "_lock", "_consumed")
 
     def __init__(self, **fields):
         for name, value in fields.items():
@@ -132,7 +134,9 @@ def _check_cell(cell):
 
 def forward(x, w_x, w_h, b=None, b_h=None, h0=None, c0=None, *, cell="lstm", reverse=False,
             seq_lengths=None, batch_first=False, training=False, out=None, reset_after=True,
-            dtype=None):
+            dtype=None, peepholes=None, input_forget=False, forget_gate=True, clip=None, activations=None,
+            activation_alpha=None, activation_beta=None, w_proj=None, layer_norm=None, zoneout=None,
+            seed=None):
     """Runs one recurrent layer over a whole sequence batch.
 
     Shapes (T steps, B batch, I inputs, H hidden, G gates: LSTM 4, GRU 3, RNN 1):
@@ -154,6 +158,38 @@ def forward(x, w_x, w_h, b=None, b_h=None, h0=None, c0=None, *, cell="lstm", rev
       dtype: force the compute dtype (float32 or float64), converting every array to it.
         Without it, the dtype is that of the float arrays, which must all agree.
 
+    Cell variants (keyword-only; the defaults are the plain cell, which runs on the packed
+    kernels; anything else runs on a general path). ONNX's options, all cells:
+      activations: ONNX's scheme, lower-case names: LSTM [f, g, h] (gates, candidate,
+        output), GRU [f, g], RNN [f], each one of sigmoid, hard_sigmoid, tanh, relu,
+        softsign, scaled_tanh, affine, leaky_relu, elu, softplus, thresholded_relu.
+      activation_alpha, activation_beta: one entry per activation, None for ONNX's default
+        (hard_sigmoid 0.2 / 0.5, leaky_relu 0.01, elu 1, thresholded_relu 1, scaled_tanh
+        1 / 1, affine 1 / 0); a value for a function without that parameter is an error.
+      clip: θ > 0: every gate pre-activation is clamped to [−θ, θ] before its activation
+        (zero gradient where clamped); the cell state is not clipped.
+    LSTM only (ValueError naming the option for GRU/RNN):
+      peepholes: (3, H), rows p_i, p_f, p_o (ONNX's P is ordered i, o, f): a_i += p_i ⊙ c_{t−1},
+        a_f += p_f ⊙ c_{t−1}, a_o += p_o ⊙ c_t.
+      input_forget: f = 1 − i (ONNX's input_forget). forget_gate=False: no forget gate,
+        c_t = c_{t−1} + i ⊙ g. Either way the f block of w_x, w_h, b, b_h stays in the
+        layout (·, 4H), is ignored, and gets zero gradients.
+      w_proj: (H, P): LSTM with a projection (PyTorch's proj_size): h_t = (o ⊙ σ_h(c_t))·w_proj;
+        w_h is then (P, 4H), h0, h_n, dh_n (B, P), y (T, B, P); c stays (B, H).
+      layer_norm: (gain_x, bias_x, gain_h, bias_h, gain_c, bias_c), shapes (4H,) ×4, (H,) ×2
+        (Ba et al. 2016): a = LN(x·w_x; gain_x, bias_x) + LN(h·w_h; gain_h, bias_h) + b + b_h
+        (b, b_h added after the normalisation), h_t = o ⊙ σ_h(LN(c_t; gain_c, bias_c)); each LN
+        over a row's 4H (or H) values with epsilon 1e-5 (over the 3H used columns without an
+        own forget gate).
+      zoneout: (z_h, z_c) or one probability for both (Krueger et al. 2016): with
+        ``training`` each unit keeps its previous value of h (of c) with probability z_h (z_c),
+        masks drawn from ``seed`` (random when None) and kept in the cache; in inference
+        h_t = z_h·h_{t−1} + (1 − z_h)·h̃_t, likewise c. Peephole o and h̃ see the new c̃_t.
+      seed: the key of the zoneout masks: same seed, same masks (any thread count, either
+        row order).
+    The gradients of peepholes, w_proj and layer_norm come back as attributes of
+    backward's Gradients: ``dpeepholes``, ``dw_proj``, ``dlayer_norm``.
+
     Returns ForwardResult(y, h_n, c_n, cache): y (T, B, H) (or (B, T, H)), h_n and c_n
     (B, H), c_n None for GRU/RNN, cache None unless ``training``.
 
@@ -163,8 +199,12 @@ def forward(x, w_x, w_h, b=None, b_h=None, h0=None, c0=None, *, cell="lstm", rev
     _check_cell(cell)
     if cell != "lstm" and c0 is not None:
         raise ValueError(f"c0: the {cell} cell has no cell state; pass None")
+    variant = _variants.options(cell, training, peepholes=peepholes, input_forget=input_forget,
+                                forget_gate=forget_gate, clip=clip, activations=activations,
+                                activation_alpha=activation_alpha, activation_beta=activation_beta,
+                                w_proj=w_proj, layer_norm=layer_norm, zoneout=zoneout, seed=seed)
     dt, a = _prepare([("x", x), ("w_x", w_x), ("w_h", w_h), ("b", b), ("b_h", b_h), ("h0", h0),
-                      ("c0", c0)], dtype)
+                      ("c0", c0)] + _variants.named_arrays(variant, peepholes, w_proj, layer_norm), dtype)
     if out is not None:
         if not isinstance(out, np.ndarray):
             raise TypeError(f"out: expected a numpy.ndarray, got {type(out).__name__}")
@@ -176,15 +216,20 @@ def forward(x, w_x, w_h, b=None, b_h=None, h0=None, c0=None, *, cell="lstm", rev
             if arr is not None and np.may_share_memory(out, arr):
                 raise ValueError(f"out: must not overlap the input {name}")
     lengths = _prepare_lengths(seq_lengths)
-    y, h_n, c_n, buffer = _core.forward(cell, bool(reset_after), a["x"], a["w_x"], a["w_h"], a["b"],
-                                        a["b_h"], a["h0"], a["c0"], lengths, bool(reverse),
-                                        bool(batch_first), bool(training), out)
+    if variant is not None:
+        y, h_n, c_n, buffer = _variants.forward(cell, reset_after, a, lengths, reverse, batch_first,
+                                                training, out, variant)
+    else:
+        y, h_n, c_n, buffer = _core.forward(cell, bool(reset_after), a["x"], a["w_x"], a["w_h"], a["b"],
+                                            a["b_h"], a["h0"], a["c0"], lengths, bool(reverse),
+                                            bool(batch_first), bool(training), out)
     cache = None
     if training:
         cache = Cache(cell=cell, reset_after=bool(reset_after), dtype=dt, x=a["x"], w_x=a["w_x"],
                       w_h=a["w_h"], h0=a["h0"], c0=a["c0"], seq_lengths=lengths, reverse=bool(reverse),
                       batch_first=bool(batch_first), has_b=a["b"] is not None,
-                      has_b_h=a["b_h"] is not None, buffer=buffer)
+                      has_b_h=a["b_h"] is not None, buffer=buffer,
+                      variant=_variants.cache_entry(variant, a))
     return ForwardResult(y, h_n, c_n, cache)
 
 
@@ -196,6 +241,8 @@ def backward(cache, dy=None, dh_n=None, dc_n=None):
 
     Returns Gradients(dx, dh0, dc0, dw_x, dw_h, db, db_h), shaped like the forward
     inputs; dc0 is None for GRU/RNN, db / db_h are None when forward had no such bias.
+    A cell variant's own parameters have theirs as attributes: ``dpeepholes``,
+    ``dw_proj``, ``dlayer_norm`` (None when forward did not have them).
     """
     if not isinstance(cache, Cache):
         raise TypeError(f"cache: expected the lstmcore.Cache from forward(..., training=True), "
@@ -209,6 +256,8 @@ def backward(cache, dy=None, dh_n=None, dc_n=None):
             raise TypeError(f"{name}: dtype {obj.dtype} differs from the cache's dtype {cache.dtype}")
     _, g = _prepare(named, cache.dtype)  # lists and integer arrays take the cache's dtype
     cache._claim()
+    if cache.variant is not None:
+        return _variants.backward(cache, g)
     result = _core.backward(cache.cell, cache.reset_after, cache.x, cache.w_x, cache.w_h, cache.h0,
                             cache.c0, cache.seq_lengths, cache.reverse, cache.batch_first, cache.buffer,
                             cache.has_b, cache.has_b_h, g["dy"], g["dh_n"], g["dc_n"])

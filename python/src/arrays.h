@@ -50,4 +50,17 @@ const T* optional_input(py::handle obj, const char* name, const Shape& want) {
   return checked<T>(obj, name, want).data();
 }
 
+// A new C-contiguous array of T.
+template <typename T>
+py::array_t<T> new_array(const std::vector<std::int64_t>& shape) {
+  return py::array_t<T>(std::vector<py::ssize_t>(shape.begin(), shape.end()));
+}
+
+// True for float32, false for float64, TypeError naming `name` otherwise.
+inline bool is_float32(const py::array& x, const char* name) {
+  if (x.dtype().is(py::dtype::of<float>())) return true;
+  if (x.dtype().is(py::dtype::of<double>())) return false;
+  throw py::type_error(std::string(name) + ": expected dtype float32 or float64, got " + std::string(py::str(x.dtype())));
+}
+
 }  // namespace lstmcore_py

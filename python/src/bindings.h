@@ -6,4 +6,5 @@
 namespace lstmcore_py {
 void register_recurrent(pybind11::module_& m);
 void register_stack(pybind11::module_& m);
+void register_variants(pybind11::module_& m);
 }  // namespace lstmcore_py

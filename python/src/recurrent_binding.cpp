@@ -80,11 +80,6 @@ void require_no_state(const Problem& p, py::handle obj, const char* name) {
 }
 
 template <typename T>
-py::array_t<T> new_array(const std::vector<int64_t>& shape) {
-  return py::array_t<T>(std::vector<py::ssize_t>(shape.begin(), shape.end()));
-}
-
-template <typename T>
 py::tuple forward_t(const Problem& p, const py::array& x, const py::array& w_x, const py::array& w_h,
                     py::handle b, py::handle b_h, py::handle h0, py::handle c0, py::handle seq_lengths,
                     bool training, py::handle out) {
@@ -159,12 +154,6 @@ py::tuple backward_t(const Problem& p, const py::array& x, const py::array& w_x,
   }
   auto opt = [](std::optional<py::array_t<T>>& v) { return v ? py::object(*v) : py::object(py::none()); };
   return py::make_tuple(dx, dh0, opt(dc0), dw_x, dw_h, opt(db), opt(db_h));
-}
-
-bool is_float32(const py::array& x, const char* name) {
-  if (x.dtype().is(py::dtype::of<float>())) return true;
-  if (x.dtype().is(py::dtype::of<double>())) return false;
-  throw py::type_error(std::string(name) + ": expected dtype float32 or float64, got " + std::string(py::str(x.dtype())));
 }
 
 }  // namespace

@@ -315,11 +315,13 @@ def fd_all(case, forward_fn, grads, rng, max_entries=48, category="ref-vs-FD"):
 # PyTorch
 
 
-def torch_run(case, torch_dtype=None):
+def torch_run(case, torch_dtype=None, w_proj=None):
     """Runs ``case`` through torch.nn.LSTM / GRU / RNN and returns (fwd, grads) in
     lstmcore's layout: forward's (y, h_n, c_n) and every gradient of the loss whose
     weights are the case's dy, dh_n, dc_n. reverse uses the reverse half of a
-    bidirectional module; seq_lengths uses pack_padded_sequence(enforce_sorted=False)."""
+    bidirectional module; seq_lengths uses pack_padded_sequence(enforce_sorted=False).
+    ``w_proj`` (H, P): an LSTM with proj_size=P (weight_hr = w_projᵀ; the case's w_h,
+    h0, dy, dh_n then have P columns); its gradient comes back as grads.dw_proj."""
     import torch  # noqa: PLC0415
     from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence  # noqa: PLC0415
 
@@ -341,6 +343,9 @@ def torch_run(case, torch_dtype=None):
     kw = {}
     if case.cell.startswith("rnn"):
         kw["nonlinearity"] = case.cell[4:]
+    R = H  # the width of h
+    if w_proj is not None:
+        R = kw["proj_size"] = w_proj.shape[1]
     mod = cls(I, H, num_layers=1, bias=True, batch_first=bf, bidirectional=rev, **kw)
     mod = mod.to(torch_dtype)
     sfx = "_reverse" if rev else ""
@@ -355,20 +360,23 @@ def torch_run(case, torch_dtype=None):
         getattr(mod, "weight_hh_l0" + sfx).copy_(t(f["w_h"].T))
         getattr(mod, "bias_ih_l0" + sfx).copy_(t(zeros if f["b"] is None else f["b"]))
         getattr(mod, "bias_hh_l0" + sfx).copy_(t(zeros if f["b_h"] is None else f["b_h"]))
+        if w_proj is not None:
+            getattr(mod, "weight_hr_l0" + sfx).copy_(t(w_proj.T))
         if rev:  # the forward half gets random weights of its own; it must not matter
-            for name in ("weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0"):
+            for name in ("weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0") + (
+                    ("weight_hr_l0",) if w_proj is not None else ()):
                 prm = getattr(mod, name)
                 prm.copy_(t(0.3 * rng.standard_normal(tuple(prm.shape))))
     ndir = 2 if rev else 1
     d = ndir - 1  # index of our direction in h_n / h0
 
-    def state0(v):
-        s = 0.5 * rng.standard_normal((ndir, B, H))
+    def state0(v, width=H):
+        s = 0.5 * rng.standard_normal((ndir, B, width))
         s[d] = 0.0 if v is None else np.asarray(v, np.float64)
         return t(s).requires_grad_(True)
 
     x = t(f["x"]).requires_grad_(True)
-    h0 = state0(f["h0"])
+    h0 = state0(f["h0"], R)
     hx = h0
     if case.cell == "lstm":
         c0 = state0(f["c0"])
@@ -380,7 +388,7 @@ def torch_run(case, torch_dtype=None):
         y, _ = pad_packed_sequence(out, batch_first=bf, total_length=T)
     else:
         y, hn = mod(x, hx)
-    y = y[..., H:] if rev else y
+    y = y[..., R:] if rev else y
     if case.cell == "lstm":
         h_n, c_n = hn[0][d], hn[1][d]
     else:
@@ -403,5 +411,6 @@ def torch_run(case, torch_dtype=None):
         dw_h=npy(getattr(mod, "weight_hh_l0" + sfx).grad.T),
         db=npy(getattr(mod, "bias_ih_l0" + sfx).grad) if f["b"] is not None else None,
         db_h=npy(getattr(mod, "bias_hh_l0" + sfx).grad) if f["b_h"] is not None else None,
+        dw_proj=npy(getattr(mod, "weight_hr_l0" + sfx).grad.T) if w_proj is not None else None,
     )
     return fwd, grads

@@ -35,10 +35,13 @@ def _blocks(a, order, H):
     return np.concatenate([a[..., k * H:(k + 1) * H] for k in order], axis=-1)
 
 
-def run_ort(case):
+def run_ort(case, attrs=None, peepholes=None, evaluator="ort"):
     """Runs ``case``'s forward (float32) through an ONNX Runtime node; returns Y (T, B, H),
-    Y_h and Y_c (None for GRU/RNN) in lstmcore's layout."""
+    Y_h and Y_c (None for GRU/RNN) in lstmcore's layout. ``attrs``: more node attributes
+    (activations, clip, ...); ``peepholes`` (3, H) in lstmcore's order i, f, o (ONNX's P
+    is i, o, f); ``evaluator="reference"`` runs onnx.reference.ReferenceEvaluator instead."""
     assert not case.opts["batch_first"]
+    extra = dict(attrs or {})
     cell = case.cell
     T, B, I, H = case.sizes
     G = case.G
@@ -50,7 +53,7 @@ def run_ort(case):
     Bias = np.concatenate([_blocks(zeros if f["b"] is None else f["b"], order, H),
                            _blocks(zeros if f["b_h"] is None else f["b_h"], order, H)])[None]
     feeds = {"X": f["x"], "W": W, "R": R, "B": Bias}
-    inputs = ["X", "W", "R", "B", "", "", ""]
+    inputs = ["X", "W", "R", "B", "", "", "", ""]
     if case.seq_lengths is not None:
         feeds["sequence_lens"] = case.seq_lengths.astype(np.int32)
         inputs[4] = "sequence_lens"
@@ -60,6 +63,10 @@ def run_ort(case):
     if cell == "lstm" and f["c0"] is not None:
         feeds["initial_c"] = f["c0"][None]
         inputs[6] = "initial_c"
+    if peepholes is not None:
+        pp = np.asarray(peepholes, np.float32)
+        feeds["P"] = np.concatenate([pp[0], pp[2], pp[1]])[None]
+        inputs[7] = "P"
     if cell != "lstm":
         inputs = inputs[:6]
     while inputs[-1] == "":
@@ -70,9 +77,10 @@ def run_ort(case):
         attrs["linear_before_reset"] = 1 if case.reset_after else 0
     if cell.startswith("rnn"):
         attrs["activations"] = ["Tanh" if cell == "rnn_tanh" else "Relu"]
+    attrs.update(extra)
     node = helper.make_node(OPS[cell], inputs, outputs, **attrs)
     shapes = {"X": [T, B, I], "W": [1, G * H, I], "R": [1, G * H, H], "B": [1, 2 * G * H],
-              "sequence_lens": [B], "initial_h": [1, B, H], "initial_c": [1, B, H]}
+              "sequence_lens": [B], "initial_h": [1, B, H], "initial_c": [1, B, H], "P": [1, 3 * H]}
     g_in = [helper.make_tensor_value_info(n, TensorProto.INT32 if n == "sequence_lens"
                                           else TensorProto.FLOAT, shapes[n]) for n in feeds]
     out_shapes = {"Y": [T, 1, B, H], "Y_h": [1, B, H], "Y_c": [1, B, H]}
@@ -81,10 +89,15 @@ def run_ort(case):
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 14)])
     model.ir_version = 7
     onnx.checker.check_model(model)
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = 1
-    sess = ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
-    res = sess.run(outputs, {k: feeds[k] for k in feeds})
+    if evaluator == "reference":
+        from onnx.reference import ReferenceEvaluator  # noqa: PLC0415
+
+        res = ReferenceEvaluator(model).run(outputs, feeds)
+    else:
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = 1
+        sess = ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
+        res = sess.run(outputs, {k: feeds[k] for k in feeds})
     y = res[0][:, 0]
     return y.astype(np.float64), res[1][0].astype(np.float64), (
         res[2][0].astype(np.float64) if cell == "lstm" else None)
