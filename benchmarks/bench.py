@@ -50,6 +50,14 @@ IMPLS = ("lstmcore", "torch", "onnxruntime")
 PEERS = ("torch", "onnxruntime")
 SHORT = {"lstmcore": "lstmcore", "torch": "torch", "onnxruntime": "ORT"}
 MODES = ("infer", "train")
+# Extra LSTM rows for the cell variants (lstmcore's general path), at --variant-configs:
+#   peepholes        beside ONNX Runtime's LSTM with its P input (PyTorch has no peepholes)
+#   proj             LSTMP with P = H/2 beside torch.nn.LSTM(proj_size=P) (ONNX has no projection)
+#   hard_sigmoid     gates through hard_sigmoid beside ONNX Runtime's HardSigmoid LSTM
+#   sigmoid_general  the plain cell forced onto the general path (clip=1e30, which clips
+#                    nothing): hard_sigmoid's time against this row is the cost of the
+#                    activation itself, both on the same path
+VARIANTS = ("peepholes", "proj", "hard_sigmoid", "sigmoid_general")
 # Relative-norm disagreement above which a case is flagged MISMATCH (float32 over <= 100 steps
 # with different summation orders lands around 1e-6 .. 1e-5).
 MISMATCH_TOL = 1e-3
@@ -100,6 +108,10 @@ def parse_args(argv=None):
     p.add_argument("--warmup", type=int, default=None, help="untimed calls before timing (default 2; 1 with --quick)")
     p.add_argument("--min-sample-ms", type=float, default=20.0,
                    help="a sample repeats a short call until it lasts this long, then divides")
+    p.add_argument("--variants", type=csv_list(list(VARIANTS), "variant"), default=list(VARIANTS),
+                   help="LSTM variant rows (peepholes, projection, hard sigmoid), at --variant-configs")
+    p.add_argument("--variant-configs", type=csv_list(list(CONFIGS), "config"), default=["M"],
+                   help="configs that get the variant rows ('' for none)")
     p.add_argument("--quick", action="store_true", help="fewer repeats, S and M only")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", default=None,
@@ -268,7 +280,7 @@ def versions(mods: dict) -> dict:
 class Data:
     """Weights and inputs in lstmcore's layout (x (T,B,I), w_x (I,G·H), w_h (H,G·H)), float32."""
 
-    def __init__(self, cell: str, T: int, B: int, I: int, H: int, seed: int):
+    def __init__(self, cell: str, T: int, B: int, I: int, H: int, seed: int, variant: str = "plain"):
         import numpy as np
         G = GATES[cell]
         rng = np.random.default_rng(seed)
@@ -281,12 +293,32 @@ class Data:
             return a
 
         self.cell, self.T, self.B, self.I, self.H, self.G = cell, T, B, I, H, G
+        self.variant = variant
+        self.P = H // 2 if variant == "proj" else H  # the width of h (and y)
         self.x = rng.standard_normal((T, B, I), dtype=np.float32)
         self.w_x = uniform((I, G * H))
-        self.w_h = uniform((H, G * H))
+        self.w_h = uniform((self.P, G * H))
         self.b = uniform((G * H,))
         self.b_h = uniform((G * H,))
-        self.dy = rng.standard_normal((T, B, H), dtype=np.float32)
+        self.dy = rng.standard_normal((T, B, self.P), dtype=np.float32)
+        self.peepholes = uniform((3, H)) if variant == "peepholes" else None
+        self.w_proj = uniform((H, self.P)) if variant == "proj" else None
+
+    def lstmcore_options(self) -> dict:
+        if self.variant == "peepholes":
+            return {"peepholes": self.peepholes}
+        if self.variant == "proj":
+            return {"w_proj": self.w_proj}
+        if self.variant == "hard_sigmoid":
+            return {"activations": ["hard_sigmoid", "tanh", "tanh"]}
+        if self.variant == "sigmoid_general":
+            return {"clip": 1e30}
+        return {}
+
+    def flops(self) -> float:
+        """Multiply-adds x 2 of one forward pass."""
+        per_row = (self.I + self.P) * self.G * self.H + (self.H * self.P if self.variant == "proj" else 0)
+        return 2.0 * self.T * self.B * per_row
 
 
 # Every builder returns callables that return NumPy arrays (or objects that hold them) so the
@@ -300,11 +332,11 @@ class LstmcoreImpl:
 
     def infer(self):
         d = self.d
-        return self.lc.forward(d.x, d.w_x, d.w_h, b=d.b, b_h=d.b_h, cell=d.cell)
+        return self.lc.forward(d.x, d.w_x, d.w_h, b=d.b, b_h=d.b_h, cell=d.cell, **d.lstmcore_options())
 
     def train(self):
         d = self.d
-        r = self.lc.forward(d.x, d.w_x, d.w_h, b=d.b, b_h=d.b_h, cell=d.cell, training=True)
+        r = self.lc.forward(d.x, d.w_x, d.w_h, b=d.b, b_h=d.b_h, cell=d.cell, training=True, **d.lstmcore_options())
         g = self.lc.backward(r.cache, dy=d.dy)
         return r, g
 
@@ -321,9 +353,14 @@ class TorchImpl:
 
     def __init__(self, torch, d: Data):
         self.torch, self.d = torch, d
+        if d.variant not in ("plain", "proj"):
+            raise NotImplementedError(f"torch.nn.LSTM has no {d.variant} option")
         cls = torch.nn.LSTM if d.cell == "lstm" else torch.nn.GRU
-        m = cls(d.I, d.H, num_layers=1, bias=True, batch_first=False)
+        kw = {"proj_size": d.P} if d.variant == "proj" else {}
+        m = cls(d.I, d.H, num_layers=1, bias=True, batch_first=False, **kw)
         with torch.no_grad():
+            if d.variant == "proj":
+                m.weight_hr_l0.copy_(torch.from_numpy(d.w_proj.T.copy()))
             m.weight_ih_l0.copy_(torch.from_numpy(d.w_x.T.copy()))
             m.weight_hh_l0.copy_(torch.from_numpy(d.w_h.T.copy()))
             m.bias_ih_l0.copy_(torch.from_numpy(d.b))
@@ -375,11 +412,22 @@ def build_onnx_model(onnx, d: Data):
     W = rows(d.w_x.T)[None]                               # (1, G·H, I)
     R = rows(d.w_h.T)[None]                               # (1, G·H, H)
     Bv = np.concatenate([rows(d.b[:, None])[:, 0], rows(d.b_h[:, None])[:, 0]])[None]  # (1, 2·G·H)
+    if d.variant == "proj":
+        raise NotImplementedError("ONNX's LSTM has no projection")
     outputs = ["Y", "Y_h"] + (["Y_c"] if d.cell == "lstm" else [])
     attrs = {"hidden_size": H, "direction": "forward"}
+    inputs = ["X", "W", "R", "B"]
+    extra = []
+    if d.variant == "hard_sigmoid":
+        attrs["activations"] = ["HardSigmoid", "Tanh", "Tanh"]  # ONNX's default alpha 0.2, beta 0.5
+    if d.variant == "peepholes":
+        # ONNX's P is (1, 3H) in the order i, o, f; ours (3, H) is i, f, o
+        inputs += ["", "", "", "P"]
+        extra.append(numpy_helper.from_array(
+            np.concatenate([d.peepholes[0], d.peepholes[2], d.peepholes[1]])[None].astype(np.float32), "P"))
     if d.cell == "gru":
         attrs["linear_before_reset"] = 1                  # PyTorch's (and lstmcore's reset_after=True) GRU
-    node = helper.make_node("LSTM" if d.cell == "lstm" else "GRU", ["X", "W", "R", "B"], outputs, **attrs)
+    node = helper.make_node("LSTM" if d.cell == "lstm" else "GRU", inputs, outputs, **attrs)
     f32 = TensorProto.FLOAT
     graph = helper.make_graph(
         [node], f"{d.cell}_T{d.T}_B{d.B}_H{H}",
@@ -389,7 +437,7 @@ def build_onnx_model(onnx, d: Data):
         + ([helper.make_tensor_value_info("Y_c", f32, [1, d.B, H])] if d.cell == "lstm" else []),
         initializer=[numpy_helper.from_array(W.astype(np.float32), "W"),
                      numpy_helper.from_array(R.astype(np.float32), "R"),
-                     numpy_helper.from_array(Bv.astype(np.float32), "B")],
+                     numpy_helper.from_array(Bv.astype(np.float32), "B")] + extra,
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 14)], producer_name="lstmcore-bench")
     model.ir_version = 8  # old enough for any ONNX Runtime that runs opset 14
@@ -435,6 +483,8 @@ def build_impls(mods: dict, d: Data, threads: int, notes_by_impl: dict) -> dict:
                 impls[name] = TorchImpl(mods["torch"], d)
             else:
                 impls[name] = OrtImpl(mods["onnxruntime"], mods["onnx"], d, threads)
+        except NotImplementedError as e:  # the peer has no such variant
+            notes_by_impl[name] = f"n/a: {e}"
         except Exception as e:  # noqa: BLE001
             notes_by_impl[name] = f"setup failed: {type(e).__name__}: {e}"
             log(f"  {name}: setup failed: {e}")
@@ -510,9 +560,9 @@ def forward_flops(T, B, I, H, G):
 
 def run_case(impls: dict, d: Data, mode: str, args, cfg_name: str, setup_notes: dict) -> dict:
     T, B, I, H, G = d.T, d.B, d.I, d.H, d.G
-    flops = forward_flops(T, B, I, H, G) * (3.0 if mode == "train" else 1.0)
-    case = {"config": cfg_name, "cell": d.cell, "mode": mode, "T": T, "B": B, "I": I, "H": H, "G": G,
-            "flops": flops, "impls": {}, "correctness": {}}
+    flops = d.flops() * (3.0 if mode == "train" else 1.0)
+    case = {"config": cfg_name, "cell": d.cell, "variant": d.variant, "mode": mode, "T": T, "B": B, "I": I, "H": H,
+            "G": G, "flops": flops, "impls": {}, "correctness": {}}
     outs = {}
     fns = {}
     for name in IMPLS:
@@ -698,7 +748,8 @@ def report(results: dict) -> str:
     header += ["% FMA peak (" + " / ".join(SHORT[i] for i in impls) + ")"]
     rows = []
     for c in results["cases"]:
-        r = [f"{c['config']} ({c['T']},{c['B']},{c['H']})", c["cell"].upper(), c["mode"]]
+        cell = c["cell"].upper() + ("" if c.get("variant", "plain") == "plain" else f" {c['variant']}")
+        r = [f"{c['config']} ({c['T']},{c['B']},{c['H']})", cell, c["mode"]]
         r += [fmt(c["impls"][i]["median_ms"], ".3f") for i in impls]
         r += [fmt(c["impls"][i]["gflops"], ".1f") for i in impls]
         if "lstmcore" in impls:
@@ -715,7 +766,8 @@ def report(results: dict) -> str:
     crow = []
     for c in results["cases"]:
         for name, chk in c["correctness"].items():
-            crow.append([f"{c['config']}", c["cell"].upper(), c["mode"], f"{SHORT[name]} vs {SHORT[chk['against']]}",
+            cell = c["cell"].upper() + ("" if c.get("variant", "plain") == "plain" else f" {c['variant']}")
+            crow.append([f"{c['config']}", cell, c["mode"], f"{SHORT[name]} vs {SHORT[chk['against']]}",
                          fmt(chk["max_rel_err"], ".1e"), "ok" if chk["ok"] else "MISMATCH",
                          ", ".join(f"{k} {v:.1e}" for k, v in chk["rel_err"].items())])
     if crow:
@@ -769,7 +821,8 @@ def plot(results: dict, path: Path) -> str | None:
     colors = {"torch": "#d9534f", "onnxruntime": "#5b7dbf"}
     for ax, mode in zip(axes[0], modes):
         cs = [c for c in cases if c["mode"] == mode]
-        labels = [f"{c['config']}\n{c['cell'].upper()}" for c in cs]
+        labels = [f"{c['config']}\n{c['cell'].upper()}"
+                  + ("" if c.get("variant", "plain") == "plain" else f"\n{c['variant']}") for c in cs]
         peers = [p for p in PEERS if any(c["ratios"].get(p) for c in cs)]
         width = 0.8 / max(1, len(peers))
         for k, p in enumerate(peers):
@@ -869,6 +922,17 @@ def main(argv=None) -> int:
                 results["cases"].append(run_case(impls, d, mode, args, cfg, setup_notes))
             del impls, d
             gc.collect()
+            if cell != "lstm" or cfg not in args.variant_configs:
+                continue
+            for variant in args.variants:
+                log(f"{cfg} (T={T}, B={B}, I=H={H}) LSTM {variant}")
+                d = Data(cell, T, B, H, H, args.seed, variant)
+                setup_notes = {}
+                impls = build_impls(mods, d, args.threads, setup_notes)
+                for mode in args.modes:
+                    results["cases"].append(run_case(impls, d, mode, args, cfg, setup_notes))
+                del impls, d
+                gc.collect()
 
     if not args.no_memory and "train" in args.modes:
         mem_impls = [i for i in ("lstmcore", "torch") if i in mods]

@@ -46,11 +46,7 @@ int default_threads() {
 #endif
 }
 std::atomic<int>& thread_setting() {
-  static std::atomic<int> n{[] {
-    const int d = default_threads();
-    cpu::set_gemm_threads(d);
-    return d;
-  }()};
+  static std::atomic<int> n{default_threads()};
   return n;
 }
 }  // namespace
@@ -58,7 +54,6 @@ std::atomic<int>& thread_setting() {
 void set_num_threads(int n) {
   if (n < 1) throw InvalidArgument("set_num_threads: expected n >= 1, got " + std::to_string(n));
   thread_setting().store(n);
-  cpu::set_gemm_threads(n);
 }
 
 int get_num_threads() noexcept { return thread_setting().load(); }

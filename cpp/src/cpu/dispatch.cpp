@@ -82,16 +82,6 @@ std::atomic<const KernelTable*>& current() {
 
 }  // namespace
 
-void set_gemm_threads(int n) {
-  generic::set_gemm_threads(n);
-#ifdef LSTMCORE_HAVE_AVX2
-  avx2::set_gemm_threads(n);
-#endif
-#ifdef LSTMCORE_HAVE_AVX512
-  avx512::set_gemm_threads(n);
-#endif
-}
-
 const KernelTable& kernels() { return *current().load(std::memory_order_acquire); }
 
 }  // namespace cpu

@@ -27,8 +27,6 @@ void backward(const CellSpec& spec, const Dims& d, const SequenceOptions& o, con
   }
 }
 
-void set_gemm_threads(int n) { Eigen::setNbThreads(n); }
-
 template <typename T>
 void activation(Activation f, const T* x, T* y, std::int64_t n) {
   switch (f) {

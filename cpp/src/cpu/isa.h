@@ -33,9 +33,6 @@ struct KernelTable {
   void (*activation_f64)(Activation, const double*, double*, std::int64_t);
 };
 
-// Sets the GEMM thread count of every compiled variant (called by set_num_threads).
-void set_gemm_threads(int n);
-
 // The variant in use (chosen once from CPUID, or LSTMCORE_ISA, or set_isa()).
 const KernelTable& kernels();
 

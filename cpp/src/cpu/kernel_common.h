@@ -4,6 +4,7 @@
 
 #include <Eigen/Core>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cmath>
@@ -67,6 +68,38 @@ struct Walk {
   }
 };
 
+// Eigen takes its GEMM thread count from the calling thread's OpenMP setting
+// (omp_get_max_threads(), a per-thread value: concurrent callers do not race). A GEMM
+// below kParallelGemmWork multiply-adds (some 30 µs on one core) runs on one thread:
+// Eigen would split anything above ~50k, and waking a second thread costs about as much
+// as such a product, far more when the machine is busy and that thread must wait for a
+// core.
+constexpr double kParallelGemmWork = 2097152.0;
+
+class GemmThreads {
+ public:
+  explicit GemmThreads(double work) {
+#ifdef _OPENMP
+    const int want = work < kParallelGemmWork ? 1 : std::max(1, get_num_threads());
+    saved_ = omp_get_max_threads();
+    if (want != saved_) omp_set_num_threads(want);
+    else saved_ = 0;
+#else
+    (void)work;
+#endif
+  }
+  ~GemmThreads() {
+#ifdef _OPENMP
+    if (saved_ > 0) omp_set_num_threads(saved_);
+#endif
+  }
+  GemmThreads(const GemmThreads&) = delete;
+  GemmThreads& operator=(const GemmThreads&) = delete;
+
+ private:
+  int saved_ = 0;
+};
+
 // C (m × n, leading dimension ldc) = [C +] op(A) · op(B), row-major operands.
 // op(A) is m × k: A is stored m × k (lda) or, transposed, k × m (lda). Same for B.
 template <typename T>
@@ -81,6 +114,7 @@ void gemm(bool trans_a, bool trans_b, i64 m, i64 n, i64 k, const T* A, i64 lda, 
     if (!accumulate) c.setZero();
     return;
   }
+  const GemmThreads threads(static_cast<double>(m) * static_cast<double>(n) * static_cast<double>(k));
   In a(A, trans_a ? k : m, trans_a ? m : k, Eigen::OuterStride<>(lda));
   In b(B, trans_b ? n : k, trans_b ? k : n, Eigen::OuterStride<>(ldb));
   auto run = [&](const auto& lhs, const auto& rhs) {
@@ -105,7 +139,6 @@ void column_sums(const T* data, i64 rows, i64 width, i64 ld, T* out, bool accumu
   }
 }
 
-// A 64-byte aligned scratch buffer carved into regions; allocated once per call.
 // The barrier between the steps of a recurrence. It spins for a short while (a step's
 // threads normally arrive within microseconds of each other), then sleeps on a condition
 // variable. OpenMP's barrier spins far longer (libgomp: ~300k pause instructions, several
@@ -171,6 +204,7 @@ inline KeptWorkspace& kept_workspace() {
   return kept;
 }
 
+// A 64-byte aligned scratch buffer carved into regions; allocated once per call.
 template <typename T>
 class Workspace {
  public:

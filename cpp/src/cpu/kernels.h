@@ -28,8 +28,6 @@
   void backward(const CellSpec& s, const Dims& d, const SequenceOptions& o, const BackwardArgs<T>& a);     \
   template <typename T>                                                                                    \
   void activation(Activation f, const T* x, T* y, std::int64_t n);                                        \
-  /* Threads of this variant's large GEMMs (its own copy of Eigen keeps its own count). */                \
-  void set_gemm_threads(int n);                                                                            \
   }
 
 namespace lstmcore {
