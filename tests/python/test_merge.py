@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 import lstmcore
+from conftest import fd_check
 from lstmcore import reference
 
 VARIANTS = {
@@ -147,22 +148,10 @@ def test_sum_merge_finite_differences(variant):
 
     _, _, cache = layer.forward(x, state, seq, training=True, dropout_seed=11)
     dx, _ = layer.backward(cache, R)
-    eps = 1e-6
-    worst = 0.0
     for name in layer.param_names() + ["x"]:
         arr = x if name == "x" else layer.params[name]
         got = dx if name == "x" else layer.grads[name]
-        fd = np.zeros_like(arr)
-        for i in np.ndindex(arr.shape):
-            old = arr[i]
-            arr[i] = old + eps
-            up = loss()
-            arr[i] = old - eps
-            down = loss()
-            arr[i] = old
-            fd[i] = (up - down) / (2 * eps)
-        worst = max(worst, _rel(got, fd))
-    assert worst <= 1e-7
+        fd_check(name, loss, arr, got, rng, max_entries=arr.size, category="merge=sum FD", key=variant)
 
 
 def test_sum_merge_dropout_mask_and_errors(tmp_path):
