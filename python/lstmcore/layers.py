@@ -434,7 +434,7 @@ class _Recurrent:
         """Inference: ``y, state = layer(x, state=None, seq_lengths=None)``.
 
         x (T, B, I), or (B, T, I) with batch_first. state: (h0, c0) for LSTM, h0 otherwise,
-        each (num_layers·D, B, H); None means zeros. seq_lengths: (B,) lengths in 1..T (the
+        each (num_layers·D, B, H) (h: (num_layers·D, B, P) with proj_size=P); None means zeros. seq_lengths: (B,) lengths in 1..T (the
         model of PyTorch's packed sequences: y is 0 past each length, the final state is the
         one at each sequence's last step, the reverse direction starts there).
         Returns y (T, B, O) (or (B, T, O)), O = ``output_size`` (2H bidirectional with
@@ -449,7 +449,9 @@ class _Recurrent:
         With ``training=True`` dropout applies between layers (p = ``self.dropout``, inverted
         scaling 1/(1-p), never after the last layer) and ``cache`` is a StackCache for
         :meth:`backward`; otherwise cache is None. The masks are drawn from the layer's
-        generator (seeded by ``seed``), or from ``dropout_seed`` (an integer) when given.
+        generator (seeded by ``seed``), or from ``dropout_seed`` (an integer) when given; with
+        ``zoneout`` the same seed keys the zoneout masks (a stream per layer and direction,
+        ``lstmcore._core.stack_variant_seed``). In inference zoneout uses its expectation.
         """
         x = self._x(x)
         h0, c0 = self._state(state)
@@ -511,8 +513,8 @@ class _Recurrent:
     def step(self, x_t, state=None):
         """Advances one time step for online inference: ``y_t, state = layer.step(x_t, state)``.
 
-        x_t (B, I); state as in ``__call__`` (None: zeros). Returns y_t (B, H), the last
-        layer's output, and the new state. Calling step over a sequence gives the result of
+        x_t (B, I); state as in ``__call__`` (None: zeros). Returns y_t (B, R), the last
+        layer's output (R = proj_size or H), and the new state (zoneout: its expectation). Calling step over a sequence gives the result of
         the whole-sequence call step by step. Not defined for bidirectional layers (the
         reverse direction needs the whole sequence).
         """
