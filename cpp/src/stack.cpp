@@ -1,5 +1,6 @@
 // Stacks of layers: validation, the cache plan, and the grid walk (layers × directions)
-// that calls lstmcore::forward / backward once per layer and direction. The only
+// that calls lstmcore::forward / backward (or variant_forward / variant_backward for a
+// cell variant) once per layer and direction. The only
 // arithmetic here is the glue between layers: the concatenation of directions, the
 // dropout masks and the sum of the gradients of both directions' shared input.
 #include "lstmcore/stack.h"
@@ -24,11 +25,25 @@ namespace {
 
 using i64 = std::int64_t;
 
+bool same_activation(const ActivationSpec& a, const ActivationSpec& b) {
+  return a.kind == b.kind && a.alpha == b.alpha && a.beta == b.beta;
+}
+
+// Whether the options are the cell's own (the packed kernels compute exactly that).
+bool is_plain(const VariantOptions& o, Cell cell) {
+  const VariantOptions d = variant_defaults(cell);
+  return same_activation(o.f, d.f) && same_activation(o.g, d.g) && same_activation(o.h, d.h) && o.clip == 0.0 &&
+         !o.input_forget && o.forget_gate && !o.peepholes && o.proj == 0 && !o.layer_norm && o.zoneout_h == 0.0 &&
+         o.zoneout_c == 0.0;
+}
+
 // Sizes of one stack and the offsets of its cache regions (elements).
 struct Plan {
   i64 L = 0, D = 0, T = 0, B = 0, I = 0, H = 0, G = 0;
+  i64 R = 0;           // the width of h: the projection size P, or H
+  const VariantOptions* variant = nullptr;  // a non-plain cell variant, or nullptr
   i64 rows = 0;        // T·B
-  i64 OW = 0;          // a layer's output width: 2H (two directions, concatenated) or H
+  i64 OW = 0;          // a layer's output width: 2R (two directions, concatenated) or R
   bool sum = false;    // two directions, added
   i64 layer_rows = 0;  // rows·OW: one layer's output
   i64 cell_cache = 0;  // cache_size() of one layer and direction
@@ -49,13 +64,15 @@ struct Plan {
     I = d.input;
     H = d.hidden;
     G = gate_count(s.cell.cell);
+    if (s.variant && !is_plain(*s.variant, s.cell.cell)) variant = s.variant;
+    R = variant && variant->proj > 0 ? variant->proj : H;
     rows = T * B;
     if (s.merge != Merge::concat && s.merge != Merge::sum) throw InvalidArgument("merge: expected concat or sum");
     sum = D == 2 && s.merge == Merge::sum;
-    OW = sum ? H : detail::checked_mul(D, H, "directions x hidden");
+    OW = sum ? R : detail::checked_mul(D, R, "directions x hidden");
     if (L > 1) detail::check_dims(s.cell, layer_dims(1));
     layer_rows = detail::checked_mul(rows, OW, "steps x batch x output width");
-    cell_cache = static_cast<i64>(cache_size(s.cell, d));
+    cell_cache = static_cast<i64>(variant ? variant_cache_size(s.cell, *variant, d) : cache_size(s.cell, d));
     detail::checked_mul(detail::checked_mul(L, D, "layers x directions"), cell_cache, "cache");
     detail::checked_mul(2 * (L - 1), layer_rows, "cache");
     dropout = s.dropout > 0.0 && L > 1;
@@ -71,17 +88,28 @@ struct Plan {
   i64 cache_total() const { return cells_total() + (L - 1) * layer_rows * (dropout ? 2 : 1); }
 
   i64 forward_workspace(bool training) const {
-    return (D == 2 ? 2 * rows * H : 0) + (!training && L > 1 ? std::min<i64>(L - 1, 2) * layer_rows : 0);
+    return (D == 2 ? 2 * rows * R : 0) + (!training && L > 1 ? std::min<i64>(L - 1, 2) * layer_rows : 0);
   }
   i64 backward_workspace() const {
-    return (L > 1 ? std::min<i64>(L - 1, 2) * layer_rows : 0) + (D == 2 ? 2 * rows * H + rows * std::max(I, OW) : 0);
+    return (L > 1 ? std::min<i64>(L - 1, 2) * layer_rows : 0) + (D == 2 ? 2 * rows * R + rows * std::max(I, OW) : 0);
   }
-  // One layer and direction's slice of a (L·D, B, H) state array.
+  // One layer and direction's slice of a (L·D, B, R) h state array or a (L·D, B, H)
+  // c state array.
   template <typename P>
-  P* state(P* base, i64 k, i64 d) const {
+  P* state_h(P* base, i64 k, i64 d) const {
+    return base ? base + (k * D + d) * B * R : nullptr;
+  }
+  template <typename P>
+  P* state_c(P* base, i64 k, i64 d) const {
     return base ? base + (k * D + d) * B * H : nullptr;
   }
 };
+
+// VariantOptions::seed of layer k, direction d: streams from 2^32 up, far from the
+// dropout masks' streams 1..L-1.
+std::uint64_t variant_seed(const StackSpec& s, i64 k, i64 d) {
+  return detail::stream_key(s.seed, (std::uint64_t{1} << 32) + static_cast<std::uint64_t>(k * 2 + d));
+}
 
 void require(const void* p, const std::string& name) {
   if (!p) throw InvalidArgument(name + ": required, got a null pointer");
@@ -277,6 +305,10 @@ std::size_t stack_cache_size(const StackSpec& spec, const Dims& dims) {
   return static_cast<std::size_t>(Plan(spec, dims).cache_total());
 }
 
+std::uint64_t stack_variant_seed(const StackSpec& spec, std::int64_t layer, int direction) {
+  return variant_seed(spec, layer, direction);
+}
+
 std::size_t stack_dropout_mask_offset(const StackSpec& spec, const Dims& dims, std::int64_t layer) {
   const Plan p(spec, dims);
   if (!p.dropout) throw InvalidArgument("dropout: the stack keeps no masks (p = 0 or one layer)");
@@ -314,8 +346,8 @@ void stack_forward(const StackSpec& s, const Dims& dims, const SequenceOptions& 
   Scratch<T> ws(a.workspace, p.forward_workspace(training));
   T* ydir[2] = {nullptr, nullptr};
   if (p.D == 2) {
-    ydir[0] = ws.take(p.rows * p.H);
-    ydir[1] = ws.take(p.rows * p.H);
+    ydir[0] = ws.take(p.rows * p.R);
+    ydir[1] = ws.take(p.rows * p.R);
   }
   T* between[2] = {nullptr, nullptr};  // inference: the outputs of inner layers
   if (!training)
@@ -335,19 +367,25 @@ void stack_forward(const StackSpec& s, const Dims& dims, const SequenceOptions& 
       f.w_h = w.w_h;
       f.b = w.b;
       f.b_h = w.b_h;
-      f.h0 = p.state(a.h0, k, d);
-      f.c0 = p.state(a.c0, k, d);
+      f.h0 = p.state_h(a.h0, k, d);
+      f.c0 = p.state_c(a.c0, k, d);
       f.y = p.D == 1 ? out : ydir[d];
-      f.h_n = p.state(a.h_n, k, d);
-      f.c_n = p.state(a.c_n, k, d);
+      f.h_n = p.state_h(a.h_n, k, d);
+      f.c_n = p.state_c(a.c_n, k, d);
       f.cache = training ? a.cache + p.cell_offset(k, d) : nullptr;
-      forward<T>(s.cell, dk, o, f);
+      if (p.variant) {
+        VariantOptions vo = *p.variant;
+        vo.seed = variant_seed(s, k, d);
+        variant_forward<T>(s.cell, vo, dk, o, f, w.variant);
+      } else {
+        forward<T>(s.cell, dk, o, f);
+      }
     });
     if (p.D == 2) {
       if (p.sum)
-        sum_directions(ydir[0], ydir[1], p.rows * p.H, out);
+        sum_directions(ydir[0], ydir[1], p.rows * p.R, out);
       else
-        concat_directions(ydir[0], ydir[1], p.rows, p.H, out);
+        concat_directions(ydir[0], ydir[1], p.rows, p.R, out);
     }
     if (training && p.dropout && k < p.L - 1) {
       T* mask = a.cache + p.mask_offset(k);
@@ -388,8 +426,8 @@ void stack_backward(const StackSpec& s, const Dims& dims, const SequenceOptions&
   T* dydir[2] = {nullptr, nullptr};
   T* dx_reverse = nullptr;
   if (p.D == 2) {
-    dydir[0] = ws.take(p.rows * p.H);
-    dydir[1] = ws.take(p.rows * p.H);
+    dydir[0] = ws.take(p.rows * p.R);
+    dydir[1] = ws.take(p.rows * p.R);
     dx_reverse = ws.take(p.rows * std::max(p.I, p.OW));
   }
 
@@ -399,7 +437,7 @@ void stack_backward(const StackSpec& s, const Dims& dims, const SequenceOptions&
     const T* in = k == 0 ? a.x : a.cache + p.input_offset(k);
     T* dx = k == 0 ? a.dx : between[(k - 1) % 2];
     // concat: each direction gets its half of dy; sum: both get all of it.
-    if (p.D == 2 && dy && !p.sum) split_directions(dy, p.rows, p.H, dydir[0], dydir[1]);
+    if (p.D == 2 && dy && !p.sum) split_directions(dy, p.rows, p.R, dydir[0], dydir[1]);
     for_directions(p, k, [&](i64 d) {
       const LayerWeights<T>& w = a.weights[k * p.D + d];
       const LayerGradients<T>& g = a.grads[k * p.D + d];
@@ -409,20 +447,26 @@ void stack_backward(const StackSpec& s, const Dims& dims, const SequenceOptions&
       b.x = in;
       b.w_x = w.w_x;
       b.w_h = w.w_h;
-      b.h0 = p.state(a.h0, k, d);
-      b.c0 = p.state(a.c0, k, d);
+      b.h0 = p.state_h(a.h0, k, d);
+      b.c0 = p.state_c(a.c0, k, d);
       b.cache = a.cache + p.cell_offset(k, d);
       b.dy = p.D == 1 || p.sum ? dy : (dy ? dydir[d] : nullptr);
-      b.dh_n = p.state(a.dh_n, k, d);
-      b.dc_n = p.state(a.dc_n, k, d);
+      b.dh_n = p.state_h(a.dh_n, k, d);
+      b.dc_n = p.state_c(a.dc_n, k, d);
       b.dx = d == 0 ? dx : dx_reverse;
-      b.dh0 = p.state(a.dh0, k, d);
-      b.dc0 = p.state(a.dc0, k, d);
+      b.dh0 = p.state_h(a.dh0, k, d);
+      b.dc0 = p.state_c(a.dc0, k, d);
       b.dw_x = g.dw_x;
       b.dw_h = g.dw_h;
       b.db = g.db;
       b.db_h = g.db_h;
-      backward<T>(s.cell, dk, o, b);
+      if (p.variant) {
+        VariantOptions vo = *p.variant;
+        vo.seed = variant_seed(s, k, d);
+        variant_backward<T>(s.cell, vo, dk, o, b, w.variant, g.variant);
+      } else {
+        backward<T>(s.cell, dk, o, b);
+      }
     });
     // Both directions read the same input: their gradients add.
     if (p.D == 2) add_into(dx, dx_reverse, p.rows * dk.input);

@@ -85,9 +85,18 @@ def _require_concat(layer, what, peer):
         raise ValueError(f"{what}: {peer} concatenates the two directions; this layer has merge={layer.merge!r}")
 
 
+def _refuse_variants(layer, what, peer, allowed=()):
+    """ValueError naming the first cell-variant option of ``layer`` that ``peer`` cannot represent."""
+    for name, value in layer.variant_options().items():
+        if name not in allowed:
+            raise ValueError(f"{what}: {peer} has no equivalent of the cell option {name}={value!r}")
+
+
 def to_state_dict(layer):
-    """PyTorch's state_dict of ``layer`` as NumPy arrays (weight_ih_l0 = w_xᵀ, ...)."""
+    """PyTorch's state_dict of ``layer`` as NumPy arrays (weight_ih_l0 = w_xᵀ, ...; with
+    proj_size, weight_hr_l0 = w_projᵀ)."""
     _require_concat(layer, "to_state_dict", "PyTorch")
+    _refuse_variants(layer, "to_state_dict", "PyTorch", allowed=("proj_size",))
     layer._weights()
     out = {}
     for k in range(layer.num_layers):
@@ -98,6 +107,8 @@ def to_state_dict(layer):
             if layer.bias:
                 out["bias_ih" + sfx] = layer.params[p + ".b"].copy()
                 out["bias_hh" + sfx] = layer.params[p + ".b_h"].copy()
+            if layer.proj_size:
+                out["weight_hr" + sfx] = np.ascontiguousarray(layer.params[p + ".w_proj"].T)
     return out
 
 
@@ -117,8 +128,9 @@ def from_state_dict(state_dict, cell="lstm", *, nonlinearity="tanh", batch_first
     if "weight_ih_l0" not in sd:
         raise ValueError("state_dict: no 'weight_ih_l0' entry; expected the state_dict of a "
                          "torch.nn.LSTM / GRU / RNN")
-    if any(k.startswith("weight_hr") for k in sd):
-        raise ValueError("state_dict: LSTM projections (proj_size > 0) are not supported")
+    proj_size = sd["weight_hr_l0"].shape[0] if "weight_hr_l0" in sd else 0
+    if proj_size and family != "lstm":
+        raise ValueError(f"state_dict: weight_hr_l0 (a projection) is an LSTM parameter, not one of a {family}")
     num_layers = 0
     while f"weight_ih_l{num_layers}" in sd:
         num_layers += 1
@@ -130,8 +142,9 @@ def from_state_dict(state_dict, cell="lstm", *, nonlinearity="tanh", batch_first
         raise ValueError(f"state_dict: weight_ih_l0 has {GH} rows, not a multiple of {G} gates of a {family}")
     hidden_size = GH // G
     dt = _float_dtype(dtype if dtype is not None else sd["weight_ih_l0"].dtype)
+    variant = {"proj_size": int(proj_size)} if proj_size else {}
     layer = _make(family, input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional, dt,
-                  True, nonlinearity)
+                  True, nonlinearity, **variant)
     expected = set()
     for k in range(num_layers):
         for d in range(layer.num_directions):
@@ -139,6 +152,8 @@ def from_state_dict(state_dict, cell="lstm", *, nonlinearity="tanh", batch_first
             pairs = [("w_x", "weight_ih", True), ("w_h", "weight_hh", True)]
             if bias:
                 pairs += [("b", "bias_ih", False), ("b_h", "bias_hh", False)]
+            if proj_size:
+                pairs.append(("w_proj", "weight_hr", True))
             for ours, theirs, transpose in pairs:
                 key = theirs + sfx
                 expected.add(key)
@@ -162,8 +177,6 @@ def from_torch(module, *, dtype=None):
     torch = _torch()
     if isinstance(module, torch.nn.LSTM):
         family = "lstm"
-        if getattr(module, "proj_size", 0):
-            raise ValueError("module: LSTM projections (proj_size > 0) are not supported")
     elif isinstance(module, torch.nn.GRU):
         family = "gru"
     elif isinstance(module, torch.nn.RNN):
@@ -180,6 +193,7 @@ def from_torch(module, *, dtype=None):
 def to_torch(layer):
     """An equivalent torch.nn.LSTM / GRU / RNN (its dtype the layer's). GRU needs reset_after=True."""
     _require_concat(layer, "to_torch", "PyTorch")
+    _refuse_variants(layer, "to_torch", "PyTorch", allowed=("proj_size",))
     torch = _torch()
     family = _family_of(layer)
     if family == "gru" and not layer.reset_after:
@@ -188,7 +202,7 @@ def to_torch(layer):
     kw = dict(num_layers=layer.num_layers, bias=layer.bias, batch_first=layer.batch_first, dropout=layer.dropout,
               bidirectional=layer.bidirectional, dtype=tdtype)
     if family == "lstm":
-        module = torch.nn.LSTM(layer.input_size, layer.hidden_size, **kw)
+        module = torch.nn.LSTM(layer.input_size, layer.hidden_size, proj_size=layer.proj_size, **kw)
     elif family == "gru":
         module = torch.nn.GRU(layer.input_size, layer.hidden_size, **kw)
     else:
@@ -279,6 +293,7 @@ def to_keras(layer):
     (forward arrays, then backward). Build the Keras layer with the same units, use_bias,
     reset_after (GRU) and activation (SimpleRNN); for merge="sum", Bidirectional(merge_mode="sum")."""
     family = _family_of(layer)
+    _refuse_variants(layer, "to_keras", "Keras's LSTM / GRU / SimpleRNN")
     layer._weights()
     perm = _inverse(_KERAS_PERM[family])
     out = []
@@ -518,6 +533,7 @@ def to_onnx(layer, path=None, *, seq_lengths=False, initial_state=False, dtype=N
     LSTM with dtype=np.float32 to run it there). Written to ``path`` when given.
     """
     _require_concat(layer, "to_onnx", "an ONNX node's Y output")
+    _refuse_variants(layer, "to_onnx", "this exporter")
     onnx = _onnx()
     from onnx import TensorProto, helper, numpy_helper  # noqa: PLC0415
 

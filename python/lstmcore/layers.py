@@ -24,6 +24,27 @@ G is 4 (LSTM gates i, f, g, o), 3 (GRU r, z, n) or 1 (RNN). ``w_x`` is PyTorch's
 its ``bias_ih_l{k}`` / ``bias_hh_l{k}``. ``layer.grads`` has the same names after
 ``backward``. States are (num_layers·D, B, H), row ``k·D + d`` for layer k, direction d,
 as PyTorch's h_n.
+
+Cell variants (the keyword options of :func:`lstmcore.forward`, the same cell in every
+layer and direction): ``activations``, ``activation_alpha``, ``activation_beta`` and
+``clip`` for every family; for LSTM also ``peepholes``, ``input_forget``, ``forget_gate``,
+``proj_size``, ``layer_norm`` and ``zoneout``. Those with parameters add, per layer and
+direction (and ``_reverse``)::
+
+    "l{k}.peepholes"   (3, H)      peepholes=True; rows p_i, p_f, p_o
+    "l{k}.w_proj"      (H, P)      proj_size=P > 0; PyTorch's weight_hr_l{k} transposed
+    "l{k}.ln_gain_x"   (G·H,)      layer_norm=True: gains 1, biases 0 when initialised
+    "l{k}.ln_bias_x"   (G·H,)
+    "l{k}.ln_gain_h"   (G·H,)
+    "l{k}.ln_bias_h"   (G·H,)
+    "l{k}.ln_gain_c"   (H,)
+    "l{k}.ln_bias_c"   (H,)
+
+With ``proj_size=P`` the width of h is P (PyTorch's LSTM with proj_size): ``w_h`` is
+(P, G·H), h states (num_layers·D, B, P) (c stays (num_layers·D, B, H)), each direction's
+output is P wide, so O = 2P (concat) or P and the inner layers' ``w_x`` is (O, G·H).
+Zoneout masks (training) are drawn per call from the same seed as the dropout masks, a
+separate stream per layer and direction; inference uses the expectation.
 """
 from __future__ import annotations
 
@@ -33,7 +54,7 @@ import threading
 
 import numpy as np
 
-from . import _core
+from . import _core, _variants
 from . import init as _init
 
 __all__ = ["LSTM", "GRU", "RNN", "StackCache", "load"]
@@ -44,15 +65,28 @@ _FORMAT = "lstmcore.layer"
 _FORMAT_VERSION = 1
 
 
-def _param_names(num_layers, directions, bias):
+_LN_KINDS = tuple("ln_" + name for name in _variants.LN_NAMES)
+_LSTM_OPTIONS = ("peepholes", "input_forget", "forget_gate", "proj_size", "layer_norm", "zoneout")
+
+
+def _param_names(num_layers, directions, bias, peepholes=False, proj_size=0, layer_norm=False):
     names = []
     for k in range(num_layers):
         for d in range(directions):
             prefix = f"l{k}" + ("_reverse" if d else "")
-            names += [f"{prefix}.w_x", f"{prefix}.w_h"]
-            if bias:
-                names += [f"{prefix}.b", f"{prefix}.b_h"]
+            kinds = ["w_x", "w_h"] + (["b", "b_h"] if bias else [])
+            kinds += (["peepholes"] if peepholes else []) + (["w_proj"] if proj_size else [])
+            kinds += list(_LN_KINDS) if layer_norm else []
+            names += [f"{prefix}.{kind}" for kind in kinds]
     return names
+
+
+def _refuse_lstm_options(family, options):
+    """GRU / RNN constructors take the LSTM-only options only to refuse them by name."""
+    for name in options:
+        if name not in _LSTM_OPTIONS:
+            raise TypeError(f"unexpected keyword argument {name!r}")
+        raise ValueError(f"{name}: the {family} cell has no such option (it is an LSTM option)")
 
 
 class StackCache:
@@ -66,7 +100,8 @@ class StackCache:
     """
 
     __slots__ = ("cell", "reset_after", "num_layers", "directions", "merge", "dropout", "dropout_seed", "dtype",
-                 "x", "weights", "h0", "c0", "seq_lengths", "batch_first", "buffer", "_lock", "_consumed")
+                 "x", "weights", "h0", "c0", "seq_lengths", "batch_first", "buffer", "variant", "_lock",
+                 "_consumed")
 
     def __init__(self, **fields):
         for name, value in fields.items():
@@ -97,10 +132,12 @@ class StackCache:
             raise IndexError(f"layer: expected 0..{self.num_layers - 2}, got {layer}")
         x = self.x
         T, B = (x.shape[1], x.shape[0]) if self.batch_first else (x.shape[0], x.shape[1])
-        H = self.weights[0][1].shape[0]
+        H = self.weights[0][0].shape[1] // _GATES[self.cell]
+        R = self.weights[0][1].shape[0]  # the width of h: P with a projection, else H
         off = _core.stack_dropout_mask_offset(self.cell, self.reset_after, self.num_layers, self.directions,
-                                              self.dropout, T, B, x.shape[2], H, layer, merge=self.merge)
-        width = H if self.merge == "sum" or self.directions == 1 else 2 * H
+                                              self.dropout, T, B, x.shape[2], H, layer, merge=self.merge,
+                                              variant=self.variant)
+        width = R if self.merge == "sum" or self.directions == 1 else 2 * R
         n = T * B * width
         view = self.buffer[off:off + n].reshape(x.shape[:2] + (width,))
         view = view.view()
@@ -125,7 +162,9 @@ class _Recurrent:
     _family = "lstm"  # "lstm", "gru" or "rnn"
 
     def _setup(self, input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional, dtype, seed,
-               cell, reset_after=True, nonlinearity=None, init="torch", merge="concat"):
+               cell, reset_after=True, nonlinearity=None, init="torch", merge="concat", activations=None,
+               activation_alpha=None, activation_beta=None, clip=None, peepholes=False, input_forget=False,
+               forget_gate=True, proj_size=0, layer_norm=False, zoneout=None):
         for name, v in (("input_size", input_size), ("hidden_size", hidden_size), ("num_layers", num_layers)):
             if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
                 raise ValueError(f"{name}: expected an integer >= 1, got {v!r}")
@@ -150,6 +189,8 @@ class _Recurrent:
         self.reset_after = bool(reset_after)
         self.nonlinearity = nonlinearity
         self.cell = cell
+        self._set_variant(activations, activation_alpha, activation_beta, clip, peepholes, input_forget,
+                          forget_gate, proj_size, layer_norm, zoneout)
         self.dtype = dt
         self.seed = seed
         seeds = np.random.SeedSequence(seed).spawn(2)
@@ -159,15 +200,61 @@ class _Recurrent:
         self.init = init
         self.reset_parameters(np.random.default_rng(seeds[0]))
 
+    def _set_variant(self, activations, activation_alpha, activation_beta, clip, peepholes, input_forget,
+                     forget_gate, proj_size, layer_norm, zoneout):
+        """Checks the cell-variant options and keeps them, with the core's options dict
+        (``self._variant``, None for the plain cell)."""
+        for name, v in (("peepholes", peepholes), ("input_forget", input_forget), ("forget_gate", forget_gate),
+                        ("layer_norm", layer_norm)):
+            if not isinstance(v, (bool, np.bool_)):
+                raise ValueError(f"{name}: expected True or False, got {v!r}")
+        if isinstance(proj_size, bool) or not isinstance(proj_size, (int, np.integer)) or proj_size < 0:
+            raise ValueError(f"proj_size: expected an integer >= 0, got {proj_size!r}")
+        opts = _variants.options(self.cell, False, peepholes=True if peepholes else None,
+                                 input_forget=bool(input_forget), forget_gate=bool(forget_gate), clip=clip,
+                                 activations=activations, activation_alpha=activation_alpha,
+                                 activation_beta=activation_beta, w_proj=None,
+                                 layer_norm=(None,) * 6 if layer_norm else None, zoneout=zoneout, seed=None)
+        if proj_size > 0:
+            opts = dict(opts or {}, proj=int(proj_size))
+        self.activations = None if activations is None else list(activations)
+        self.activation_alpha = None if activation_alpha is None else list(activation_alpha)
+        self.activation_beta = None if activation_beta is None else list(activation_beta)
+        self.clip = None if clip is None else float(clip)
+        self.peepholes = bool(peepholes)
+        self.input_forget = bool(input_forget)
+        self.forget_gate = bool(forget_gate)
+        self.proj_size = int(proj_size)
+        self.layer_norm = bool(layer_norm)
+        self.zoneout = None if opts is None or "zoneout" not in opts else tuple(opts["zoneout"])
+        self._variant = opts
+
+    def variant_options(self):
+        """The cell-variant options that differ from the plain cell, as constructor keywords."""
+        out = {}
+        for name, default in (("activations", None), ("activation_alpha", None), ("activation_beta", None),
+                              ("clip", None), ("peepholes", False), ("input_forget", False),
+                              ("forget_gate", True), ("proj_size", 0), ("layer_norm", False), ("zoneout", None)):
+            value = getattr(self, name)
+            if value != default:
+                out[name] = list(value) if isinstance(value, tuple) else value
+        return out
+
     # -- description ---------------------------------------------------------------------
     @property
     def num_directions(self):
         return 2 if self.bidirectional else 1
 
     @property
+    def state_size(self):
+        """The width of h: proj_size with a projection, else hidden_size."""
+        return self.proj_size or self.hidden_size
+
+    @property
     def output_size(self):
-        """Features of each output row: 2H for a bidirectional layer with merge="concat", else H."""
-        return 2 * self.hidden_size if self.bidirectional and self.merge == "concat" else self.hidden_size
+        """Features of each output row: 2R for a bidirectional layer with merge="concat", else R
+        (R = proj_size with a projection, else H)."""
+        return 2 * self.state_size if self.bidirectional and self.merge == "concat" else self.state_size
 
     @property
     def gates(self):
@@ -175,15 +262,20 @@ class _Recurrent:
 
     def param_names(self):
         """The names of ``params`` in the order of the core: layer by layer, forward then reverse."""
-        return _param_names(self.num_layers, self.num_directions, self.bias)
+        return _param_names(self.num_layers, self.num_directions, self.bias, self.peepholes, self.proj_size,
+                            self.layer_norm)
 
     def param_shape(self, name):
         """The shape ``params[name]`` must have."""
         prefix, kind = name.split(".")
         k = int(prefix[1:].split("_")[0])
         GH = self.gates * self.hidden_size
+        H = self.hidden_size
+        if kind.startswith("ln_"):
+            return (H,) if kind.endswith("_c") else (GH,)
         return {"w_x": (self.input_size if k == 0 else self.output_size, GH),
-                "w_h": (self.hidden_size, GH), "b": (GH,), "b_h": (GH,)}[kind]
+                "w_h": (self.state_size, GH), "b": (GH,), "b_h": (GH,), "peepholes": (3, H),
+                "w_proj": (H, self.proj_size)}[kind]
 
     def config(self):
         """The constructor's arguments (what ``save`` stores beside the weights)."""
@@ -197,6 +289,7 @@ class _Recurrent:
             cfg["reset_after"] = self.reset_after
         if self._family == "rnn":
             cfg["nonlinearity"] = self.nonlinearity
+        cfg.update(self.variant_options())
         return cfg
 
     def __repr__(self):
@@ -208,6 +301,7 @@ class _Recurrent:
         opts = "".join(f", {k}={getattr(self, k)!r}" for k, default in
                        (("num_layers", 1), ("bias", True), ("batch_first", False), ("dropout", 0.0),
                         ("bidirectional", False), ("merge", "concat")) if getattr(self, k) != default)
+        opts += "".join(f", {k}={v!r}" for k, v in self.variant_options().items())
         return (f"lstmcore.{type(self).__name__}({self.input_size}, {self.hidden_size}{opts}{extra}, "
                 f"dtype={self.dtype.name})")
 
@@ -227,9 +321,11 @@ class _Recurrent:
         for name in self.param_names():
             shape = self.param_shape(name)
             kind = name.split(".")[1]
-            if init == "torch":
+            if kind.startswith("ln_"):  # layer norm starts as the identity
+                params[name] = (np.ones if "_gain_" in kind else np.zeros)(shape, self.dtype)
+            elif init == "torch":
                 params[name] = _init.torch_uniform(shape, self.hidden_size, rng, self.dtype)
-            elif kind == "w_x":
+            elif kind in ("w_x", "w_proj", "peepholes"):
                 params[name] = _init.glorot_uniform(shape, rng, self.dtype)
             elif kind == "w_h":
                 params[name] = _init.orthogonal(shape, rng, dtype=self.dtype)
@@ -240,33 +336,37 @@ class _Recurrent:
         self.params = params
         self.grads = {}
 
+    def _param(self, name):
+        """params[name], checked (None for a parameter this configuration does not have)."""
+        if name not in self._names:
+            return None
+        if name not in self.params:
+            raise KeyError(f"params: missing {name!r}")
+        arr = self.params[name]
+        if not isinstance(arr, np.ndarray):
+            raise TypeError(f"params[{name!r}]: expected a numpy.ndarray, got {type(arr).__name__}")
+        if arr.dtype != self.dtype:
+            raise TypeError(f"params[{name!r}]: expected dtype {self.dtype}, got {arr.dtype}")
+        if arr.shape != self.param_shape(name):
+            raise ValueError(f"params[{name!r}]: expected shape {self.param_shape(name)}, got {arr.shape}")
+        return np.ascontiguousarray(arr)
+
     def _weights(self):
-        """The core's list of (w_x, w_h, b, b_h), checked by name."""
-        names = set(self.param_names())
-        extra = set(self.params) - names
+        """The core's list of (w_x, w_h, b, b_h), plus (peepholes, w_proj, layer_norm) with a
+        cell variant, checked by name."""
+        self._names = set(self.param_names())
+        extra = set(self.params) - self._names
         if extra:
             raise KeyError(f"params: unknown names {sorted(extra)}; expected {self.param_names()}")
         out = []
         for k in range(self.num_layers):
             for d in range(self.num_directions):
                 prefix = f"l{k}" + ("_reverse" if d else "")
-                entry = []
-                for kind in ("w_x", "w_h", "b", "b_h"):
-                    name = f"{prefix}.{kind}"
-                    if kind in ("b", "b_h") and not self.bias:
-                        entry.append(None)
-                        continue
-                    if name not in self.params:
-                        raise KeyError(f"params: missing {name!r}")
-                    arr = self.params[name]
-                    if not isinstance(arr, np.ndarray):
-                        raise TypeError(f"params[{name!r}]: expected a numpy.ndarray, got {type(arr).__name__}")
-                    if arr.dtype != self.dtype:
-                        raise TypeError(f"params[{name!r}]: expected dtype {self.dtype}, got {arr.dtype}")
-                    if arr.shape != self.param_shape(name):
-                        raise ValueError(f"params[{name!r}]: expected shape {self.param_shape(name)}, "
-                                         f"got {arr.shape}")
-                    entry.append(np.ascontiguousarray(arr))
+                entry = [self._param(f"{prefix}.{kind}") for kind in ("w_x", "w_h", "b", "b_h")]
+                if self._variant is not None:
+                    entry += [self._param(f"{prefix}.peepholes"), self._param(f"{prefix}.w_proj")]
+                    ln = tuple(self._param(f"{prefix}.{kind}") for kind in _LN_KINDS)
+                    entry.append(ln if self.layer_norm else None)
                 out.append(tuple(entry))
         return out
 
@@ -334,7 +434,7 @@ class _Recurrent:
         """Inference: ``y, state = layer(x, state=None, seq_lengths=None)``.
 
         x (T, B, I), or (B, T, I) with batch_first. state: (h0, c0) for LSTM, h0 otherwise,
-        each (num_layers·D, B, H); None means zeros. seq_lengths: (B,) lengths in 1..T (the
+        each (num_layers·D, B, H) (h: (num_layers·D, B, P) with proj_size=P); None means zeros. seq_lengths: (B,) lengths in 1..T (the
         model of PyTorch's packed sequences: y is 0 past each length, the final state is the
         one at each sequence's last step, the reverse direction starts there).
         Returns y (T, B, O) (or (B, T, O)), O = ``output_size`` (2H bidirectional with
@@ -349,7 +449,9 @@ class _Recurrent:
         With ``training=True`` dropout applies between layers (p = ``self.dropout``, inverted
         scaling 1/(1-p), never after the last layer) and ``cache`` is a StackCache for
         :meth:`backward`; otherwise cache is None. The masks are drawn from the layer's
-        generator (seeded by ``seed``), or from ``dropout_seed`` (an integer) when given.
+        generator (seeded by ``seed``), or from ``dropout_seed`` (an integer) when given; with
+        ``zoneout`` the same seed keys the zoneout masks (a stream per layer and direction,
+        ``lstmcore._core.stack_variant_seed``). In inference zoneout uses its expectation.
         """
         x = self._x(x)
         h0, c0 = self._state(state)
@@ -357,17 +459,19 @@ class _Recurrent:
         weights = self._weights()
         training = bool(training)
         if dropout_seed is None:
-            dropout_seed = int(self._dropout_rng.integers(0, 2**63)) if (training and self.dropout > 0) else 0
+            random = training and (self.dropout > 0 or self.zoneout is not None)
+            dropout_seed = int(self._dropout_rng.integers(0, 2**63)) if random else 0
         dropout_seed = int(dropout_seed) & (2**64 - 1)
         y, h_n, c_n, buffer = _core.stack_forward(*self._spec(), dropout_seed, x, weights, h0, c0, lengths,
-                                                  self.batch_first, training, merge=self.merge)
+                                                  self.batch_first, training, merge=self.merge,
+                                                  variant=self._variant)
         cache = None
         if training:
             cache = StackCache(cell=self.cell, reset_after=self.reset_after, num_layers=self.num_layers,
                                directions=self.num_directions, merge=self.merge, dropout=self.dropout,
                                dropout_seed=dropout_seed,
                                dtype=self.dtype, x=x, weights=weights, h0=h0, c0=c0, seq_lengths=lengths,
-                               batch_first=self.batch_first, buffer=buffer)
+                               batch_first=self.batch_first, buffer=buffer, variant=self._variant)
         return y, self._pack_state(h_n, c_n), cache
 
     def backward(self, cache, dy=None, dstate=None):
@@ -382,8 +486,8 @@ class _Recurrent:
         if not isinstance(cache, StackCache):
             raise TypeError(f"cache: expected the lstmcore.StackCache from layer.forward(..., training=True), "
                             f"got {type(cache).__name__}")
-        if (cache.cell, cache.num_layers, cache.directions, cache.merge) != \
-                (self.cell, self.num_layers, self.num_directions, self.merge):
+        if (cache.cell, cache.num_layers, cache.directions, cache.merge, cache.variant) != \
+                (self.cell, self.num_layers, self.num_directions, self.merge, self._variant):
             raise ValueError("cache: it was made by a layer of another configuration")
         dy = self._array(dy, "dy")
         dh_n, dc_n = self._state(dstate, "dstate")
@@ -391,13 +495,16 @@ class _Recurrent:
         dx, dh0, dc0, grads = _core.stack_backward(
             cache.cell, cache.reset_after, cache.num_layers, cache.directions, cache.dropout, cache.dropout_seed,
             cache.x, cache.weights, cache.h0, cache.c0, cache.seq_lengths, cache.batch_first, cache.buffer,
-            dy, dh_n, dc_n, merge=cache.merge)
+            dy, dh_n, dc_n, merge=cache.merge, variant=cache.variant)
         self.grads = {}
         j = 0
         for k in range(self.num_layers):
             for d in range(self.num_directions):
                 prefix = f"l{k}" + ("_reverse" if d else "")
-                for kind, g in zip(("w_x", "w_h", "b", "b_h"), grads[j]):
+                named = list(zip(("w_x", "w_h", "b", "b_h", "peepholes", "w_proj"), grads[j]))
+                if len(grads[j]) > 6 and grads[j][6] is not None:
+                    named += list(zip(_LN_KINDS, grads[j][6]))
+                for kind, g in named:
                     if g is not None:
                         self.grads[f"{prefix}.{kind}"] = g
                 j += 1
@@ -406,8 +513,8 @@ class _Recurrent:
     def step(self, x_t, state=None):
         """Advances one time step for online inference: ``y_t, state = layer.step(x_t, state)``.
 
-        x_t (B, I); state as in ``__call__`` (None: zeros). Returns y_t (B, H), the last
-        layer's output, and the new state. Calling step over a sequence gives the result of
+        x_t (B, I); state as in ``__call__`` (None: zeros). Returns y_t (B, R), the last
+        layer's output (R = proj_size or H), and the new state (zoneout: its expectation). Calling step over a sequence gives the result of
         the whole-sequence call step by step. Not defined for bidirectional layers (the
         reverse direction needs the whole sequence).
         """
@@ -419,7 +526,7 @@ class _Recurrent:
             raise ValueError(f"x_t: expected shape (B, {self.input_size}), got {x_t.shape}")
         h0, c0 = self._state(state)
         y, h_n, c_n, _ = _core.stack_forward(*self._spec(), 0, x_t[None], self._weights(), h0, c0, None,
-                                             False, False, merge=self.merge)
+                                             False, False, merge=self.merge, variant=self._variant)
         return y[0], self._pack_state(h_n, c_n)
 
     def zero_grad(self):
@@ -497,15 +604,27 @@ class LSTM(_Recurrent):
     orthogonal w_h, forget-gate bias 1). ``merge`` says how a bidirectional layer combines its
     directions: "concat" (PyTorch's [forward | reverse], 2H features) or "sum" (forward +
     reverse, H features; each layer's output, and so the next layer's input). See the module docstring for the parameter names and shapes.
+
+    Cell variants (keyword-only, the options of :func:`lstmcore.forward`; the defaults are
+    the plain cell): ``activations``, ``activation_alpha``, ``activation_beta``, ``clip``,
+    ``input_forget``, ``forget_gate``, ``zoneout`` ((z_h, z_c) or one probability), and
+    with parameters of their own ``peepholes=True`` ((3, H) per layer and direction),
+    ``proj_size=P`` (PyTorch's LSTMP: w_proj (H, P), h is P wide) and ``layer_norm=True``
+    (six gains and biases).
     """
 
     _family = "lstm"
 
     def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False, dropout=0.0,
                  bidirectional=False, *, dtype=np.float32, seed=None, init="torch",
-                 merge="concat"):
+                 merge="concat", activations=None, activation_alpha=None, activation_beta=None, clip=None,
+                 peepholes=False, input_forget=False, forget_gate=True, proj_size=0, layer_norm=False,
+                 zoneout=None):
         self._setup(input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional, dtype, seed,
-                    cell="lstm", init=init, merge=merge)
+                    cell="lstm", init=init, merge=merge, activations=activations,
+                    activation_alpha=activation_alpha, activation_beta=activation_beta, clip=clip,
+                    peepholes=peepholes, input_forget=input_forget, forget_gate=forget_gate, proj_size=proj_size,
+                    layer_norm=layer_norm, zoneout=zoneout)
 
 
 class GRU(_Recurrent):
@@ -516,15 +635,20 @@ class GRU(_Recurrent):
 
     reset_after=True is PyTorch's cell; False applies the reset gate before the recurrent
     product (Cho et al. 2014, Keras reset_after=False, ONNX linear_before_reset=0).
+    Cell variants: ``activations`` ([f, g]), ``activation_alpha``, ``activation_beta``, ``clip``
+    as in :func:`lstmcore.forward`; the LSTM-only options are refused by name.
     """
 
     _family = "gru"
 
     def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False, dropout=0.0,
                  bidirectional=False, *, reset_after=True, dtype=np.float32, seed=None,
-                 init="torch", merge="concat"):
+                 init="torch", merge="concat", activations=None, activation_alpha=None, activation_beta=None,
+                 clip=None, **lstm_options):
+        _refuse_lstm_options("gru", lstm_options)
         self._setup(input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional, dtype, seed,
-                    cell="gru", reset_after=reset_after, init=init, merge=merge)
+                    cell="gru", reset_after=reset_after, init=init, merge=merge, activations=activations,
+                    activation_alpha=activation_alpha, activation_beta=activation_beta, clip=clip)
 
 
 class RNN(_Recurrent):
@@ -532,29 +656,40 @@ class RNN(_Recurrent):
 
     RNN(input_size, hidden_size, num_layers=1, nonlinearity="tanh", bias=True, batch_first=False,
         dropout=0.0, bidirectional=False, *, dtype=np.float32, seed=None, init="torch", merge="concat")
+
+    Cell variants: ``activations`` ([f], replacing the nonlinearity), ``activation_alpha``,
+    ``activation_beta``, ``clip`` as in :func:`lstmcore.forward`; the LSTM-only options are
+    refused by name.
     """
 
     _family = "rnn"
 
     def __init__(self, input_size, hidden_size, num_layers=1, nonlinearity="tanh", bias=True, batch_first=False,
                  dropout=0.0, bidirectional=False, *, dtype=np.float32, seed=None, init="torch",
-                 merge="concat"):
+                 merge="concat", activations=None, activation_alpha=None, activation_beta=None, clip=None,
+                 **lstm_options):
         if nonlinearity not in ("tanh", "relu"):
             raise ValueError(f"nonlinearity: expected 'tanh' or 'relu', got {nonlinearity!r}")
+        _refuse_lstm_options("rnn", lstm_options)
         self._setup(input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional, dtype, seed,
-                    cell="rnn_" + nonlinearity, nonlinearity=nonlinearity, init=init, merge=merge)
+                    cell="rnn_" + nonlinearity, nonlinearity=nonlinearity, init=init, merge=merge,
+                    activations=activations, activation_alpha=activation_alpha, activation_beta=activation_beta,
+                    clip=clip)
 
 
 _CLASSES = {"lstm": LSTM, "gru": GRU, "rnn": RNN}
+_VARIANT_KEYS = ("activations", "activation_alpha", "activation_beta", "clip") + _LSTM_OPTIONS
 
 
 def _make(family, input_size, hidden_size, num_layers=1, bias=True, batch_first=False, dropout=0.0,
-          bidirectional=False, dtype=np.float32, reset_after=True, nonlinearity="tanh", seed=None, merge="concat"):
-    """A layer of a family ("lstm", "gru", "rnn"), its weights left for the caller to set."""
+          bidirectional=False, dtype=np.float32, reset_after=True, nonlinearity="tanh", seed=None, merge="concat",
+          **variant):
+    """A layer of a family ("lstm", "gru", "rnn"), its weights left for the caller to set.
+    ``variant``: the cell-variant keywords of the constructors."""
     if family not in _CLASSES:
         raise ValueError(f"cell: expected 'lstm', 'gru' or 'rnn', got {family!r}")
     kw = dict(num_layers=num_layers, bias=bias, batch_first=batch_first, dropout=dropout,
-              bidirectional=bidirectional, dtype=dtype, seed=seed, merge=merge)
+              bidirectional=bidirectional, dtype=dtype, seed=seed, merge=merge, **variant)
     if family == "gru":
         kw["reset_after"] = reset_after
     if family == "rnn":
@@ -580,7 +715,8 @@ def load(path):
         raise ValueError(f"{path}: unknown cell {cfg.get('cell')!r}")
     layer = _make(family, cfg["input_size"], cfg["hidden_size"], cfg["num_layers"], cfg["bias"],
                   cfg["batch_first"], cfg["dropout"], cfg["bidirectional"], np.dtype(cfg["dtype"]),
-                  cfg.get("reset_after", True), cfg.get("nonlinearity", "tanh"), merge=cfg.get("merge", "concat"))
+                  cfg.get("reset_after", True), cfg.get("nonlinearity", "tanh"), merge=cfg.get("merge", "concat"),
+                  **{name: cfg[name] for name in _VARIANT_KEYS if name in cfg})
     want = layer.param_names()
     if sorted(arrays) != sorted(want):
         missing = sorted(set(want) - set(arrays))

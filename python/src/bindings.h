@@ -1,10 +1,16 @@
 // One register_* function per binding file; module.cpp calls them all.
 #pragma once
 
+#include <lstmcore/variants.h>
 #include <pybind11/pybind11.h>
 
 namespace lstmcore_py {
 void register_recurrent(pybind11::module_& m);
 void register_stack(pybind11::module_& m);
 void register_variants(pybind11::module_& m);
+
+// The options dict of the Python layer (python/lstmcore/_variants.py: "activations",
+// "clip", "input_forget", "forget_gate", "peepholes", "layer_norm", "zoneout", "seed")
+// into o, over the defaults already there. Defined in variants_binding.cpp.
+void read_variant_options(const pybind11::dict& opts, lstmcore::VariantOptions& o);
 }  // namespace lstmcore_py

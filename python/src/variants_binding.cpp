@@ -53,6 +53,29 @@ lstmcore::ActivationSpec activation_from(py::handle entry) {
   return s;
 }
 
+}  // namespace
+
+void read_variant_options(const py::dict& opts, lstmcore::VariantOptions& o) {
+  if (opts.contains("activations")) {
+    auto acts = opts["activations"].cast<py::list>();
+    lstmcore::ActivationSpec* slots[] = {&o.f, &o.g, &o.h};
+    for (std::size_t k = 0; k < acts.size() && k < 3; ++k) *slots[k] = activation_from(acts[k]);
+  }
+  o.clip = opts.contains("clip") ? opts["clip"].cast<double>() : 0.0;
+  o.input_forget = opts.contains("input_forget") && opts["input_forget"].cast<bool>();
+  o.forget_gate = !opts.contains("forget_gate") || opts["forget_gate"].cast<bool>();
+  o.peepholes = opts.contains("peepholes") && opts["peepholes"].cast<bool>();
+  o.layer_norm = opts.contains("layer_norm") && opts["layer_norm"].cast<bool>();
+  if (opts.contains("zoneout")) {
+    auto z = opts["zoneout"].cast<std::pair<double, double>>();
+    o.zoneout_h = z.first;
+    o.zoneout_c = z.second;
+  }
+  if (opts.contains("seed")) o.seed = opts["seed"].cast<std::uint64_t>();
+}
+
+namespace {
+
 VariantProblem make_problem(const std::string& cell, bool reset_after, const py::array& x, const py::array& w_x,
                             py::handle w_proj, bool reverse, bool batch_first, const py::dict& opts) {
   VariantProblem p;
@@ -75,22 +98,7 @@ VariantProblem make_problem(const std::string& cell, bool reset_after, const py:
   p.sequence.batch_first = batch_first;
 
   auto& o = p.options;
-  if (opts.contains("activations")) {
-    auto acts = opts["activations"].cast<py::list>();
-    lstmcore::ActivationSpec* slots[] = {&o.f, &o.g, &o.h};
-    for (std::size_t k = 0; k < acts.size() && k < 3; ++k) *slots[k] = activation_from(acts[k]);
-  }
-  o.clip = opts.contains("clip") ? opts["clip"].cast<double>() : 0.0;
-  o.input_forget = opts.contains("input_forget") && opts["input_forget"].cast<bool>();
-  o.forget_gate = !opts.contains("forget_gate") || opts["forget_gate"].cast<bool>();
-  o.peepholes = opts.contains("peepholes") && opts["peepholes"].cast<bool>();
-  o.layer_norm = opts.contains("layer_norm") && opts["layer_norm"].cast<bool>();
-  if (opts.contains("zoneout")) {
-    auto z = opts["zoneout"].cast<std::pair<double, double>>();
-    o.zoneout_h = z.first;
-    o.zoneout_c = z.second;
-  }
-  if (opts.contains("seed")) o.seed = opts["seed"].cast<std::uint64_t>();
+  read_variant_options(opts, o);
   if (!w_proj.is_none()) {
     auto wp = py::reinterpret_borrow<py::array>(w_proj);
     if (wp.ndim() != 2 || wp.shape(1) < 1)

@@ -128,7 +128,7 @@ Result by_stack(const StackCase& c, const Weights& w, const Vec& x, const Vec& h
   const Dims d{c.T, c.B, c.I, c.H};
   const i64 LD = 2 * c.L, states = LD * c.B * c.H, W = out_width(c);
   std::vector<lstmcore::LayerWeights<double>> lw;
-  for (i64 j = 0; j < LD; ++j) lw.push_back({w.w_x[j].data(), w.w_h[j].data(), w.b[j].data(), w.b_h[j].data()});
+  for (i64 j = 0; j < LD; ++j) lw.push_back({w.w_x[j].data(), w.w_h[j].data(), w.b[j].data(), w.b_h[j].data(), {}});
   Result r;
   r.y.assign(c.T * c.B * W, 0);
   r.h_n.assign(states, 0);
@@ -154,7 +154,7 @@ Result by_stack(const StackCase& c, const Weights& w, const Vec& x, const Vec& h
     rest[3 * j].assign(c.H * G, 0);
     rest[3 * j + 1].assign(G, 0);
     rest[3 * j + 2].assign(G, 0);
-    lg.push_back({dws[j].data(), rest[3 * j].data(), rest[3 * j + 1].data(), rest[3 * j + 2].data()});
+    lg.push_back({dws[j].data(), rest[3 * j].data(), rest[3 * j + 1].data(), rest[3 * j + 2].data(), {}});
   }
   r.dx.assign(c.T * c.B * c.I, 0);
   r.dh0.assign(states, 0);
@@ -202,3 +202,108 @@ void check_stack(lstmcore::Merge merge) {
 
 TEST(forward_backward_stack_bidirectional_concat) { check_stack(lstmcore::Merge::concat); }
 TEST(forward_backward_stack_bidirectional_sum) { check_stack(lstmcore::Merge::sum); }
+
+// A stack of cell variants against variant_forward / variant_backward per layer: a
+// 2-layer LSTM with peepholes and a projection (h is P wide, the second layer reads P).
+TEST(stack_of_variants_matches_composition) {
+  const i64 L = 2, T = 5, B = 3, I = 4, H = 5, P = 3, G = 4 * H;
+  lstmcore::VariantOptions vo = lstmcore::variant_defaults(Cell::lstm);
+  vo.peepholes = true;
+  vo.proj = P;
+  vo.clip = 1.5;
+  Rng r(5);
+  std::vector<Vec> w_x, w_h, b, peep, proj;
+  for (i64 k = 0; k < L; ++k) {
+    w_x.push_back(r.vec((k == 0 ? I : P) * G, -0.4, 0.4));
+    w_h.push_back(r.vec(P * G, -0.4, 0.4));
+    b.push_back(r.vec(G, -0.3, 0.3));
+    peep.push_back(r.vec(3 * H, -0.5, 0.5));
+    proj.push_back(r.vec(H * P, -0.5, 0.5));
+  }
+  const Vec x = r.vec(T * B * I, -1, 1), dy = r.vec(T * B * P, -1, 1);
+  const CellSpec spec{Cell::lstm, true};
+
+  // by hand
+  std::vector<Vec> inputs{x}, caches(L);
+  Vec h_n(L * B * P), c_n(L * B * H);
+  for (i64 k = 0; k < L; ++k) {
+    const Dims d{T, B, k == 0 ? I : P, H};
+    Vec y(T * B * P);
+    caches[k].assign(lstmcore::variant_cache_size(spec, vo, d), 0);
+    lstmcore::ForwardArgs<double> f;
+    f.x = inputs[k].data(), f.w_x = w_x[k].data(), f.w_h = w_h[k].data(), f.b = b[k].data();
+    f.y = y.data(), f.h_n = h_n.data() + k * B * P, f.c_n = c_n.data() + k * B * H, f.cache = caches[k].data();
+    lstmcore::VariantParams<double> v;
+    v.peepholes = peep[k].data(), v.w_proj = proj[k].data();
+    lstmcore::variant_forward<double>(spec, vo, d, {}, f, v);
+    inputs.push_back(y);
+  }
+  Vec g = dy, dh0(L * B * P), dc0(L * B * H);
+  std::vector<Vec> dproj(L, Vec(H * P)), dpeep(L, Vec(3 * H));
+  for (i64 k = L - 1; k >= 0; --k) {
+    const Dims d{T, B, k == 0 ? I : P, H};
+    Vec dx(T * B * d.input), dw_x(d.input * G), dw_h(P * G), db(G);
+    lstmcore::BackwardArgs<double> a;
+    a.x = inputs[k].data(), a.w_x = w_x[k].data(), a.w_h = w_h[k].data(), a.cache = caches[k].data();
+    a.dy = g.data(), a.dx = dx.data(), a.dh0 = dh0.data() + k * B * P, a.dc0 = dc0.data() + k * B * H;
+    a.dw_x = dw_x.data(), a.dw_h = dw_h.data(), a.db = db.data();
+    lstmcore::VariantParams<double> v;
+    v.peepholes = peep[k].data(), v.w_proj = proj[k].data();
+    lstmcore::VariantGrads<double> vg;
+    vg.dpeepholes = dpeep[k].data(), vg.dw_proj = dproj[k].data();
+    lstmcore::variant_backward<double>(spec, vo, d, {}, a, v, vg);
+    g = dx;
+  }
+
+  // by the stack
+  lstmcore::StackSpec s;
+  s.cell = spec;
+  s.num_layers = L;
+  s.variant = &vo;
+  const Dims d{T, B, I, H};
+  std::vector<lstmcore::LayerWeights<double>> lw(L);
+  for (i64 k = 0; k < L; ++k) {
+    lw[k].w_x = w_x[k].data(), lw[k].w_h = w_h[k].data(), lw[k].b = b[k].data();
+    lw[k].variant.peepholes = peep[k].data(), lw[k].variant.w_proj = proj[k].data();
+  }
+  Vec cache(lstmcore::stack_cache_size(s, d)), y(T * B * P), sh_n(L * B * P), sc_n(L * B * H);
+  lstmcore::StackForwardArgs<double> f;
+  f.x = x.data(), f.weights = lw.data(), f.y = y.data(), f.h_n = sh_n.data(), f.c_n = sc_n.data();
+  f.cache = cache.data();
+  lstmcore::stack_forward<double>(s, d, {}, f);
+  Vec sdx(T * B * I), sdh0(L * B * P), sdc0(L * B * H);
+  std::vector<Vec> sdw_x(L), sdw_h(L, Vec(P * G)), sdb(L, Vec(G)), sdproj(L, Vec(H * P)), sdpeep(L, Vec(3 * H));
+  std::vector<lstmcore::LayerGradients<double>> lg(L);
+  for (i64 k = 0; k < L; ++k) {
+    sdw_x[k].assign((k == 0 ? I : P) * G, 0);
+    lg[k].dw_x = sdw_x[k].data(), lg[k].dw_h = sdw_h[k].data(), lg[k].db = sdb[k].data();
+    lg[k].variant.dpeepholes = sdpeep[k].data(), lg[k].variant.dw_proj = sdproj[k].data();
+  }
+  lstmcore::StackBackwardArgs<double> a;
+  a.x = x.data(), a.weights = lw.data(), a.cache = cache.data(), a.dy = dy.data(), a.dx = sdx.data();
+  a.dh0 = sdh0.data(), a.dc0 = sdc0.data(), a.grads = lg.data();
+  lstmcore::stack_backward<double>(s, d, {}, a);
+
+  const std::pair<const char*, std::pair<const Vec*, const Vec*>> parts[] = {
+      {"y", {&y, &inputs.back()}}, {"h_n", {&sh_n, &h_n}},     {"c_n", {&sc_n, &c_n}},
+      {"dx", {&sdx, &g}},          {"dh0", {&sdh0, &dh0}},     {"dc0", {&sdc0, &dc0}},
+      {"dw_proj[0]", {&sdproj[0], &dproj[0]}}, {"dw_proj[1]", {&sdproj[1], &dproj[1]}},
+      {"dpeepholes[0]", {&sdpeep[0], &dpeep[0]}}};
+  for (const auto& [name, v] : parts) {
+    const double e = rel_err(*v.first, *v.second);
+    th::note(std::string("variant stack vs composition ") + name, e);
+    CHECK_MSG(e <= 1e-14, name << ": relative error " << e);
+  }
+
+  // The plain cell's options run the plain path; an LSTM option on a GRU stack is refused.
+  lstmcore::VariantOptions plain = lstmcore::variant_defaults(Cell::gru);
+  s.cell = {Cell::gru, true};
+  s.variant = &plain;
+  CHECK(lstmcore::stack_cache_size(s, d) == [&] {
+    lstmcore::StackSpec none = s;
+    none.variant = nullptr;
+    return lstmcore::stack_cache_size(none, d);
+  }());
+  plain.proj = 2;
+  CHECK_THROWS(lstmcore::stack_cache_size(s, d), lstmcore::InvalidArgument, "proj_size");
+}

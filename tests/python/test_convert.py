@@ -115,8 +115,8 @@ def test_torch_float32_and_no_bias():
 
 def test_torch_refusals():
     torch = pytest.importorskip("torch")
-    with pytest.raises(ValueError, match="proj_size"):
-        lstmcore.LSTM.from_torch(torch.nn.LSTM(3, 4, proj_size=2))
+    with pytest.raises(ValueError, match="peepholes"):
+        lstmcore.LSTM(3, 4, peepholes=True).to_torch()
     with pytest.raises(TypeError, match="GRU"):
         lstmcore.GRU.from_torch(torch.nn.LSTM(3, 4))
     with pytest.raises(ValueError, match="reset_after"):
