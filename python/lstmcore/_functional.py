@@ -5,18 +5,17 @@ the checks of shapes and all arithmetic happen in the compiled core.
 """
 from __future__ import annotations
 
-import threading
 
 import numpy as np
 
 from . import _core, _variants
-from ._types import GATES, ForwardResult, Gradients
+from ._types import GATES, ForwardResult, Gradients, OneShotCache
 
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 _CELLS = tuple(GATES)
 
 
-class Cache:
+class Cache(OneShotCache):
     """What ``forward(..., training=True)`` keeps for ``backward``.
 
     It holds the gate activations and states computed by the forward pass (one
@@ -29,36 +28,10 @@ class Cache:
     """
 
     __slots__ = ("cell", "reset_after", "dtype", "x", "w_x", "w_h", "h0", "c0", "seq_lengths",
-                 "reverse", "batch_first", "has_b", "has_b_h", "buffer", "variant", "_lock", "_consumed")
-
-    def __init__(self, **fields):
-        for name, value in fields.items():
-            object.__setattr__(self, name, value)
-        object.__setattr__(self, "_lock", threading.Lock())
-        object.__setattr__(self, "_consumed", False)
-
-    def __setattr__(self, name, value):
-        raise AttributeError("lstmcore.Cache is read-only")
-
-    @property
-    def consumed(self) -> bool:
-        """True once backward has used this cache."""
-        return self._consumed
-
-    @property
-    def nbytes(self) -> int:
-        """Bytes held by the cache's own buffer (the inputs it references are not counted)."""
-        return self.buffer.nbytes
-
-    def _claim(self):
-        with self._lock:
-            if self._consumed:
-                raise ValueError("cache: this cache was already used by backward; run forward(training=True) again")
-            object.__setattr__(self, "_consumed", True)
+                 "reverse", "batch_first", "has_b", "has_b_h", "buffer", "variant")
 
     def __repr__(self):
-        state = "consumed" if self._consumed else "ready"
-        return f"<lstmcore.Cache cell={self.cell!r} dtype={self.dtype} x.shape={self.x.shape} {state}>"
+        return f"<lstmcore.Cache cell={self.cell!r} dtype={self.dtype} x.shape={self.x.shape} {self._state()}>"
 
 
 def _as_array(obj, name):

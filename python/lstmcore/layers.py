@@ -50,12 +50,12 @@ from __future__ import annotations
 
 import json
 import os
-import threading
 
 import numpy as np
 
 from . import _core, _variants
 from . import init as _init
+from ._types import OneShotCache
 
 __all__ = ["LSTM", "GRU", "RNN", "StackCache", "load"]
 
@@ -89,7 +89,7 @@ def _refuse_lstm_options(family, options):
         raise ValueError(f"{name}: the {family} cell has no such option (it is an LSTM option)")
 
 
-class StackCache:
+class StackCache(OneShotCache):
     """What ``layer.forward(..., training=True)`` keeps for ``layer.backward``.
 
     One NumPy buffer (``buffer``) with every layer's gate activations and states, the
@@ -100,26 +100,7 @@ class StackCache:
     """
 
     __slots__ = ("cell", "reset_after", "num_layers", "directions", "merge", "dropout", "dropout_seed", "dtype",
-                 "x", "weights", "h0", "c0", "seq_lengths", "batch_first", "buffer", "variant", "_lock",
-                 "_consumed")
-
-    def __init__(self, **fields):
-        for name, value in fields.items():
-            object.__setattr__(self, name, value)
-        object.__setattr__(self, "_lock", threading.Lock())
-        object.__setattr__(self, "_consumed", False)
-
-    def __setattr__(self, name, value):
-        raise AttributeError("lstmcore.StackCache is read-only")
-
-    @property
-    def consumed(self) -> bool:
-        """True once backward has used this cache."""
-        return self._consumed
-
-    @property
-    def nbytes(self) -> int:
-        return self.buffer.nbytes
+                 "x", "weights", "h0", "c0", "seq_lengths", "batch_first", "buffer", "variant")
 
     def dropout_mask(self, layer):
         """The dropout mask applied to the output of ``layer`` (0 <= layer < num_layers-1), a
@@ -144,16 +125,9 @@ class StackCache:
         view.flags.writeable = False
         return view
 
-    def _claim(self):
-        with self._lock:
-            if self._consumed:
-                raise ValueError("cache: this cache was already used by backward; run forward(training=True) again")
-            object.__setattr__(self, "_consumed", True)
-
     def __repr__(self):
-        state = "consumed" if self._consumed else "ready"
         return (f"<lstmcore.StackCache cell={self.cell!r} layers={self.num_layers} directions={self.directions} "
-                f"dtype={self.dtype} x.shape={self.x.shape} {state}>")
+                f"dtype={self.dtype} x.shape={self.x.shape} {self._state()}>")
 
 
 class _Recurrent:
