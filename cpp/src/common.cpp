@@ -8,6 +8,7 @@
 
 #include "common.h"
 #include "cpu/isa.h"
+#include "lstmcore/cuda.h"
 
 #include <algorithm>
 
@@ -80,7 +81,7 @@ std::string build_info() {
     << "no"
 #endif
     << "; threads: " << get_num_threads() << "; isa: " << get_isa() << " (available: " << isa_list() << ")"
-    << "; dtypes: float32, float64; cells: lstm, gru, rnn_tanh, rnn_relu";
+    << "; dtypes: float32, float64; cells: lstm, gru, rnn_tanh, rnn_relu; " << cuda::describe();
   return s.str();
 }
 
@@ -104,6 +105,75 @@ void check_dims(const CellSpec& spec, const Dims& d) {
   checked_mul(rows, gh + d.input + 2 * d.hidden, "steps (T) x batch (B) x features (G·H + I + 2H)");
   checked_mul(d.input + d.hidden, gh, "weights: (input (I) + hidden (H)) x G·H");
 }
+
+namespace {
+
+void require(const void* p, const char* name) {
+  if (!p) throw InvalidArgument(std::string(name) + ": required, got a null pointer");
+}
+
+void require_absent(const void* p, const char* name, Cell cell) {
+  if (p)
+    throw InvalidArgument(std::string(name) + ": the " + cell_name(cell) +
+                          " cell has no cell state; expected nullptr");
+}
+
+void check_common(const CellSpec& spec, const Dims& d, const SequenceOptions& o) {
+  check_dims(spec, d);
+  if (!o.seq_lengths) return;
+  for (std::int64_t b = 0; b < d.batch; ++b) {
+    const std::int64_t len = o.seq_lengths[b];
+    if (len < 1 || len > d.steps)
+      throw InvalidArgument("seq_lengths: expected every length in 1.." + std::to_string(d.steps) + ", got " +
+                            std::to_string(len) + " at index " + std::to_string(b));
+  }
+}
+
+}  // namespace
+
+template <typename T>
+void validate_forward(const CellSpec& spec, const Dims& d, const SequenceOptions& o, const ForwardArgs<T>& a) {
+  check_common(spec, d, o);
+  require(a.x, "x");
+  require(a.w_x, "w_x");
+  require(a.w_h, "w_h");
+  require(a.y, "y");
+  require(a.h_n, "h_n");
+  if (spec.cell == Cell::lstm) {
+    require(a.c_n, "c_n");
+  } else {
+    require_absent(a.c0, "c0", spec.cell);
+    require_absent(a.c_n, "c_n", spec.cell);
+  }
+}
+
+template <typename T>
+void validate_backward(const CellSpec& spec, const Dims& d, const SequenceOptions& o, const BackwardArgs<T>& a) {
+  check_common(spec, d, o);
+  require(a.x, "x");
+  require(a.w_x, "w_x");
+  require(a.w_h, "w_h");
+  require(a.cache, "cache");
+  require(a.dx, "dx");
+  require(a.dh0, "dh0");
+  require(a.dw_x, "dw_x");
+  require(a.dw_h, "dw_h");
+  if (spec.cell == Cell::lstm) {
+    require(a.dc0, "dc0");
+  } else {
+    require_absent(a.c0, "c0", spec.cell);
+    require_absent(a.dc_n, "dc_n", spec.cell);
+    require_absent(a.dc0, "dc0", spec.cell);
+  }
+}
+
+template void validate_forward<float>(const CellSpec&, const Dims&, const SequenceOptions&, const ForwardArgs<float>&);
+template void validate_forward<double>(const CellSpec&, const Dims&, const SequenceOptions&,
+                                       const ForwardArgs<double>&);
+template void validate_backward<float>(const CellSpec&, const Dims&, const SequenceOptions&,
+                                       const BackwardArgs<float>&);
+template void validate_backward<double>(const CellSpec&, const Dims&, const SequenceOptions&,
+                                        const BackwardArgs<double>&);
 
 }  // namespace detail
 

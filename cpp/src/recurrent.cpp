@@ -1,8 +1,7 @@
-// Validation and dispatch for every cell: checks the arguments once, then hands
-// them to the CPU kernels (cpp/src/cpu/), which assume they are valid.
+// Validation and dispatch for every cell: checks the arguments once (common.cpp), then
+// hands them to the CPU kernels (cpp/src/cpu/), which assume they are valid.
 #include "lstmcore/recurrent.h"
 
-#include <string>
 #include <type_traits>
 
 #include "common.h"
@@ -11,45 +10,9 @@
 namespace lstmcore {
 LSTMCORE_INLINE_NAMESPACE_BEGIN
 
-namespace {
-
-void require(const void* p, const char* name) {
-  if (!p) throw InvalidArgument(std::string(name) + ": required, got a null pointer");
-}
-
-void require_absent(const void* p, const char* name, Cell cell) {
-  if (p)
-    throw InvalidArgument(std::string(name) + ": the " + cell_name(cell) +
-                          " cell has no cell state; expected nullptr");
-}
-
-void check_common(const CellSpec& spec, const Dims& d, const SequenceOptions& o) {
-  detail::check_dims(spec, d);
-  if (!o.seq_lengths) return;
-  for (std::int64_t b = 0; b < d.batch; ++b) {
-    const std::int64_t len = o.seq_lengths[b];
-    if (len < 1 || len > d.steps)
-      throw InvalidArgument("seq_lengths: expected every length in 1.." + std::to_string(d.steps) + ", got " +
-                            std::to_string(len) + " at index " + std::to_string(b));
-  }
-}
-
-}  // namespace
-
 template <typename T>
 void forward(const CellSpec& spec, const Dims& d, const SequenceOptions& o, const ForwardArgs<T>& a) {
-  check_common(spec, d, o);
-  require(a.x, "x");
-  require(a.w_x, "w_x");
-  require(a.w_h, "w_h");
-  require(a.y, "y");
-  require(a.h_n, "h_n");
-  if (spec.cell == Cell::lstm) {
-    require(a.c_n, "c_n");
-  } else {
-    require_absent(a.c0, "c0", spec.cell);
-    require_absent(a.c_n, "c_n", spec.cell);
-  }
+  detail::validate_forward(spec, d, o, a);
   const cpu::KernelTable& k = cpu::kernels();
   if constexpr (std::is_same_v<T, float>)
     k.forward_f32(spec, d, o, a);
@@ -59,22 +22,7 @@ void forward(const CellSpec& spec, const Dims& d, const SequenceOptions& o, cons
 
 template <typename T>
 void backward(const CellSpec& spec, const Dims& d, const SequenceOptions& o, const BackwardArgs<T>& a) {
-  check_common(spec, d, o);
-  require(a.x, "x");
-  require(a.w_x, "w_x");
-  require(a.w_h, "w_h");
-  require(a.cache, "cache");
-  require(a.dx, "dx");
-  require(a.dh0, "dh0");
-  require(a.dw_x, "dw_x");
-  require(a.dw_h, "dw_h");
-  if (spec.cell == Cell::lstm) {
-    require(a.dc0, "dc0");
-  } else {
-    require_absent(a.c0, "c0", spec.cell);
-    require_absent(a.dc_n, "dc_n", spec.cell);
-    require_absent(a.dc0, "dc0", spec.cell);
-  }
+  detail::validate_backward(spec, d, o, a);
   const cpu::KernelTable& k = cpu::kernels();
   if constexpr (std::is_same_v<T, float>)
     k.backward_f32(spec, d, o, a);

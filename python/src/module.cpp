@@ -15,6 +15,9 @@ PYBIND11_MODULE(_core, m) {
   m.doc() = "lstmcore's compiled core; use the functions of the lstmcore package instead.";
   lstmcore_py::register_recurrent(m);
   lstmcore_py::register_stack(m);
+#ifdef LSTMCORE_WITH_CUDA
+  lstmcore_py::register_cuda(m);
+#endif
   m.def("set_num_threads", &lstmcore::set_num_threads, py::arg("n"));
   m.def("get_num_threads", &lstmcore::get_num_threads);
   m.def("build_info", &lstmcore::build_info);

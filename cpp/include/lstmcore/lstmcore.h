@@ -9,6 +9,7 @@
 //   lstmcore/gru.h        the GRU cell (both reset placements)
 //   lstmcore/rnn.h        the plain RNN cell (tanh, relu)
 //   lstmcore/stack.h      stacked and bidirectional layers with dropout
+//   lstmcore/cuda.h       the same layers on a GPU (a CUDA build; no CUDA types in the header)
 #pragma once
 
 #include "lstmcore/version.h"
@@ -18,3 +19,4 @@
 #include "lstmcore/gru.h"
 #include "lstmcore/rnn.h"
 #include "lstmcore/stack.h"
+#include "lstmcore/cuda.h"
