@@ -66,17 +66,19 @@ void gemm(const Context& ctx, bool trans_a, bool trans_b, i64 m, i64 n, i64 k, c
           i64 ldb, T beta, T* C, i64 ldc) {
   const T one = T(1);
   // Row-major C = op(A)·op(B) is column-major Cᵀ = op(B)ᵀ·op(A)ᵀ (see common.cuh).
-  LSTMCORE_CUBLAS_CHECK(gemm_call(ctx.blas, op(trans_b), op(trans_a), blas_int(n, "gemm n"), blas_int(m, "gemm m"),
-                                  blas_int(k, "gemm k"), &one, B, blas_int(ldb, "gemm ldb"), A,
-                                  blas_int(lda, "gemm lda"), &beta, C, blas_int(ldc, "gemm ldc")));
+  check_blas(gemm_call(ctx.blas, op(trans_b), op(trans_a), blas_int(n, "gemm n"), blas_int(m, "gemm m"),
+                       blas_int(k, "gemm k"), &one, B, blas_int(ldb, "gemm ldb"), A, blas_int(lda, "gemm lda"), &beta,
+                       C, blas_int(ldc, "gemm ldc")),
+             sizeof(T) == 4 ? "cublasSgemm" : "cublasDgemm");
 }
 
 template <typename T>
 void column_sums(const Context& ctx, const T* data, i64 rows, i64 width, i64 ld, const T* ones, T* out) {
   // Read column-major, data is the width × rows matrix Dᵀ (leading dimension ld); out = Dᵀ·1.
   const T one = T(1), zero = T(0);
-  LSTMCORE_CUBLAS_CHECK(gemv_call(ctx.blas, blas_int(width, "gemv m"), blas_int(rows, "gemv n"), &one, data,
-                                  blas_int(ld, "gemv lda"), ones, &zero, out));
+  check_blas(gemv_call(ctx.blas, blas_int(width, "gemv m"), blas_int(rows, "gemv n"), &one, data,
+                       blas_int(ld, "gemv lda"), ones, &zero, out),
+             sizeof(T) == 4 ? "cublasSgemv" : "cublasDgemv");
 }
 
 template <typename T>
@@ -98,22 +100,19 @@ void copy_or_zero(const Context& ctx, T* dst, const T* src, i64 n) {
 
 template <typename T>
 void fill(const Context& ctx, T* data, i64 n, T value) {
-  fill_kernel<T><<<blocks_for(n), kThreads, 0, ctx.stream>>>(data, n, value);
-  LSTMCORE_CUDA_LAUNCHED("fill_kernel");
+  LSTMCORE_RUN(fill_kernel<T>, n, ctx.stream, data, n, value);
 }
 
 template <typename T>
 void zero_padding(const Context& ctx, const Walk& walk, T* data, i64 width) {
   if (!walk.lengths) return;
-  zero_padding_kernel<T><<<blocks_for(walk.T * walk.B * width), kThreads, 0, ctx.stream>>>(walk, data, width);
-  LSTMCORE_CUDA_LAUNCHED("zero_padding_kernel");
+  LSTMCORE_RUN(zero_padding_kernel<T>, walk.T * walk.B * width, ctx.stream, walk, data, width);
 }
 
 template <typename T>
 const T* combine_bias(const Context& ctx, const T* b, const T* b_h, i64 width, i64 limit, T* out) {
   if (!b && !b_h) return nullptr;
-  combine_bias_kernel<T><<<blocks_for(width), kThreads, 0, ctx.stream>>>(b, b_h, width, limit, out);
-  LSTMCORE_CUDA_LAUNCHED("combine_bias_kernel");
+  LSTMCORE_RUN(combine_bias_kernel<T>, width, ctx.stream, b, b_h, width, limit, out);
   return out;
 }
 

@@ -124,6 +124,19 @@ inline unsigned blocks_for(i64 n) {
   return static_cast<unsigned>(b < 1 ? 1 : (b > 0x7fffffff ? 0x7fffffff : b));
 }
 
+// Runs kernel(args...) on `stream` with enough blocks for n elements (the kernels' grid-
+// stride loops cover any n) and reports a failed launch. The emulated CUDA runtime of the
+// tests (tests/cpp/cuda_emulation/) defines LSTMCORE_KERNEL_CALL to call the kernel on the host.
+#ifndef LSTMCORE_KERNEL_CALL
+#define LSTMCORE_KERNEL_CALL(kernel, n, stream, ...) \
+  kernel<<<::lstmcore::cuda::backend::blocks_for(n), ::lstmcore::cuda::backend::kThreads, 0, (stream)>>>(__VA_ARGS__)
+#endif
+#define LSTMCORE_RUN(kernel, n, stream, ...)                \
+  do {                                                      \
+    LSTMCORE_KERNEL_CALL(kernel, n, stream, __VA_ARGS__);   \
+    LSTMCORE_CUDA_LAUNCHED(#kernel);                        \
+  } while (0)
+
 // Grid-stride loop over [0, n).
 #define LSTMCORE_FOR_EACH(idx, n)                                                        \
   for (::lstmcore::cuda::backend::i64 idx = blockIdx.x * static_cast<::lstmcore::cuda::backend::i64>(blockDim.x) + \

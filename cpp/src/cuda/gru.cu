@@ -199,9 +199,8 @@ void gru_forward(const Context& ctx, bool reset_after, const Dims& d, const Sequ
     T* next = ws.get(h_slot);
     for (i64 s = 0; s < d.steps; ++s) {
       gemm<T>(ctx, false, false, B, G, H, cur, H, a.w_h, G, T(0), rec, G);
-      gru_step_after<T><<<blocks_for(B * H), kThreads, 0, ctx.stream>>>(walk, s, H, bias, b_hn, rec, gates, cur,
-                                                                         next, a.y, states, aux);
-      LSTMCORE_CUDA_LAUNCHED("gru_step_after");
+      LSTMCORE_RUN(gru_step_after<T>, B * H, ctx.stream,
+                   walk, s, H, bias, b_hn, rec, gates, cur, next, a.y, states, aux);
       std::swap(cur, next);
     }
     if (cur != a.h_n) copy_or_zero(ctx, a.h_n, static_cast<const T*>(cur), B * H);
@@ -213,12 +212,10 @@ void gru_forward(const Context& ctx, bool reset_after, const Dims& d, const Sequ
   T* rh = ws.get(h_slot);
   for (i64 s = 0; s < d.steps; ++s) {
     gemm<T>(ctx, false, false, B, 2 * H, H, h, H, a.w_h, G, T(0), rec, G);
-    gru_gates_before<T><<<blocks_for(B * H), kThreads, 0, ctx.stream>>>(walk, s, H, bias, rec, gates, h, rh);
-    LSTMCORE_CUDA_LAUNCHED("gru_gates_before");
+    LSTMCORE_RUN(gru_gates_before<T>, B * H, ctx.stream, walk, s, H, bias, rec, gates, h, rh);
     gemm<T>(ctx, false, false, B, H, H, rh, H, a.w_h + 2 * H, G, T(0), rec + 2 * H, G);
-    gru_finish_before<T><<<blocks_for(B * H), kThreads, 0, ctx.stream>>>(walk, s, H, bias, b_hn, rec, gates, h, rh,
-                                                                          a.y, states, aux);
-    LSTMCORE_CUDA_LAUNCHED("gru_finish_before");
+    LSTMCORE_RUN(gru_finish_before<T>, B * H, ctx.stream,
+                 walk, s, H, bias, b_hn, rec, gates, h, rh, a.y, states, aux);
   }
 }
 
@@ -250,17 +247,15 @@ void gru_backward(const Context& ctx, bool reset_after, const Dims& d, const Seq
   copy_or_zero(ctx, dh, a.dh_n, B * H);
 
   for (i64 s = d.steps - 1; s >= 0; --s) {
-    gru_grad_step<T><<<blocks_for(B * H), kThreads, 0, ctx.stream>>>(walk, s, H, reset_after, gates, states, aux,
-                                                                      a.h0, a.dy, h_prev, dh, da);
-    LSTMCORE_CUDA_LAUNCHED("gru_grad_step");
+    LSTMCORE_RUN(gru_grad_step<T>, B * H, ctx.stream,
+                 walk, s, H, reset_after, gates, states, aux, a.h0, a.dy, h_prev, dh, da);
     if (reset_after) {
       gemm<T>(ctx, false, true, B, H, G, da, G, a.w_h, G, T(1), dh, H);  // dh += da·w_hᵀ
       continue;
     }
     // d(r ⊙ h) = dn·w_h[:, n]ᵀ gives dr and a path to h_{t-1}; then the r and z blocks.
     gemm<T>(ctx, false, true, B, H, H, da + 2 * H, G, a.w_h + 2 * H, G, T(0), drh, H);
-    gru_reset_grad_before<T><<<blocks_for(B * H), kThreads, 0, ctx.stream>>>(walk, s, H, gates, h_prev, drh, dh, da);
-    LSTMCORE_CUDA_LAUNCHED("gru_reset_grad_before");
+    LSTMCORE_RUN(gru_reset_grad_before<T>, B * H, ctx.stream, walk, s, H, gates, h_prev, drh, dh, da);
     gemm<T>(ctx, false, true, B, H, 2 * H, da, G, a.w_h, G, T(1), dh, H);
   }
 

@@ -132,9 +132,7 @@ void lstm_forward(const Context& ctx, const Dims& d, const SequenceOptions& o, c
   T* next = ws.get(h_slot);
   for (i64 s = 0; s < d.steps; ++s) {
     gemm<T>(ctx, false, false, B, G, H, cur, H, a.w_h, G, T(0), rec, G);  // h_{t-1}·w_h
-    lstm_step<T><<<blocks_for(B * H), kThreads, 0, ctx.stream>>>(walk, s, H, bias, rec, gates, cur, next, a.c_n,
-                                                                  a.y, cells);
-    LSTMCORE_CUDA_LAUNCHED("lstm_step");
+    LSTMCORE_RUN(lstm_step<T>, B * H, ctx.stream, walk, s, H, bias, rec, gates, cur, next, a.c_n, a.y, cells);
     std::swap(cur, next);
   }
   if (cur != a.h_n) copy_or_zero(ctx, a.h_n, static_cast<const T*>(cur), B * H);
@@ -165,9 +163,8 @@ void lstm_backward(const Context& ctx, const Dims& d, const SequenceOptions& o, 
   copy_or_zero(ctx, a.dc0, a.dc_n, B * H);
 
   for (i64 s = d.steps - 1; s >= 0; --s) {
-    lstm_grad_step<T><<<blocks_for(B * H), kThreads, 0, ctx.stream>>>(walk, s, H, gates, cells, a.h0, a.c0, a.dy,
-                                                                       h_prev, a.dh0, a.dc0, da);
-    LSTMCORE_CUDA_LAUNCHED("lstm_grad_step");
+    LSTMCORE_RUN(lstm_grad_step<T>, B * H, ctx.stream,
+                 walk, s, H, gates, cells, a.h0, a.c0, a.dy, h_prev, a.dh0, a.dc0, da);
     gemm<T>(ctx, false, true, B, H, G, da, G, a.w_h, G, T(1), a.dh0, H);  // dh += da·w_hᵀ
   }
 

@@ -84,9 +84,7 @@ void rnn_forward(const Context& ctx, bool relu, const Dims& d, const SequenceOpt
   T* next = ws.get(h_slot);
   for (i64 s = 0; s < d.steps; ++s) {
     gemm<T>(ctx, false, false, B, H, H, cur, H, a.w_h, H, T(0), rec, H);
-    rnn_step<T><<<blocks_for(B * H), kThreads, 0, ctx.stream>>>(walk, s, H, relu, bias, rec, pre, cur, next, a.y,
-                                                                 training);
-    LSTMCORE_CUDA_LAUNCHED("rnn_step");
+    LSTMCORE_RUN(rnn_step<T>, B * H, ctx.stream, walk, s, H, relu, bias, rec, pre, cur, next, a.y, training);
     std::swap(cur, next);
   }
   if (cur != a.h_n) copy_or_zero(ctx, a.h_n, static_cast<const T*>(cur), B * H);
@@ -114,9 +112,7 @@ void rnn_backward(const Context& ctx, bool relu, const Dims& d, const SequenceOp
   T* dh = a.dh0;
   copy_or_zero(ctx, dh, a.dh_n, B * H);
   for (i64 s = d.steps - 1; s >= 0; --s) {
-    rnn_grad_step<T><<<blocks_for(B * H), kThreads, 0, ctx.stream>>>(walk, s, H, relu, states, a.h0, a.dy, h_prev,
-                                                                      dh, da);
-    LSTMCORE_CUDA_LAUNCHED("rnn_grad_step");
+    LSTMCORE_RUN(rnn_grad_step<T>, B * H, ctx.stream, walk, s, H, relu, states, a.h0, a.dy, h_prev, dh, da);
     gemm<T>(ctx, false, true, B, H, H, da, H, a.w_h, H, T(1), dh, H);  // dh += da·w_hᵀ
   }
 
