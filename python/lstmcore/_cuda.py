@@ -207,12 +207,15 @@ class _Numba:
         return a.copy_to_host()
 
 
+#: The libraries whose arrays this module reads and allocates, by top-level module name
+#: (the module of the array's type). Tests register stand-ins here.
+ADAPTERS = {"torch": _Torch, "cupy": _Cupy, "numba": _Numba}
 _LIBS = {}
 
 
 def _lib(name):
     if name not in _LIBS:
-        _LIBS[name] = {"torch": _Torch, "cupy": _Cupy, "numba": _Numba}[name]()
+        _LIBS[name] = ADAPTERS[name]()
     return _LIBS[name]
 
 
@@ -229,7 +232,7 @@ def _view(obj, name):
     if _torch_tensor(obj):
         return _lib("torch").view(obj)
     top = type(obj).__module__.split(".")[0]
-    if top in ("cupy", "numba"):
+    if top in ADAPTERS:
         return _lib(top).view(obj)
     # Another library: a zero-copy torch / CuPy view through DLPack or the array interface.
     for lib in ("torch", "cupy"):
