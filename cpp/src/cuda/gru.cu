@@ -23,6 +23,23 @@ __device__ inline T with_bias(T v, const T* bias, i64 k) {
   return bias ? v + bias[k] : v;
 }
 
+// The end of a forward step, both placements: h_t from n, z and h_{t-1}, into y and
+// (training, states != nullptr) the cache row: r, z, n, h_t and the aux value. Returns h_t.
+template <typename T>
+__device__ inline T gru_finish(T r, T z, T n, T h_old, T aux_value, i64 row, i64 H, i64 j, T* ga, T* y, T* states,
+                               T* aux) {
+  const T hn = (T(1) - z) * n + z * h_old;
+  y[row * H + j] = hn;
+  if (states) {
+    ga[j] = r;
+    ga[H + j] = z;
+    ga[2 * H + j] = n;
+    states[row * H + j] = hn;
+    aux[row * H + j] = aux_value;
+  }
+  return hn;
+}
+
 // reset_after: one step from rec = h_{t-1}·w_h (all three blocks).
 template <typename T>
 __global__ void gru_step_after(Walk w, i64 s, i64 H, const T* __restrict__ bias, const T* __restrict__ b_hn,
@@ -42,16 +59,7 @@ __global__ void gru_step_after(Walk w, i64 s, i64 H, const T* __restrict__ bias,
     const T z = sigmoid(with_bias(ga[H + j], bias, H + j) + ra[H + j]);
     const T ahn = with_bias(ra[2 * H + j], b_hn, j);
     const T n = tanh_of(with_bias(ga[2 * H + j], bias, 2 * H + j) + r * ahn);
-    const T hn = (T(1) - z) * n + z * h_prev[idx];
-    h_next[idx] = hn;
-    y[row * H + j] = hn;
-    if (states) {
-      ga[j] = r;
-      ga[H + j] = z;
-      ga[2 * H + j] = n;
-      states[row * H + j] = hn;
-      aux[row * H + j] = ahn;
-    }
+    h_next[idx] = gru_finish(r, z, n, h_prev[idx], ahn, row, H, j, ga, y, states, aux);
   }
 }
 
@@ -93,16 +101,7 @@ __global__ void gru_finish_before(Walk w, i64 s, i64 H, const T* __restrict__ bi
     const T* ra = rec + b * G;
     const T r = ra[j], z = ra[H + j];
     const T n = tanh_of(with_bias(with_bias(ga[2 * H + j], bias, 2 * H + j) + ra[2 * H + j], b_hn, j));
-    const T hn = (T(1) - z) * n + z * h[idx];
-    h[idx] = hn;
-    y[row * H + j] = hn;
-    if (states) {
-      ga[j] = r;
-      ga[H + j] = z;
-      ga[2 * H + j] = n;
-      states[row * H + j] = hn;
-      aux[row * H + j] = rh[idx];
-    }
+    h[idx] = gru_finish(r, z, n, h[idx], rh[idx], row, H, j, ga, y, states, aux);
   }
 }
 
