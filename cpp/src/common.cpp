@@ -8,6 +8,7 @@
 
 #include "common.h"
 #include "cpu/isa.h"
+#include "lstmcore/cuda.h"
 
 #include <algorithm>
 
@@ -75,7 +76,7 @@ std::string build_info() {
     << "no"
 #endif
     << "; threads: " << get_num_threads() << "; isa: " << get_isa() << " (available: " << isa_list() << ")"
-    << "; dtypes: float32, float64; cells: lstm, gru, rnn_tanh, rnn_relu";
+    << "; dtypes: float32, float64; cells: lstm, gru, rnn_tanh, rnn_relu; " << cuda::describe();
   return s.str();
 }
 

@@ -1,5 +1,5 @@
-// Validation and dispatch for every cell: checks the arguments once, then hands
-// them to the CPU kernels (cpp/src/cpu/), which assume they are valid.
+// Validation and dispatch for every cell: checks the arguments once (common.cpp), then
+// hands them to the CPU kernels (cpp/src/cpu/), which assume they are valid.
 #include "lstmcore/recurrent.h"
 
 #include <type_traits>

@@ -169,6 +169,18 @@ def forward(x, w_x, w_h, b=None, b_h=None, h0=None, c0=None, *, cell="lstm", rev
     Arrays that are C-contiguous and of the compute dtype are used in place (no copy).
     The GIL is released while the core runs.
     """
+    from . import _cuda  # device arrays take the CUDA path (python/lstmcore/_cuda.py)
+    if _cuda.is_device_call(x, w_x, w_h, b, b_h, h0, c0, out):
+        given = [name for name, v, default in (
+            ("peepholes", peepholes, None), ("input_forget", input_forget, False), ("forget_gate", forget_gate, True),
+            ("clip", clip, None), ("activations", activations, None), ("activation_alpha", activation_alpha, None),
+            ("activation_beta", activation_beta, None), ("w_proj", w_proj, None), ("layer_norm", layer_norm, None),
+            ("zoneout", zoneout, None)) if not (v is default or (default is not None and v == default))]
+        if given:
+            raise ValueError(f"{given[0]}: the cell variants run on the CPU only; pass host (NumPy) arrays")
+        return _cuda.forward(x, w_x, w_h, b, b_h, h0, c0, cell=cell, reverse=reverse, seq_lengths=seq_lengths,
+                             batch_first=batch_first, training=training, out=out, reset_after=reset_after,
+                             dtype=dtype)
     _check_cell(cell)
     if cell != "lstm" and c0 is not None:
         raise ValueError(f"c0: the {cell} cell has no cell state; pass None")
@@ -217,6 +229,9 @@ def backward(cache, dy=None, dh_n=None, dc_n=None):
     A cell variant's own parameters have theirs as attributes: ``dpeepholes``,
     ``dw_proj``, ``dlayer_norm`` (None when forward did not have them).
     """
+    from . import _cuda  # a device cache or device gradients take the CUDA path
+    if _cuda.is_device_call(cache, dy, dh_n, dc_n):
+        return _cuda.backward(cache, dy, dh_n, dc_n)
     if not isinstance(cache, Cache):
         raise TypeError(f"cache: expected the lstmcore.Cache from forward(..., training=True), "
                         f"got {type(cache).__name__}")

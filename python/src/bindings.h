@@ -13,4 +13,8 @@ void register_variants(pybind11::module_& m);
 // "clip", "input_forget", "forget_gate", "peepholes", "layer_norm", "zoneout", "seed")
 // into o, over the defaults already there. Defined in variants_binding.cpp.
 void read_variant_options(const pybind11::dict& opts, lstmcore::VariantOptions& o);
+
+#ifdef LSTMCORE_WITH_CUDA
+void register_cuda(pybind11::module_& m);  // cuda_binding.cpp, only in a CUDA build
+#endif
 }  // namespace lstmcore_py

@@ -16,6 +16,9 @@ PYBIND11_MODULE(_core, m) {
   lstmcore_py::register_recurrent(m);
   lstmcore_py::register_stack(m);
   lstmcore_py::register_variants(m);
+#ifdef LSTMCORE_WITH_CUDA
+  lstmcore_py::register_cuda(m);
+#endif
   m.def("set_num_threads", &lstmcore::set_num_threads, py::arg("n"));
   m.def("get_num_threads", &lstmcore::get_num_threads);
   m.def("build_info", &lstmcore::build_info);

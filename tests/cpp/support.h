@@ -9,6 +9,7 @@
 #include <limits>
 #include <random>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "harness.h"
@@ -335,12 +336,12 @@ struct Grads {
   bool guards_ok = true;
 };
 
-// Forward with a cache, then backward with dy = Wy, dh_n = Wh, dc_n = Wc.
-// with_bias_grads = false passes db = db_h = nullptr (the gradients are then left empty).
+// Backward from a training cache (of lib_forward, or of another backend) with dy = Wy,
+// dh_n = Wh, dc_n = Wc. with_bias_grads = false passes db = db_h = nullptr (the gradients
+// are then left empty).
 template <typename T>
-Grads lib_backward(const Problem& p, const LossWeights& l, bool with_bias_grads = true, bool null_dy = false,
-                   bool null_dh_n = false) {
-  FwdResult<T> f = lib_forward<T>(p, true);
+Grads lib_backward_from(const Problem& p, const LossWeights& l, std::vector<T> cache, bool with_bias_grads = true,
+                        bool null_dy = false, bool null_dh_n = false) {
   const Inputs<T> in(p);
   const std::vector<T> dy = cast<T>(l.wy), dh_n = cast<T>(l.wh), dc_n = cast<T>(l.wc);
   const i64 BH = p.B() * p.H(), G = p.G();
@@ -352,7 +353,7 @@ Grads lib_backward(const Problem& p, const LossWeights& l, bool with_bias_grads 
   a.w_h = in.w_h.data();
   a.h0 = ptr(in.h0);
   a.c0 = ptr(in.c0);
-  a.cache = f.cache.data();
+  a.cache = cache.data();
   a.dy = null_dy ? nullptr : dy.data();
   a.dh_n = null_dh_n ? nullptr : dh_n.data();
   a.dc_n = ptr(dc_n);
@@ -372,8 +373,18 @@ Grads lib_backward(const Problem& p, const LossWeights& l, bool with_bias_grads 
   g.dw_h = to_double(dw_h.values());
   g.db = to_double(db.values());
   g.db_h = to_double(db_h.values());
-  g.guards_ok = f.guards_ok && dx.guards_intact() && dh0.guards_intact() && dc0.guards_intact() &&
-                dw_x.guards_intact() && dw_h.guards_intact() && db.guards_intact() && db_h.guards_intact();
+  g.guards_ok = dx.guards_intact() && dh0.guards_intact() && dc0.guards_intact() && dw_x.guards_intact() &&
+                dw_h.guards_intact() && db.guards_intact() && db_h.guards_intact();
+  return g;
+}
+
+// Forward with a cache, then backward (lib_backward_from).
+template <typename T>
+Grads lib_backward(const Problem& p, const LossWeights& l, bool with_bias_grads = true, bool null_dy = false,
+                   bool null_dh_n = false) {
+  FwdResult<T> f = lib_forward<T>(p, true);
+  Grads g = lib_backward_from<T>(p, l, std::move(f.cache), with_bias_grads, null_dy, null_dh_n);
+  g.guards_ok = g.guards_ok && f.guards_ok;
   return g;
 }
 

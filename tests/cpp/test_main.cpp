@@ -1,5 +1,6 @@
 // Runs the registered tests: test_lstmcore [--list] [FILTER...]
-// A test runs when its name contains any FILTER (every test without one).
+// A test runs when its name contains any FILTER (every test without one). Built with
+// LSTMCORE_TEST_NEEDS_CUDA_DEVICE, it exits 77 (skipped) on a machine without a CUDA device.
 #include <chrono>
 #include <cstdio>
 #include <cstring>
@@ -29,6 +30,13 @@ int main(int argc, char** argv) {
   }
 
   std::printf("%s\n", lstmcore::build_info().c_str());
+#ifdef LSTMCORE_TEST_NEEDS_CUDA_DEVICE
+  // ctest reads exit code 77 as "skipped" (SKIP_RETURN_CODE).
+  if (lstmcore::cuda::device_count() == 0) {
+    std::printf("skipped: no CUDA device on this machine\n");
+    return 77;
+  }
+#endif
   int ran = 0, failed = 0;
   const auto start = std::chrono::steady_clock::now();
   for (const auto& t : th::registry()) {

@@ -10,6 +10,7 @@
 //   lstmcore/rnn.h        the plain RNN cell (tanh, relu)
 //   lstmcore/stack.h      stacked and bidirectional layers with dropout
 //   lstmcore/variants.h   cell options: peepholes, clip, activations, projection, layer norm, zoneout
+//   lstmcore/cuda.h       the same layers on a GPU (a CUDA build; no CUDA types in the header)
 #pragma once
 
 #include "lstmcore/version.h"
@@ -20,3 +21,4 @@
 #include "lstmcore/rnn.h"
 #include "lstmcore/stack.h"
 #include "lstmcore/variants.h"
+#include "lstmcore/cuda.h"

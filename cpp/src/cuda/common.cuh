@@ -1,0 +1,203 @@
+// Internal toolkit of the CUDA backend: the call's context (device, stream, cuBLAS
+// handle), errors, the per-call workspace, row-major GEMMs on cuBLAS, the time walk on
+// the device, the activations, and the cell entry points. Not installed.
+//
+// cuBLAS is column-major and this library is row-major. A row-major m × n matrix with
+// leading dimension ld is, read column-major, its n × m transpose with the same ld. So
+// the row-major product C = op(A)·op(B) is computed as the column-major Cᵀ = op(B)ᵀ·op(A)ᵀ:
+// the operands swap places, keep their own transpose flags and leading dimensions
+// (gemm() below does this once; every caller speaks row-major, like cpu::gemm).
+#pragma once
+
+#include <cublas_v2.h>
+#include <cuda_runtime.h>
+
+#include <cstdint>
+#include <string>
+
+#include "lstmcore/cuda.h"
+
+namespace lstmcore {
+LSTMCORE_INLINE_NAMESPACE_BEGIN
+namespace cuda {
+namespace backend {
+
+using i64 = std::int64_t;
+
+// ---- errors --------------------------------------------------------------------------
+
+// Throws cuda::Error "<call>: <CUDA's message> (<error name>)" unless status is success.
+void check_cuda(cudaError_t status, const char* call);
+void check_blas(cublasStatus_t status, const char* call);
+
+#define LSTMCORE_CUDA_CHECK(call) ::lstmcore::cuda::backend::check_cuda((call), #call)
+#define LSTMCORE_CUBLAS_CHECK(call) ::lstmcore::cuda::backend::check_blas((call), #call)
+// After a kernel launch: a bad configuration (or an earlier asynchronous failure) is
+// reported here rather than at some later call.
+#define LSTMCORE_CUDA_LAUNCHED(name) ::lstmcore::cuda::backend::check_cuda(cudaGetLastError(), name)
+
+// ---- the call's context --------------------------------------------------------------
+
+struct Context {
+  int device = 0;
+  cudaStream_t stream = nullptr;
+  cublasHandle_t blas = nullptr;  // this thread's handle for `device`, bound to `stream`
+};
+
+// ---- workspace: one device allocation per call ----------------------------------------
+
+template <typename U>
+struct Slot {
+  std::size_t offset = 0;
+};
+
+// Regions are reserved first (reserve), then allocated together (allocate), stream-
+// ordered where the device has memory pools (cudaMallocAsync / cudaFreeAsync on the
+// call's stream), else with cudaMalloc / cudaFree. Each region starts on 256 bytes.
+class Workspace {
+ public:
+  Workspace() = default;
+  Workspace(const Workspace&) = delete;
+  Workspace& operator=(const Workspace&) = delete;
+  ~Workspace();
+
+  template <typename U>
+  Slot<U> reserve(i64 count) {
+    const std::size_t offset = (bytes_ + 255) / 256 * 256;
+    bytes_ = offset + static_cast<std::size_t>(count) * sizeof(U);
+    return Slot<U>{offset};
+  }
+  void allocate(const Context& ctx);
+  template <typename U>
+  U* get(Slot<U> s) const {
+    return reinterpret_cast<U*>(static_cast<char*>(base_) + s.offset);
+  }
+
+ private:
+  std::size_t bytes_ = 0;
+  void* base_ = nullptr;
+  cudaStream_t stream_ = nullptr;
+  bool stream_ordered_ = false;
+};
+
+// ---- the time walk on the device (the CPU's cpu::Walk, see cpu/kernel_common.h) --------
+
+struct Walk {
+  i64 T = 0, B = 0;
+  bool reverse = false, batch_first = false;
+  const i64* lengths = nullptr;  // device copy of seq_lengths (B), or nullptr (all T)
+
+  __device__ i64 length(i64 b) const { return lengths ? lengths[b] : T; }
+  __device__ bool active(i64 s, i64 b) const { return s < length(b); }
+  // The step sequence b visits at iteration s.
+  __device__ i64 time(i64 s, i64 b) const { return reverse ? length(b) - 1 - s : s; }
+  // The step whose state feeds iteration s, or -1 for the initial state.
+  __device__ i64 prev_time(i64 s, i64 b) const { return s == 0 ? -1 : (reverse ? length(b) - s : s - 1); }
+  __device__ i64 row(i64 t, i64 b) const { return batch_first ? b * T + t : t * B + b; }
+};
+
+// Reserves room for the lengths (when there are any); after allocate, make_walk copies
+// the host lengths there.
+Slot<i64> reserve_lengths(Workspace& ws, const Dims& d, const SequenceOptions& o);
+Walk make_walk(const Context& ctx, const Dims& d, const SequenceOptions& o, const Workspace& ws, Slot<i64> lengths);
+
+// ---- activations: CUDA's accurate functions, never the fast-math intrinsics ----------
+
+__device__ inline float exp_of(float x) { return expf(x); }
+__device__ inline double exp_of(double x) { return exp(x); }
+__device__ inline float tanh_of(float x) { return tanhf(x); }
+__device__ inline double tanh_of(double x) { return tanh(x); }
+
+// σ(x) = 1 / (1 + e^−x) for x >= 0, e^x / (1 + e^x) below: e^−|x| never overflows.
+template <typename T>
+__device__ inline T sigmoid(T x) {
+  const T e = exp_of(x < T(0) ? x : -x);
+  return (x < T(0) ? e : T(1)) / (T(1) + e);
+}
+
+// ---- launches -------------------------------------------------------------------------
+
+constexpr int kThreads = 256;
+
+inline unsigned blocks_for(i64 n) {
+  const i64 b = (n + kThreads - 1) / kThreads;
+  return static_cast<unsigned>(b < 1 ? 1 : (b > 0x7fffffff ? 0x7fffffff : b));
+}
+
+// Runs kernel(args...) on `stream` with enough blocks for n elements (the kernels' grid-
+// stride loops cover any n) and reports a failed launch. The emulated CUDA runtime of the
+// tests (tests/cpp/cuda_emulation/) defines LSTMCORE_KERNEL_CALL to call the kernel on the host.
+#ifndef LSTMCORE_KERNEL_CALL
+#define LSTMCORE_KERNEL_CALL(kernel, n, stream, ...) \
+  kernel<<<::lstmcore::cuda::backend::blocks_for(n), ::lstmcore::cuda::backend::kThreads, 0, (stream)>>>(__VA_ARGS__)
+#endif
+#define LSTMCORE_RUN(kernel, n, stream, ...)                \
+  do {                                                      \
+    LSTMCORE_KERNEL_CALL(kernel, n, stream, __VA_ARGS__);   \
+    LSTMCORE_CUDA_LAUNCHED(#kernel);                        \
+  } while (0)
+
+// Grid-stride loop over [0, n).
+#define LSTMCORE_FOR_EACH(idx, n)                                                        \
+  for (::lstmcore::cuda::backend::i64 idx = blockIdx.x * static_cast<::lstmcore::cuda::backend::i64>(blockDim.x) + \
+                                            threadIdx.x;                                 \
+       idx < (n); idx += static_cast<::lstmcore::cuda::backend::i64>(blockDim.x) * gridDim.x)
+
+// ---- row-major linear algebra and small passes (blas.cu) -----------------------------
+
+// C (m × n, ldc) = op(A)·op(B) + beta·C, row-major; op(A) is m × k (A stored m × k, or
+// k × m when trans_a), op(B) is k × n (B stored k × n, or n × k when trans_b).
+template <typename T>
+void gemm(const Context& ctx, bool trans_a, bool trans_b, i64 m, i64 n, i64 k, const T* A, i64 lda, const T* B,
+          i64 ldb, T beta, T* C, i64 ldc);
+
+// out[j] = Σ_r data[r·ld + j] for j < width, r < rows (a GEMV with a vector of ones).
+template <typename T>
+void column_sums(const Context& ctx, const T* data, i64 rows, i64 width, i64 ld, const T* ones, T* out);
+
+// What every cell's backward ends with, from the gate gradients da (N rows of `width`):
+// dx = da·w_xᵀ (N × I), dw_x = xᵀ·da (I × width) and, when db is given, db = Σ_rows da
+// (ones: N ones, filled when db is given).
+template <typename T>
+void input_gradients(const Context& ctx, i64 N, i64 I, i64 width, const T* da, const T* x, const T* w_x, T* dx,
+                     T* dw_x, T* db, const T* ones);
+
+// dst = src (n elements, device to device), or zeros when src is nullptr.
+template <typename T>
+void copy_or_zero(const Context& ctx, T* dst, const T* src, i64 n);
+
+// data[i] = value for i < n.
+template <typename T>
+void fill(const Context& ctx, T* data, i64 n, T value);
+
+// Zeros the rows of steps past each sequence's length in a row-ordered buffer of
+// `width` features (nothing to do without lengths).
+template <typename T>
+void zero_padding(const Context& ctx, const Walk& walk, T* data, i64 width);
+
+// out[j] = b[j] + b_h[j] (b_h only for j < limit; either may be nullptr) for j < width.
+// Returns out, or nullptr when both are absent (no bias to add).
+template <typename T>
+const T* combine_bias(const Context& ctx, const T* b, const T* b_h, i64 width, i64 limit, T* out);
+
+// ---- the cells (lstm.cu, gru.cu, rnn.cu) ----------------------------------------------
+
+template <typename T>
+void lstm_forward(const Context& ctx, const Dims& d, const SequenceOptions& o, const ForwardArgs<T>& a);
+template <typename T>
+void lstm_backward(const Context& ctx, const Dims& d, const SequenceOptions& o, const BackwardArgs<T>& a);
+template <typename T>
+void gru_forward(const Context& ctx, bool reset_after, const Dims& d, const SequenceOptions& o,
+                 const ForwardArgs<T>& a);
+template <typename T>
+void gru_backward(const Context& ctx, bool reset_after, const Dims& d, const SequenceOptions& o,
+                  const BackwardArgs<T>& a);
+template <typename T>
+void rnn_forward(const Context& ctx, bool relu, const Dims& d, const SequenceOptions& o, const ForwardArgs<T>& a);
+template <typename T>
+void rnn_backward(const Context& ctx, bool relu, const Dims& d, const SequenceOptions& o, const BackwardArgs<T>& a);
+
+}  // namespace backend
+}  // namespace cuda
+LSTMCORE_INLINE_NAMESPACE_END
+}  // namespace lstmcore
