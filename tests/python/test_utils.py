@@ -193,3 +193,27 @@ def test_layer_keras_init(family, dtype):
     # a keras-initialised layer runs
     y, _ = layer(np.ones((3, 2, 4), dtype))
     assert np.isfinite(y).all()
+
+
+def test_original_lstm_squashing_functions_are_scaled_tanh():
+    # README: g(x) = 4σ(x) − 2 and h(x) = 2σ(x) − 1 (Hochreiter & Schmidhuber 1997) are
+    # scaled_tanh with (α, β) = (2, ½) and (1, ½); an LSTM built from them by hand agrees.
+    rng = np.random.default_rng(9)
+    T, B, I, H = 5, 3, 4, 6
+    x = rng.standard_normal((T, B, I))
+    w_x = rng.uniform(-0.6, 0.6, (I, 4 * H))
+    w_h = rng.uniform(-0.6, 0.6, (H, 4 * H))
+    b = rng.uniform(-0.5, 0.5, 4 * H)
+    res = lstmcore.forward(x, w_x, w_h, b, activations=["sigmoid", "scaled_tanh", "scaled_tanh"],
+                           activation_alpha=[None, 2, 1], activation_beta=[None, 0.5, 0.5], forget_gate=False)
+    sig = lambda v: 1 / (1 + np.exp(-v))  # noqa: E731
+    h = np.zeros((B, H))
+    c = np.zeros((B, H))
+    ys = []
+    for t in range(T):
+        a = x[t] @ w_x + h @ w_h + b
+        i, g, o = sig(a[:, :H]), 4 * sig(a[:, 2 * H:3 * H]) - 2, sig(a[:, 3 * H:])
+        c = c + i * g
+        h = o * (2 * sig(c) - 1)
+        ys.append(h)
+    assert _rel(res.y, np.stack(ys)) <= 1e-13
