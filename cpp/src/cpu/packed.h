@@ -231,15 +231,19 @@ inline int recurrence_threads(i64 B, i64 H, i64 G, i64 blocks) {
   return static_cast<int>(std::max<i64>(1, n));
 }
 
-}  // namespace LSTMCORE_ISA_NS
-}  // namespace cpu
-LSTMCORE_INLINE_NAMESPACE_END
-}  // namespace lstmcore
-
-namespace lstmcore {
-LSTMCORE_INLINE_NAMESPACE_BEGIN
-namespace cpu {
-namespace LSTMCORE_ISA_NS {
+// Runs body(tid, nth) on nt threads (an OpenMP team when nt > 1), or once on the caller.
+template <class Body>
+void run_on_threads(int nt, Body&& body) {
+#ifdef _OPENMP
+  if (nt > 1) {
+#pragma omp parallel num_threads(nt)
+    body(omp_get_thread_num(), omp_get_num_threads());
+    return;
+  }
+#endif
+  (void)nt;
+  body(0, 1);
+}
 
 // Scratch a forward recurrence needs besides its outputs: packed w_h, the second
 // state buffer, the recurrent products and each thread's tile.
@@ -279,28 +283,9 @@ void run_recurrence(const T* w_h, i64 steps, i64 B, i64 H, i64 G, T* h_n, Worksp
     }
     if (tid == 0) final_h = cur;
   };
-#ifdef _OPENMP
-  if (nt > 1) {
-#pragma omp parallel num_threads(nt)
-    body(omp_get_thread_num(), omp_get_num_threads());
-  } else {
-    body(0, 1);
-  }
-#else
-  body(0, 1);
-#endif
+  run_on_threads(nt, body);
   if (final_h != h_n) std::memcpy(h_n, final_h, sizeof(T) * B * H);
 }
-
-}  // namespace LSTMCORE_ISA_NS
-}  // namespace cpu
-LSTMCORE_INLINE_NAMESPACE_END
-}  // namespace lstmcore
-
-namespace lstmcore {
-LSTMCORE_INLINE_NAMESPACE_BEGIN
-namespace cpu {
-namespace LSTMCORE_ISA_NS {
 
 template <typename T>
 i64 backward_recurrence_workspace(i64 B, i64 H, i64 G) {
@@ -344,16 +329,7 @@ void run_backward_recurrence(const T* w_h, i64 steps, i64 B, i64 H, i64 G, T* dh
       }
     }
   };
-#ifdef _OPENMP
-  if (nt > 1) {
-#pragma omp parallel num_threads(nt)
-    body(omp_get_thread_num(), omp_get_num_threads());
-  } else {
-    body(0, 1);
-  }
-#else
-  body(0, 1);
-#endif
+  run_on_threads(nt, body);
 }
 
 }  // namespace LSTMCORE_ISA_NS
