@@ -55,6 +55,7 @@ import numpy as np
 
 from . import _core, _variants
 from . import init as _init
+from ._functional import _prepare_lengths
 from ._types import OneShotCache
 
 __all__ = ["LSTM", "GRU", "RNN", "StackCache", "load"]
@@ -376,18 +377,6 @@ class _Recurrent:
                             f"{type(state).__name__}")
         return self._array(state, name), None
 
-    @staticmethod
-    def _lengths(seq_lengths):
-        if seq_lengths is None:
-            return None
-        arr = np.asarray(seq_lengths)
-        if arr.dtype.kind == "f":
-            if not np.all(np.isfinite(arr)) or not np.all(arr == np.round(arr)):
-                raise TypeError("seq_lengths: expected integers, got non-integral floats")
-        elif arr.dtype.kind not in "iu":
-            raise TypeError(f"seq_lengths: expected integers, got dtype {arr.dtype}")
-        return np.ascontiguousarray(arr, dtype=np.int64)
-
     def _x(self, x):
         x = self._array(x, "x")
         if x.ndim != 3:
@@ -429,7 +418,7 @@ class _Recurrent:
         """
         x = self._x(x)
         h0, c0 = self._state(state)
-        lengths = self._lengths(seq_lengths)
+        lengths = _prepare_lengths(seq_lengths)
         weights = self._weights()
         training = bool(training)
         if dropout_seed is None:
