@@ -95,6 +95,22 @@ VARIANT_IDS = list(VARIANTS)
 #: the variants PyTorch has (torch.nn.GRU is reset_after=True only)
 TORCH_VARIANT_IDS = [v for v in VARIANT_IDS if v != "gru_rb"]
 GATES = {"lstm": 4, "gru": 3, "rnn_tanh": 1, "rnn_relu": 1}
+#: the same variants as layer objects: id -> (lstmcore class name, constructor keywords)
+LAYER_VARIANTS = {
+    "lstm": ("LSTM", {}),
+    "gru": ("GRU", {}),
+    "gru_rb": ("GRU", {"reset_after": False}),
+    "rnn_tanh": ("RNN", {"nonlinearity": "tanh"}),
+    "rnn_relu": ("RNN", {"nonlinearity": "relu"}),
+}
+
+
+def layer_class(variant):
+    """(class, constructor keywords) of a LAYER_VARIANTS id."""
+    import lstmcore  # noqa: PLC0415  (not at import: the reference tests run without the core)
+
+    name, extra = LAYER_VARIANTS[variant]
+    return getattr(lstmcore, name), extra
 
 ALL_GRADS = ("dy", "dh_n", "dc_n")
 

@@ -16,23 +16,16 @@ import os
 import numpy as np
 import pytest
 
-from conftest import TOL32, TOL32_PAIR, TOL64, check
+from conftest import (LAYER_VARIANTS, TOL32, TOL32_PAIR, TOL64, TORCH_VARIANT_IDS, check,
+                      layer_class)
 
 import lstmcore
 from lstmcore import convert
 
-VARIANTS = {
-    "lstm": (lstmcore.LSTM, {}),
-    "gru": (lstmcore.GRU, {}),
-    "gru_rb": (lstmcore.GRU, {"reset_after": False}),
-    "rnn_tanh": (lstmcore.RNN, {"nonlinearity": "tanh"}),
-    "rnn_relu": (lstmcore.RNN, {"nonlinearity": "relu"}),
-}
-TORCH_VARIANTS = ["lstm", "gru", "rnn_tanh", "rnn_relu"]
 
 
 def make_layer(variant, I=5, H=4, dtype=np.float64, seed=0, **kw):
-    cls, extra = VARIANTS[variant]
+    cls, extra = layer_class(variant)
     layer = cls(I, H, dtype=dtype, seed=seed, **extra, **kw)
     # biases of a size that matters (PyTorch's init is small)
     rng = np.random.default_rng(seed + 100)
@@ -76,7 +69,7 @@ def f32_exact(layer):
 
 @pytest.mark.parametrize("bidirectional", [False, True], ids=["uni", "bi"])
 @pytest.mark.parametrize("num_layers", [1, 2])
-@pytest.mark.parametrize("variant", TORCH_VARIANTS)
+@pytest.mark.parametrize("variant", TORCH_VARIANT_IDS)
 def test_torch_both_ways(variant, num_layers, bidirectional):
     torch = pytest.importorskip("torch")
     layer = make_layer(variant, num_layers=num_layers, bidirectional=bidirectional, batch_first=True, dropout=0.1)
@@ -159,7 +152,7 @@ def keras_run(keras, kl, x):
     return [keras.ops.convert_to_numpy(o).astype(np.float64) for o in outs]
 
 
-@pytest.mark.parametrize("variant", list(VARIANTS))
+@pytest.mark.parametrize("variant", list(LAYER_VARIANTS))
 def test_keras_both_ways(keras, variant):
     B, T, I, H = 3, 7, 5, 4
     rng = np.random.default_rng(3)
@@ -250,7 +243,7 @@ def ort_run(ort, model, feeds):
 @pytest.mark.parametrize("batch_first", [False, True], ids=["tm", "bf"])
 @pytest.mark.parametrize("bidirectional", [False, True], ids=["uni", "bi"])
 @pytest.mark.parametrize("num_layers", [1, 2])
-@pytest.mark.parametrize("variant", list(VARIANTS))
+@pytest.mark.parametrize("variant", list(LAYER_VARIANTS))
 def test_onnx_runtime_and_roundtrip(ort, variant, num_layers, bidirectional, batch_first, tmp_path):
     T, B, I, H = 6, 4, 5, 4
     layer = make_layer(variant, I, H, dtype=np.float32, seed=num_layers, num_layers=num_layers,
@@ -326,7 +319,7 @@ def test_onnx_float64_layers(ort):
     # layer is exported with dtype=float32
     rng = np.random.default_rng(5)
     x = rng.standard_normal((5, 3, 4))
-    for variant in VARIANTS:
+    for variant in LAYER_VARIANTS:
         layer = make_layer(variant, 4, 3, num_layers=2, bidirectional=True)
         assert_same_params(layer, convert.from_onnx(layer.to_onnx()))
         model = layer.to_onnx(dtype=np.float32)

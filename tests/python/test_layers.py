@@ -13,19 +13,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from conftest import FD_EPS, TOL32, TOL64, TOL_FD, check, fd_check, reference, tol_for
+from conftest import (FD_EPS, LAYER_VARIANTS, TOL32, TOL64, TOL_FD, TORCH_VARIANT_IDS, check, fd_check, layer_class,
+                      reference, tol_for)
 
 import lstmcore
-
-#: id -> (class, constructor keywords)
-LAYER_VARIANTS = {
-    "lstm": (lstmcore.LSTM, {}),
-    "gru": (lstmcore.GRU, {}),
-    "gru_rb": (lstmcore.GRU, {"reset_after": False}),
-    "rnn_tanh": (lstmcore.RNN, {"nonlinearity": "tanh"}),
-    "rnn_relu": (lstmcore.RNN, {"nonlinearity": "relu"}),
-}
-TORCH_VARIANTS = ["lstm", "gru", "rnn_tanh", "rnn_relu"]
 
 #: option sets: (T, B, I, H), batch_first, seq_lengths, initial state given, final-state grads given
 OPTIONS = {
@@ -36,7 +27,7 @@ OPTIONS = {
 
 
 def make_layer(variant, I, H, dtype, seed=0, **kw):
-    cls, extra = LAYER_VARIANTS[variant]
+    cls, extra = layer_class(variant)
     return cls(I, H, dtype=dtype, seed=seed, **extra, **kw)
 
 
@@ -203,7 +194,7 @@ def torch_reference(layer, inp):
 @pytest.mark.parametrize("bidirectional", [False, True], ids=["uni", "bi"])
 @pytest.mark.parametrize("num_layers", [1, 3])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
-@pytest.mark.parametrize("variant", TORCH_VARIANTS)
+@pytest.mark.parametrize("variant", TORCH_VARIANT_IDS)
 def test_against_torch(variant, dtype, num_layers, bidirectional, opt):
     o = OPTIONS[opt]
     T, B, I, H = o["sizes"]

@@ -7,16 +7,9 @@ import numpy as np
 import pytest
 
 import lstmcore
-from conftest import fd_check
+from conftest import LAYER_VARIANTS, fd_check, layer_class
 from lstmcore import reference
 
-VARIANTS = {
-    "lstm": (lstmcore.LSTM, {}),
-    "gru": (lstmcore.GRU, {}),
-    "gru_rb": (lstmcore.GRU, {"reset_after": False}),
-    "rnn_tanh": (lstmcore.RNN, {}),
-    "rnn_relu": (lstmcore.RNN, {"nonlinearity": "relu"}),
-}
 
 
 def _rel(a, b):
@@ -25,7 +18,7 @@ def _rel(a, b):
 
 
 def _layer(variant, dtype, num_layers=2, **kw):
-    cls, extra = VARIANTS[variant]
+    cls, extra = layer_class(variant)
     return cls(3, 5, num_layers=num_layers, bidirectional=True, merge="sum", dtype=dtype, seed=7, **extra, **kw)
 
 
@@ -88,7 +81,7 @@ def _flat_state(state):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
-@pytest.mark.parametrize("variant", list(VARIANTS))
+@pytest.mark.parametrize("variant", list(LAYER_VARIANTS))
 def test_sum_merge_matches_composition(variant, dtype):
     layer = _layer(variant, dtype)
     assert layer.output_size == 5
