@@ -110,7 +110,8 @@ def parse_args(argv=None):
                    help="a sample repeats a short call until it lasts this long, then divides")
     p.add_argument("--variants", type=csv_list(list(VARIANTS), "variant"), default=list(VARIANTS),
                    help="LSTM variant rows (peepholes, projection, hard sigmoid), at --variant-configs")
-    p.add_argument("--variant-configs", type=csv_list(list(CONFIGS), "config"), default=["M"],
+    p.add_argument("--variant-configs", type=lambda t: csv_list(list(CONFIGS), "config")(t) if t.strip() else [],
+                   default=["M"],
                    help="configs that get the variant rows ('' for none)")
     p.add_argument("--quick", action="store_true", help="fewer repeats, S and M only")
     p.add_argument("--seed", type=int, default=0)
@@ -552,10 +553,6 @@ def time_round_robin(fns: dict, inner: dict, repeats: int) -> dict:
                 fn()
             samples[name].append((time.perf_counter() - t0) / n_in)
     return samples
-
-
-def forward_flops(T, B, I, H, G):
-    return 2.0 * T * B * (I + H) * G * H
 
 
 def run_case(impls: dict, d: Data, mode: str, args, cfg_name: str, setup_notes: dict) -> dict:
