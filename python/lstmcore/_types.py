@@ -25,6 +25,9 @@ class Gradients(_GradientFields):
     dw_proj = None
     dlayer_norm = None
 
+    #: The gradients of parameters (fields and attributes); dx, dh0, dc0 are of inputs.
+    PARAMETERS = ("dw_x", "dw_h", "db", "db_h", "dpeepholes", "dw_proj", "dlayer_norm")
+
     @classmethod
     def with_extras(cls, fields, dpeepholes=None, dw_proj=None, dlayer_norm=None):
         g = cls(*fields)

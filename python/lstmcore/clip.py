@@ -20,7 +20,6 @@ from ._types import Gradients
 
 __all__ = ["clip_grad_norm", "clip_grad_value"]
 
-_INPUT_FIELDS = ("dx", "dh0", "dc0")
 
 
 def _arrays(grads, name="grads"):
@@ -35,12 +34,8 @@ def _arrays(grads, name="grads"):
         return [grads]
     if isinstance(grads, Gradients):
         out = []
-        for field in grads._fields:
-            if field not in _INPUT_FIELDS:
-                out += _arrays(getattr(grads, field), f"{name}.{field}")
-        for field, value in sorted(vars(grads).items()) if hasattr(grads, "__dict__") else ():
-            if field.startswith("d") and field not in _INPUT_FIELDS:  # extra parameters' gradients
-                out += _arrays(value, f"{name}.{field}")
+        for field in Gradients.PARAMETERS:
+            out += _arrays(getattr(grads, field), f"{name}.{field}")
         return out
     if isinstance(grads, dict):
         out = []
