@@ -108,18 +108,40 @@ inline T fast_expm1(T x) {
   return x != x ? x : e;
 }
 
+// e^x and e^x − 1 for x <= 0 (or NaN), as the gates need them: no overflow side to
+// guard, so a vector loop evaluates one reduction and one polynomial per call (fast_expm1
+// must also evaluate fast_exp for its large positive side, since selects run both).
+template <typename T>
+inline T exp_nonpositive(T x) {
+  using C = ExpConst<T>;
+  T s1, s2;
+  const T r = reduce(x < C::lo ? C::lo : x, s1, s2);
+  const T e = (s1 * (T(1) + expm1_poly(r))) * s2;
+  return x < C::lo ? T(0) : e;
+}
+
+template <typename T>
+inline T expm1_nonpositive(T x) {
+  using C = ExpConst<T>;
+  T s1, s2;
+  const T r = reduce(x < C::lo ? C::lo : x, s1, s2);
+  const T scale = s1 * s2;
+  const T e = scale * expm1_poly(r) + (scale - T(1));
+  return x < C::lo ? T(-1) : e;
+}
+
 // σ(x) = 1 / (1 + e^−x) for x >= 0 and e^x / (1 + e^x) below: e^−|x| never overflows, so
 // σ keeps its tiny (even subnormal) values far left instead of flushing them to 0.
 template <typename T>
 inline T sigmoid(T x) {
-  const T e = fast_exp(x < T(0) ? x : -x);
-  return (x < T(0) ? e : T(1)) / (T(1) + e);
+  const T e = exp_nonpositive(x < T(0) ? x : -x);
+  return (x < T(0) ? e : T(1)) / (T(1) + e);  // NaN: e is NaN
 }
 
 template <typename T>
 inline T fast_tanh(T x) {
   const T ax = x < T(0) ? -x : x;
-  const T m = fast_expm1(T(-2) * ax);
+  const T m = expm1_nonpositive(T(-2) * ax);
   const T t = -m / (T(2) + m);
   const T r = x < T(0) ? -t : t;
   return x != x ? x : r;

@@ -8,6 +8,7 @@
 // The micro-kernel keeps MR rows × G·U vectors of accumulators in registers.
 #pragma once
 
+
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
@@ -82,6 +83,19 @@ PackedWeights<T> packed_layout(i64 K, i64 H, i64 G, T* out) {
   return p;
 }
 
+// Copies the n <= W units of one gate of a block. A whole block (n = W, i.e. U vectors)
+// moves as vectors: a memcpy call per gate and row costs as much as the arithmetic on
+// it when B is small. The rest of a short block (the last one) is left alone.
+template <typename T>
+inline void copy_units(T* dst, const T* src, i64 n, const PackedWeights<T>& p) {
+  using SV = Simd<T>;
+  if (n == p.W) {
+    for (int v = 0; v < p.U; ++v) SV::store(dst + v * SV::lanes, SV::load(src + v * SV::lanes));
+  } else {
+    std::memcpy(dst, src, sizeof(T) * n);
+  }
+}
+
 // Packs w_h (H × G·H) for the forward product h·w_h: K = H, G gate blocks.
 template <typename T>
 PackedWeights<T> pack_recurrent(const T* w_h, i64 H, i64 G, T* out) {
@@ -92,7 +106,7 @@ PackedWeights<T> pack_recurrent(const T* w_h, i64 H, i64 G, T* out) {
     for (i64 k = 0; k < H; ++k)
       for (i64 g = 0; g < G; ++g) {
         T* d = dst + (k * G + g) * p.W;
-        std::memcpy(d, w_h + k * G * H + g * H + u0, sizeof(T) * n);
+        copy_units(d, w_h + k * G * H + g * H + u0, n, p);
         if (n < p.W) std::memset(d + n, 0, sizeof(T) * (p.W - n));
       }
   }
@@ -212,7 +226,7 @@ void recurrent_block(const PackedWeights<T>& p, const T* A, i64 B, i64 blk, T* t
   // Scatter the tile (B × G·W) into the gate layout of rec (B × G·H).
   const i64 u0 = blk * p.W, n = std::min<i64>(p.W, p.H - u0), GH = p.G * p.H;
   for (i64 b = 0; b < B; ++b)
-    for (i64 g = 0; g < p.G; ++g) std::memcpy(rec + b * GH + g * p.H + u0, tile + (b * p.G + g) * p.W, sizeof(T) * n);
+    for (i64 g = 0; g < p.G; ++g) copy_units(rec + b * GH + g * p.H + u0, tile + (b * p.G + g) * p.W, n, p);
 }
 
 // The units [u0, u1) a thread owns: whole blocks, split evenly.
