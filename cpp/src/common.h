@@ -5,6 +5,13 @@
 
 #include "lstmcore/recurrent.h"
 
+// Functions the CUDA kernels share with the host code (a no-op outside nvcc).
+#if defined(__CUDACC__)
+#define LSTMCORE_HOST_DEVICE __host__ __device__
+#else
+#define LSTMCORE_HOST_DEVICE
+#endif
+
 namespace lstmcore {
 LSTMCORE_INLINE_NAMESPACE_BEGIN
 namespace detail {
@@ -62,7 +69,7 @@ void check_backward_args(const CellSpec& spec, const Dims& d, const SequenceOpti
 
 // A counter-based random generator (splitmix64's output function): the same key and
 // index give the same number on any thread, in any order.
-inline std::uint64_t mix64(std::uint64_t z) {
+LSTMCORE_HOST_DEVICE inline std::uint64_t mix64(std::uint64_t z) {
   z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
   z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
   return z ^ (z >> 31);
@@ -71,7 +78,7 @@ constexpr std::uint64_t kGolden = 0x9E3779B97F4A7C15ULL;
 // The key of stream `stream` (>= 1) under `seed`.
 inline std::uint64_t stream_key(std::uint64_t seed, std::uint64_t stream) { return mix64(seed + kGolden * stream); }
 // Element n of a stream: the top 53 bits of mix64(key + golden·(n + 1)), uniform in [0, 1).
-inline double counter_uniform(std::uint64_t key, std::uint64_t n) {
+LSTMCORE_HOST_DEVICE inline double counter_uniform(std::uint64_t key, std::uint64_t n) {
   return static_cast<double>(mix64(key + kGolden * (n + 1)) >> 11) * 0x1.0p-53;
 }
 
