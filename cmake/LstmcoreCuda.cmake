@@ -25,7 +25,8 @@ add_library(lstmcore_cuda OBJECT
   cpp/src/cuda/blas.cu
   cpp/src/cuda/lstm.cu
   cpp/src/cuda/gru.cu
-  cpp/src/cuda/rnn.cu)
+  cpp/src/cuda/rnn.cu
+  cpp/src/cuda/stack.cu)
 target_include_directories(lstmcore_cuda PRIVATE
   ${CMAKE_CURRENT_SOURCE_DIR}/cpp/include ${CMAKE_CURRENT_SOURCE_DIR}/cpp/src)
 target_link_libraries(lstmcore_cuda PRIVATE CUDA::cudart_static CUDA::cublas)  # their headers

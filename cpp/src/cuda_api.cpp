@@ -4,6 +4,7 @@
 #include "lstmcore/cuda.h"
 
 #include "common.h"
+#include "stack_walk.h"
 #ifdef LSTMCORE_WITH_CUDA
 #include "cuda/backend.h"
 #endif
@@ -51,6 +52,51 @@ void backward(const CellSpec& spec, const Dims& d, const SequenceOptions& o, con
   not_built();
 #endif
 }
+
+namespace {
+// What can be checked before anything is queued: sizes, options, the variant.
+void check_stack(const StackSpec& spec, const Dims& d, const SequenceOptions& o) {
+  const stack_walk::Plan p(spec, d);
+  stack_walk::check_options(p, o);
+  if (p.variant)
+    throw InvalidArgument("variant: the CUDA backend runs the plain cells only; cell variants run on the CPU");
+}
+}  // namespace
+
+template <typename T>
+void stack_forward(const StackSpec& spec, const Dims& d, const SequenceOptions& o, const StackForwardArgs<T>& a,
+                   const DeviceOptions& dev) {
+  check_stack(spec, d, o);
+#ifdef LSTMCORE_WITH_CUDA
+  backend::stack_forward(spec, d, o, a, dev);
+#else
+  (void)a;
+  (void)dev;
+  not_built();
+#endif
+}
+
+template <typename T>
+void stack_backward(const StackSpec& spec, const Dims& d, const SequenceOptions& o, const StackBackwardArgs<T>& a,
+                    const DeviceOptions& dev) {
+  check_stack(spec, d, o);
+#ifdef LSTMCORE_WITH_CUDA
+  backend::stack_backward(spec, d, o, a, dev);
+#else
+  (void)a;
+  (void)dev;
+  not_built();
+#endif
+}
+
+template void stack_forward<float>(const StackSpec&, const Dims&, const SequenceOptions&,
+                                   const StackForwardArgs<float>&, const DeviceOptions&);
+template void stack_forward<double>(const StackSpec&, const Dims&, const SequenceOptions&,
+                                    const StackForwardArgs<double>&, const DeviceOptions&);
+template void stack_backward<float>(const StackSpec&, const Dims&, const SequenceOptions&,
+                                    const StackBackwardArgs<float>&, const DeviceOptions&);
+template void stack_backward<double>(const StackSpec&, const Dims&, const SequenceOptions&,
+                                     const StackBackwardArgs<double>&, const DeviceOptions&);
 
 template void forward<float>(const CellSpec&, const Dims&, const SequenceOptions&, const ForwardArgs<float>&,
                              const DeviceOptions&);

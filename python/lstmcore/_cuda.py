@@ -19,6 +19,9 @@ device (read through PyTorch or CuPy, without a copy).
   host: a small copy that waits for the device when it lives there).
 * float32 GEMMs never use TF32 unless ``set_tf32(True)``.
 * A build without CUDA (the default) refuses device arrays with a TypeError saying so.
+
+The layer objects (``lstmcore.LSTM``, ``GRU``, ``RNN``) run on the device too when ``x`` (and
+the state) are device arrays: see ``stack_forward`` below.
 """
 from __future__ import annotations
 
@@ -151,6 +154,9 @@ class _Torch:
     def to_host(self, t):
         return t.detach().cpu().numpy()
 
+    def from_host(self, a, device):
+        return self.torch.as_tensor(a, device=self.torch.device("cuda", device))
+
 
 class _Cupy:
     name = "cupy"
@@ -177,6 +183,10 @@ class _Cupy:
 
     def to_host(self, a):
         return self.cupy.asnumpy(a)
+
+    def from_host(self, a, device):
+        with self.cupy.cuda.Device(device):
+            return self.cupy.asarray(a)
 
 
 class _Numba:
@@ -205,6 +215,10 @@ class _Numba:
 
     def to_host(self, a):
         return a.copy_to_host()
+
+    def from_host(self, a, device):
+        with self.cuda.gpus[device]:
+            return self.cuda.to_device(a)
 
 
 #: The libraries whose arrays this module reads and allocates, by top-level module name
@@ -443,3 +457,107 @@ def backward(cache, dy=None, dh_n=None, dc_n=None):
                         cache.seq_lengths, cache.reverse, cache.batch_first, dev, lib.stream(dev),
                         _settings["tf32"])
     return Gradients(*(grads[n] for n in ("dx", "dh0", "dc0", "dw_x", "dw_h", "db", "db_h")))
+
+
+# -- layer stacks (lstmcore.LSTM / GRU / RNN on device arrays) ------------------------------
+
+def _layer_state(layer, state, name):
+    """(h, c) of a user state on the device (None where absent)."""
+    if state is None:
+        return None, None
+    if layer.cell == "lstm":
+        if not isinstance(state, (tuple, list)) or len(state) != 2:
+            raise TypeError(f"{name}: expected a tuple (h, c) for an LSTM, got {type(state).__name__}")
+        return state[0], state[1]
+    if isinstance(state, (tuple, list)):
+        raise TypeError(f"{name}: expected one array h for a {type(layer).__name__}, got a {type(state).__name__}")
+    return state, None
+
+
+def stack_forward(layer, x, state, lengths, training, seed, weights):
+    """A layer object's forward on CUDA device arrays (x and the state on one device).
+
+    The layer's parameters stay NumPy arrays on the host: each call copies them to the
+    device of x (with x's library) and the training cache keeps those copies for backward,
+    whose weight gradients (``layer.grads``) are device arrays of that library. Returns
+    (y, h_n, c_n, cache_buffer, x, device weights, h0, c0, lib, device).
+    """
+    h0, c0 = _layer_state(layer, state, "state")
+    named = [("x", x), ("state[0] (h)" if layer.cell == "lstm" else "state", h0), ("state[1] (c)", c0)]
+    device_names = _check_one_side(named)
+    _require_build(device_names[0], dict(named)[device_names[0]])
+    if layer._variant is not None:
+        raise ValueError("the cell variants (peepholes, proj_size, layer_norm, activations, clip, zoneout, ...) run "
+                         "on the CPU only; pass host (NumPy) arrays to this layer")
+    views, dt, device = _views(named, None, np.dtype(layer.dtype))
+    vx = views["x"]
+    if len(vx.shape) != 3 or vx.shape[2] != layer.input_size:
+        raise ValueError(f"x: expected shape {'(B, T, I)' if layer.batch_first else '(T, B, I)'} with "
+                         f"I = {layer.input_size} (input_size), got shape {vx.shape}")
+    T, B = (vx.shape[1], vx.shape[0]) if layer.batch_first else (vx.shape[0], vx.shape[1])
+    I, H, L, D = layer.input_size, layer.hidden_size, layer.num_layers, layer.num_directions
+    for n in named[1:]:
+        _check_shape(views, n[0], (L * D, B, H), "(num_layers·D, B, H)")
+    lib = vx.lib
+    dev_weights = [tuple(None if a is None else lib.from_host(a, device) for a in entry) for entry in weights]
+    table = [tuple(0 if a is None else lib.view(a).ptr for a in entry) for entry in dev_weights]
+    O = layer.output_size
+    y = lib.empty((B, T, O) if layer.batch_first else (T, B, O), dt, device)
+    h_n = lib.empty((L * D, B, H), dt, device)
+    c_n = lib.empty((L * D, B, H), dt, device) if layer.cell == "lstm" else None
+    n = _core.stack_cache_size(layer.cell, layer.reset_after, L, D, layer.dropout, T, B, I, H, merge=layer.merge)
+    buffer = lib.empty((n,), dt, device) if training else None
+    out = {"y": lib.view(y), "h_n": lib.view(h_n)}
+    if c_n is not None:
+        out["c_n"] = lib.view(c_n)
+    if buffer is not None:
+        out["cache"] = lib.view(buffer)
+    _core.cuda_stack_forward(layer.cell, layer.reset_after, L, D, layer.dropout, seed, layer.merge, dt.name, T, B, I,
+                             H, vx.ptr, table, _ptr(views, named[1][0]), _ptr(views, named[2][0]),
+                             *(_ptr(out, k) for k in ("y", "h_n", "c_n", "cache")), lengths, layer.batch_first,
+                             device, lib.stream(device), _settings["tf32"])
+    keep = {k: (views[k].obj if k in views else None) for k, _ in named}
+    return (y, h_n, c_n, buffer, keep["x"], dev_weights, keep[named[1][0]], keep[named[2][0]], lib, device)
+
+
+def stack_backward(layer, cache, dy, dstate):
+    """A layer object's backward for a cache of stack_forward; returns what
+    ``_core.stack_backward`` returns: (dx, dh0, dc0, [(dw_x, dw_h, db, db_h), ...]) as device
+    arrays of the cache's library."""
+    dh_n, dc_n = _layer_state(layer, dstate, "dstate")
+    named = [("dy", dy), ("dstate[0] (dh)" if layer.cell == "lstm" else "dstate", dh_n), ("dstate[1] (dc)", dc_n)]
+    for n, o in named:
+        if o is not None and not _is_device(o):
+            raise TypeError(f"{n}: a host array ({_kind(o)}) for a cache on CUDA device {cache.device}; "
+                            f"pass the gradients on that device")
+    views, dt, device = (_views(named, None, np.dtype(cache.dtype)) if any(o is not None for _, o in named)
+                         else ({}, np.dtype(cache.dtype), cache.device))
+    if views and device != cache.device:
+        raise ValueError(f"{next(iter(views))}: on CUDA device {device}, but the cache is on device {cache.device}")
+    lib, dev = cache.lib, cache.device
+    vx = lib.view(cache.x)
+    T, B = (vx.shape[1], vx.shape[0]) if cache.batch_first else (vx.shape[0], vx.shape[1])
+    I, H, L, D, G = vx.shape[2], layer.hidden_size, cache.num_layers, cache.directions, GATES[cache.cell]
+    O = layer.output_size
+    _check_shape(views, "dy", (B, T, O) if cache.batch_first else (T, B, O),
+                 "(B, T, O)" if cache.batch_first else "(T, B, O)")
+    for n in named[1:]:
+        _check_shape(views, n[0], (L * D, B, H), "(num_layers·D, B, H)")
+    cache._claim()
+    dx = lib.empty(tuple(vx.shape), dt, dev)
+    dh0 = lib.empty((L * D, B, H), dt, dev)
+    dc0 = lib.empty((L * D, B, H), dt, dev) if cache.cell == "lstm" else None
+    grads = []
+    for j, (w_x, _, b, b_h) in enumerate(cache.weights):
+        rows = I if j < D else lib.view(w_x).shape[0]
+        grads.append((lib.empty((rows, G * H), dt, dev), lib.empty((H, G * H), dt, dev),
+                      None if b is None else lib.empty((G * H,), dt, dev),
+                      None if b_h is None else lib.empty((G * H,), dt, dev)))
+    wtable = [tuple(0 if a is None else lib.view(a).ptr for a in entry) for entry in cache.weights]
+    gtable = [tuple(0 if a is None else lib.view(a).ptr for a in entry) for entry in grads]
+    ptr = lambda a: 0 if a is None else lib.view(a).ptr  # noqa: E731
+    _core.cuda_stack_backward(cache.cell, cache.reset_after, L, D, cache.dropout, cache.dropout_seed, cache.merge,
+                              dt.name, T, B, I, H, vx.ptr, wtable, ptr(cache.h0), ptr(cache.c0), ptr(cache.buffer),
+                              *(_ptr(views, n) for n, _ in named), ptr(dx), ptr(dh0), ptr(dc0), gtable,
+                              cache.seq_lengths, cache.batch_first, dev, lib.stream(dev), _settings["tf32"])
+    return dx, dh0, dc0, grads

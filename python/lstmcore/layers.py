@@ -53,7 +53,7 @@ import os
 
 import numpy as np
 
-from . import _core, _variants
+from . import _core, _cuda, _variants
 from . import init as _init
 from ._functional import _prepare_lengths
 from ._types import OneShotCache
@@ -101,7 +101,7 @@ class StackCache(OneShotCache):
     """
 
     __slots__ = ("cell", "reset_after", "num_layers", "directions", "merge", "dropout", "dropout_seed", "dtype",
-                 "x", "weights", "h0", "c0", "seq_lengths", "batch_first", "buffer", "variant")
+                 "x", "weights", "h0", "c0", "seq_lengths", "batch_first", "buffer", "variant", "lib", "device")
 
     def dropout_mask(self, layer):
         """The dropout mask applied to the output of ``layer`` (0 <= layer < num_layers-1), a
@@ -121,7 +121,9 @@ class StackCache(OneShotCache):
                                               variant=self.variant)
         width = R if self.merge == "sum" or self.directions == 1 else 2 * R
         n = T * B * width
-        view = self.buffer[off:off + n].reshape(x.shape[:2] + (width,))
+        view = self.buffer[off:off + n].reshape(tuple(x.shape[:2]) + (width,))
+        if self.lib is not None:  # a device cache: an array of the caller's library
+            return view
         view = view.view()
         view.flags.writeable = False
         return view
@@ -416,25 +418,33 @@ class _Recurrent:
         ``zoneout`` the same seed keys the zoneout masks (a stream per layer and direction,
         ``lstmcore._core.stack_variant_seed``). In inference zoneout uses its expectation.
         """
-        x = self._x(x)
-        h0, c0 = self._state(state)
-        lengths = _prepare_lengths(seq_lengths)
+        device = _cuda.is_device_call(x, *(state if isinstance(state, (tuple, list)) else (state,)))
+        if not device:
+            x = self._x(x)
+            h0, c0 = self._state(state)
+        lengths = _prepare_lengths(seq_lengths) if not device else _cuda._host_lengths(seq_lengths)
         weights = self._weights()
         training = bool(training)
         if dropout_seed is None:
             random = training and (self.dropout > 0 or self.zoneout is not None)
             dropout_seed = int(self._dropout_rng.integers(0, 2**63)) if random else 0
         dropout_seed = int(dropout_seed) & (2**64 - 1)
-        y, h_n, c_n, buffer = _core.stack_forward(*self._spec(), dropout_seed, x, weights, h0, c0, lengths,
-                                                  self.batch_first, training, merge=self.merge,
-                                                  variant=self._variant)
+        lib = dev = None
+        if device:  # CUDA device arrays: the stack runs there (see lstmcore._cuda.stack_forward)
+            y, h_n, c_n, buffer, x, weights, h0, c0, lib, dev = _cuda.stack_forward(
+                self, x, state, lengths, training, dropout_seed, weights)
+        else:
+            y, h_n, c_n, buffer = _core.stack_forward(*self._spec(), dropout_seed, x, weights, h0, c0, lengths,
+                                                      self.batch_first, training, merge=self.merge,
+                                                      variant=self._variant)
         cache = None
         if training:
             cache = StackCache(cell=self.cell, reset_after=self.reset_after, num_layers=self.num_layers,
                                directions=self.num_directions, merge=self.merge, dropout=self.dropout,
                                dropout_seed=dropout_seed,
                                dtype=self.dtype, x=x, weights=weights, h0=h0, c0=c0, seq_lengths=lengths,
-                               batch_first=self.batch_first, buffer=buffer, variant=self._variant)
+                               batch_first=self.batch_first, buffer=buffer, variant=self._variant, lib=lib,
+                               device=dev)
         return y, self._pack_state(h_n, c_n), cache
 
     def backward(self, cache, dy=None, dstate=None):
@@ -452,13 +462,16 @@ class _Recurrent:
         if (cache.cell, cache.num_layers, cache.directions, cache.merge, cache.variant) != \
                 (self.cell, self.num_layers, self.num_directions, self.merge, self._variant):
             raise ValueError("cache: it was made by a layer of another configuration")
-        dy = self._array(dy, "dy")
-        dh_n, dc_n = self._state(dstate, "dstate")
-        cache._claim()
-        dx, dh0, dc0, grads = _core.stack_backward(
-            cache.cell, cache.reset_after, cache.num_layers, cache.directions, cache.dropout, cache.dropout_seed,
-            cache.x, cache.weights, cache.h0, cache.c0, cache.seq_lengths, cache.batch_first, cache.buffer,
-            dy, dh_n, dc_n, merge=cache.merge, variant=cache.variant)
+        if cache.lib is not None:  # a cache of a forward on CUDA device arrays
+            dx, dh0, dc0, grads = _cuda.stack_backward(self, cache, dy, dstate)
+        else:
+            dy = self._array(dy, "dy")
+            dh_n, dc_n = self._state(dstate, "dstate")
+            cache._claim()
+            dx, dh0, dc0, grads = _core.stack_backward(
+                cache.cell, cache.reset_after, cache.num_layers, cache.directions, cache.dropout, cache.dropout_seed,
+                cache.x, cache.weights, cache.h0, cache.c0, cache.seq_lengths, cache.batch_first, cache.buffer,
+                dy, dh_n, dc_n, merge=cache.merge, variant=cache.variant)
         self.grads = {}
         j = 0
         for k in range(self.num_layers):

@@ -1,8 +1,11 @@
 // One register_* function per binding file; module.cpp calls them all.
 #pragma once
 
+#include <lstmcore/stack.h>
 #include <lstmcore/variants.h>
 #include <pybind11/pybind11.h>
+
+#include <string>
 
 namespace lstmcore_py {
 void register_recurrent(pybind11::module_& m);
@@ -13,6 +16,9 @@ void register_variants(pybind11::module_& m);
 // "clip", "input_forget", "forget_gate", "peepholes", "layer_norm", "zoneout", "seed")
 // into o, over the defaults already there. Defined in variants_binding.cpp.
 void read_variant_options(const pybind11::dict& opts, lstmcore::VariantOptions& o);
+
+// "concat" or "sum" (ValueError otherwise). Defined in stack_binding.cpp.
+lstmcore::Merge parse_merge(const std::string& merge);
 
 #ifdef LSTMCORE_WITH_CUDA
 void register_cuda(pybind11::module_& m);  // cuda_binding.cpp, only in a CUDA build

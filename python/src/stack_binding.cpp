@@ -86,12 +86,6 @@ struct StackProblem {
   bool lstm() const { return spec.cell.cell == lstmcore::Cell::lstm; }
 };
 
-lstmcore::Merge parse_merge(const std::string& merge) {
-  if (merge == "concat") return lstmcore::Merge::concat;
-  if (merge == "sum") return lstmcore::Merge::sum;
-  throw py::value_error("merge: expected 'concat' or 'sum', got '" + merge + "'");
-}
-
 StackProblem make_stack_problem(const std::string& cell, bool reset_after, int64_t num_layers, int directions,
                                 double dropout, uint64_t seed, const py::array& x, const py::sequence& weights,
                                 bool batch_first, const std::string& merge, py::handle variant) {
@@ -338,6 +332,12 @@ lstmcore::StackSpec make_spec(const std::string& cell, bool reset_after, int64_t
 }
 
 }  // namespace
+
+lstmcore::Merge parse_merge(const std::string& merge) {
+  if (merge == "concat") return lstmcore::Merge::concat;
+  if (merge == "sum") return lstmcore::Merge::sum;
+  throw py::value_error("merge: expected 'concat' or 'sum', got '" + merge + "'");
+}
 
 void register_stack(py::module_& m) {
   m.def(

@@ -9,6 +9,7 @@
 #include <cuda_runtime.h>
 
 #include <cstdio>
+#include <deque>
 #include <stdexcept>
 #include <string>
 #include <tuple>
@@ -215,10 +216,182 @@ void compare_all(const char* dtype) {
   }
 }
 
+// ---- layer stacks ----------------------------------------------------------------------
+
+// Arrays of one stack call, on the host or (device = true) on the device.
+template <typename T>
+class Arena {
+ public:
+  explicit Arena(bool device) : device_(device) {}
+  T* put(const Vec& v) {
+    if (device_) {
+      dev_.emplace_back(cast<T>(v));
+      return dev_.back().get();
+    }
+    host_.push_back(cast<T>(v));
+    return host_.back().data();
+  }
+  T* out(i64 n) { return put(Vec(static_cast<std::size_t>(n), std::nan(""))); }
+  Vec get(const T* p, i64 n) const {
+    if (!device_) return Vec(p, p + n);
+    std::vector<T> v(static_cast<std::size_t>(n));
+    cuda_ok(cudaMemcpy(v.data(), p, sizeof(T) * v.size(), cudaMemcpyDeviceToHost), "cudaMemcpy D2H");
+    return to_double(v);
+  }
+
+ private:
+  bool device_;
+  std::deque<Dev<T>> dev_;
+  std::deque<std::vector<T>> host_;
+};
+
+struct StackConfig {
+  CellSpec cell;
+  i64 L;
+  int D;
+  lstmcore::Merge merge;
+  double dropout;
+  bool lengths, batch_first;
+};
+
+// Training forward, backward and an inference forward of one stack; every output in order.
+template <typename T>
+std::vector<std::pair<std::string, Vec>> run_stack(bool device, const StackConfig& c, std::uint64_t seed) {
+  const i64 T_ = 5, B = 3, I = 4, H = 6;
+  const Dims dims{T_, B, I, H};
+  lstmcore::StackSpec s;
+  s.cell = c.cell;
+  s.num_layers = c.L;
+  s.directions = c.D;
+  s.dropout = c.dropout;
+  s.seed = 42;
+  s.merge = c.merge;
+  const bool lstm = is_lstm(c.cell);
+  const i64 G = gates(c.cell) * H, O = c.D == 2 && c.merge == lstmcore::Merge::concat ? 2 * H : H;
+  const i64 LD = c.L * c.D, rows = T_ * B;
+  Rng r(seed);
+  Arena<T> a(device);
+  std::vector<lstmcore::LayerWeights<T>> w(static_cast<std::size_t>(LD));
+  std::vector<lstmcore::LayerGradients<T>> g(w.size());
+  std::vector<i64> in_width(w.size());
+  for (i64 j = 0; j < LD; ++j) {
+    in_width[j] = j < c.D ? I : O;
+    w[j].w_x = a.put(r.vec(in_width[j] * G, -0.5, 0.5));
+    w[j].w_h = a.put(r.vec(H * G, -0.5, 0.5));
+    w[j].b = a.put(r.vec(G, -0.3, 0.3));
+    w[j].b_h = j % 2 ? nullptr : a.put(r.vec(G, -0.3, 0.3));
+    g[j].dw_x = a.out(in_width[j] * G);
+    g[j].dw_h = a.out(H * G);
+    g[j].db = a.out(G);
+    g[j].db_h = a.out(G);
+  }
+  const std::vector<std::int64_t> lengths{5, 2, 4};
+  lstmcore::SequenceOptions o;
+  o.batch_first = c.batch_first;
+  o.seq_lengths = c.lengths ? lengths.data() : nullptr;
+  const i64 cache_n = static_cast<i64>(lstmcore::stack_cache_size(s, dims));
+  lstmcore::StackForwardArgs<T> f;
+  f.x = a.put(r.vec(rows * I, -1, 1));
+  f.weights = w.data();
+  f.h0 = a.put(r.vec(LD * B * H, -0.5, 0.5));
+  f.c0 = lstm ? a.put(r.vec(LD * B * H, -0.5, 0.5)) : nullptr;
+  f.y = a.out(rows * O);
+  f.h_n = a.out(LD * B * H);
+  f.c_n = lstm ? a.out(LD * B * H) : nullptr;
+  f.cache = a.out(cache_n);
+  lstmcore::StackBackwardArgs<T> b;
+  b.dy = a.put(r.vec(rows * O, -1, 1));
+  b.dh_n = a.put(r.vec(LD * B * H, -1, 1));
+  b.dc_n = lstm ? a.put(r.vec(LD * B * H, -1, 1)) : nullptr;
+  lstmcore::StackForwardArgs<T> inf = f;
+  inf.y = a.out(rows * O);
+  inf.h_n = a.out(LD * B * H);
+  inf.c_n = lstm ? a.out(LD * B * H) : nullptr;
+  inf.cache = nullptr;
+  if (device) {
+    lstmcore::cuda::stack_forward<T>(s, dims, o, f, sync_options());
+  } else {
+    lstmcore::stack_forward<T>(s, dims, o, f);
+  }
+  std::vector<std::pair<std::string, Vec>> res{{"y", a.get(f.y, rows * O)}, {"h_n", a.get(f.h_n, LD * B * H)},
+                                               {"cache", a.get(f.cache, cache_n)}};
+  if (lstm) res.push_back({"c_n", a.get(f.c_n, LD * B * H)});
+  b.x = f.x;
+  b.weights = w.data();
+  b.h0 = f.h0;
+  b.c0 = f.c0;
+  b.cache = f.cache;
+  b.dx = a.out(rows * I);
+  b.dh0 = a.out(LD * B * H);
+  b.dc0 = lstm ? a.out(LD * B * H) : nullptr;
+  b.grads = g.data();
+  if (device) {
+    lstmcore::cuda::stack_backward<T>(s, dims, o, b, sync_options());
+    lstmcore::cuda::stack_forward<T>(s, dims, o, inf, sync_options());
+  } else {
+    lstmcore::stack_backward<T>(s, dims, o, b);
+    lstmcore::stack_forward<T>(s, dims, o, inf);
+  }
+  res.push_back({"dx", a.get(b.dx, rows * I)});
+  res.push_back({"dh0", a.get(b.dh0, LD * B * H)});
+  if (lstm) res.push_back({"dc0", a.get(b.dc0, LD * B * H)});
+  for (i64 j = 0; j < LD; ++j) {
+    const std::string at = "[" + std::to_string(j) + "]";
+    res.push_back({"dw_x" + at, a.get(g[j].dw_x, in_width[j] * G)});
+    res.push_back({"dw_h" + at, a.get(g[j].dw_h, H * G)});
+    res.push_back({"db" + at, a.get(g[j].db, G)});
+    res.push_back({"db_h" + at, a.get(g[j].db_h, G)});
+  }
+  res.push_back({"y (inference)", a.get(inf.y, rows * O)});
+  res.push_back({"h_n (inference)", a.get(inf.h_n, LD * B * H)});
+  return res;
+}
+
+template <typename T>
+void compare_stacks(const char* dtype) {
+  using lstmcore::Merge;
+  std::uint64_t seed = 1000;
+  for (const CellSpec& cell : all_specs()) {
+    const StackConfig configs[] = {
+        {cell, 2, 2, Merge::concat, 0.0, false, false}, {cell, 3, 2, Merge::sum, 0.4, true, false},
+        {cell, 2, 1, Merge::concat, 0.5, true, true},   {cell, 1, 2, Merge::concat, 0.0, true, true},
+        {cell, 2, 2, Merge::concat, 0.3, false, true},
+    };
+    for (const StackConfig& c : configs) {
+      const auto cpu = run_stack<T>(false, c, ++seed);
+      const auto gpu = run_stack<T>(true, c, seed);
+      CHECK(cpu.size() == gpu.size());
+      for (std::size_t i = 0; i < cpu.size() && i < gpu.size(); ++i) {
+        // Cache rows past a sequence's length are never read; only the CPU zeros them.
+        if (c.lengths && cpu[i].first == "cache") continue;
+        const double e = rel_err(gpu[i].second, cpu[i].second);
+        th::note(std::string(dtype) + " stack", e);
+        CHECK_MSG(e <= tol<T>(), dtype << " " << spec_name(cell) << " L=" << c.L << " D=" << c.D << " p=" << c.dropout
+                                       << " lengths=" << c.lengths << " batch_first=" << c.batch_first << ": "
+                                       << cpu[i].first << " relative error " << e);
+      }
+    }
+  }
+}
+
 }  // namespace
 
 TEST(cuda_forward_backward_float) { compare_all<float>("f32"); }
 TEST(cuda_forward_backward_double) { compare_all<double>("f64"); }
+
+TEST(cuda_stack_float) { compare_stacks<float>("f32"); }
+TEST(cuda_stack_double) { compare_stacks<double>("f64"); }
+
+TEST(cuda_stack_refuses_variants) {
+  lstmcore::StackSpec s;
+  s.cell = {Cell::lstm, true};
+  lstmcore::VariantOptions v = lstmcore::variant_defaults(Cell::lstm);
+  v.peepholes = true;
+  s.variant = &v;
+  lstmcore::StackForwardArgs<float> f;
+  CHECK_THROWS(lstmcore::cuda::stack_forward<float>(s, {3, 2, 4, 5}, {}, f), lstmcore::InvalidArgument,
+               "plain cells only");
+}
 
 TEST(cuda_streams_and_devices) {
   // A caller's stream and an explicit device index give the same results as the defaults.

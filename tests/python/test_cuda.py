@@ -23,7 +23,8 @@ torch = pytest.importorskip("torch", reason="PyTorch is needed to hand CUDA arra
 if not torch.cuda.is_available() or _cuda.device_count() == 0:
     pytest.skip("no CUDA device (or PyTorch built without CUDA)", allow_module_level=True)
 
-from conftest import FIELDS_BWD, FIELDS_FWD, OPTION_SETS, VARIANT_IDS, check, make_case  # noqa: E402
+from conftest import (FIELDS_BWD, FIELDS_FWD, LAYER_VARIANTS, OPTION_SETS, VARIANT_IDS, check,  # noqa: E402
+                      layer_class, make_case)
 
 TOL = {np.dtype(np.float32): 1e-5, np.dtype(np.float64): 1e-12}
 DEV = torch.device("cuda", 0)
@@ -115,3 +116,34 @@ def test_errors_on_the_device():
     lstmcore.backward(res.cache)
     with pytest.raises(ValueError, match="already used"):
         lstmcore.backward(res.cache)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+@pytest.mark.parametrize("variant", list(LAYER_VARIANTS))
+@pytest.mark.parametrize("config", [dict(num_layers=2, bidirectional=True, dropout=0.3),
+                                    dict(num_layers=3, merge="sum", bidirectional=True, batch_first=True),
+                                    dict(num_layers=2, bias=False)], ids=["2x2-dropout", "3x2-sum-bf", "2x1-nobias"])
+def test_layer_objects_against_cpu(variant, config, dtype):
+    """A stack (layers, directions, dropout, seq_lengths) on torch CUDA tensors against the CPU."""
+    cls, extra = layer_class(variant)
+    layer = cls(6, 9, dtype=dtype, seed=1, **config, **extra)
+    rng = np.random.default_rng(4)
+    shape = (5, 7, 6) if layer.batch_first else (7, 5, 6)
+    x = rng.standard_normal(shape).astype(dtype)
+    lengths = np.array([7, 3, 1, 6, 5])
+    dy = rng.standard_normal(shape[:2] + (layer.output_size,)).astype(dtype)
+    tol = TOL[np.dtype(dtype)]
+    y, st, cache = layer.forward(x, None, lengths, training=True, dropout_seed=9)
+    dx, dst = layer.backward(cache, dy)
+    want = dict(layer.grads)
+    gy, gst, gcache = layer.forward(on_device(x), None, lengths, training=True, dropout_seed=9)
+    gdx, gdst = layer.backward(gcache, on_device(dy))
+    check("y", on_host(gy), y, tol, "cuda-vs-cpu", variant)
+    check("dx", on_host(gdx), dx, tol, "cuda-vs-cpu", variant)
+    for g, w in zip(gst if isinstance(gst, tuple) else (gst,), st if isinstance(st, tuple) else (st,)):
+        check("state", on_host(g), w, tol, "cuda-vs-cpu", variant)
+    for g, w in zip(gdst if isinstance(gdst, tuple) else (gdst,), dst if isinstance(dst, tuple) else (dst,)):
+        check("dstate", on_host(g), w, tol, "cuda-vs-cpu", variant)
+    for name, w in want.items():
+        assert isinstance(layer.grads[name], torch.Tensor) and layer.grads[name].device == DEV, name
+        check(name, on_host(layer.grads[name]), w, tol, "cuda-vs-cpu", variant)

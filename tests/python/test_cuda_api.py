@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 import lstmcore
-from conftest import FIELDS_BWD, FIELDS_FWD, OPTION_SETS, VARIANT_IDS, make_case
+from conftest import FIELDS_BWD, FIELDS_FWD, LAYER_VARIANTS, OPTION_SETS, VARIANT_IDS, layer_class, make_case
 from lstmcore import _cuda
 from lstmcore._types import GATES
 
@@ -133,6 +133,12 @@ class HostBacked:
     def shape(self):
         return self.arr.shape
 
+    def __getitem__(self, key):  # slicing and reshaping views, as torch / CuPy / Numba arrays do
+        return HostBacked(self.arr[key])
+
+    def reshape(self, shape):
+        return HostBacked(self.arr.reshape(shape))
+
     @property
     def __cuda_array_interface__(self):
         return {"shape": self.arr.shape, "typestr": self.arr.dtype.str, "version": 3,
@@ -157,6 +163,10 @@ class HostBackedLib:
 
     def to_host(self, a):
         return a.arr.copy()
+
+    def from_host(self, a, device):
+        assert device == 0 and isinstance(a, np.ndarray)
+        return HostBacked(np.array(a))
 
 
 def _at(address, shape, dtype):
@@ -202,8 +212,54 @@ def _fake_binding(core):
             if address:
                 _at(address, shape, dtype)[...] = value
 
+    def stack_arrays(cell, L, D, merge, dtype, T, B, I, H, table, batch_first):
+        GH, R = GATES[cell] * H, H
+        O = 2 * R if D == 2 and merge == "concat" else R
+        entries = []
+        for j, (w_x, w_h, b, b_h) in enumerate(table):
+            rows_in = I if j < D else O
+            entries.append((_at(w_x, (rows_in, GH), dtype), _at(w_h, (R, GH), dtype), _at(b, (GH,), dtype),
+                            _at(b_h, (GH,), dtype)))
+        return entries, O
+
+    def cuda_stack_forward(cell, reset_after, L, D, dropout, seed, merge, dtype, T, B, I, H, x, weights, h0, c0, y,
+                           h_n, c_n, cache, seq_lengths, batch_first, device, stream, allow_tf32):
+        w, O = stack_arrays(cell, L, D, merge, dtype, T, B, I, H, weights, batch_first)
+        st = (L * D, B, H)
+        got = core.stack_forward(cell, reset_after, L, D, dropout, seed, _at(x, rows(T, B, I, batch_first), dtype), w,
+                                 _at(h0, st, dtype), _at(c0, st, dtype), seq_lengths, batch_first, bool(cache),
+                                 merge=merge)
+        for address, shape, value in zip((y, h_n, c_n), (rows(T, B, O, batch_first), st, st), got):
+            assert (address == 0) == (value is None)
+            if address:
+                _at(address, shape, dtype)[...] = value
+        if cache:
+            _at(cache, got[3].shape, dtype)[...] = got[3]
+
+    def cuda_stack_backward(cell, reset_after, L, D, dropout, seed, merge, dtype, T, B, I, H, x, weights, h0, c0,
+                            cache, dy, dh_n, dc_n, dx, dh0, dc0, grads, seq_lengths, batch_first, device, stream,
+                            allow_tf32):
+        w, O = stack_arrays(cell, L, D, merge, dtype, T, B, I, H, weights, batch_first)
+        st = (L * D, B, H)
+        n = core.stack_cache_size(cell, reset_after, L, D, dropout, T, B, I, H, merge=merge)
+        got_dx, got_dh0, got_dc0, got_grads = core.stack_backward(
+            cell, reset_after, L, D, dropout, seed, _at(x, rows(T, B, I, batch_first), dtype), w, _at(h0, st, dtype),
+            _at(c0, st, dtype), seq_lengths, batch_first, _at(cache, (n,), dtype),
+            _at(dy, rows(T, B, O, batch_first), dtype), _at(dh_n, st, dtype), _at(dc_n, st, dtype), merge=merge)
+        for address, shape, value in zip((dx, dh0, dc0), (rows(T, B, I, batch_first), st, st),
+                                         (got_dx, got_dh0, got_dc0)):
+            assert (address == 0) == (value is None)
+            if address:
+                _at(address, shape, dtype)[...] = value
+        for addresses, values in zip(grads, got_grads):
+            for address, value in zip(addresses, values):
+                if address:
+                    _at(address, value.shape, dtype)[...] = value
+
     return types.SimpleNamespace(cuda_forward=cuda_forward, cuda_backward=cuda_backward,
-                                 cuda_device_count=lambda: 1, cache_size=core.cache_size)
+                                 cuda_stack_forward=cuda_stack_forward, cuda_stack_backward=cuda_stack_backward,
+                                 cuda_device_count=lambda: 1, cache_size=core.cache_size,
+                                 stack_cache_size=core.stack_cache_size)
 
 
 @pytest.fixture
@@ -264,3 +320,108 @@ def test_device_path_conversions_and_errors(host_backed):
     lstmcore.backward(res.cache)
     with pytest.raises(ValueError, match="already used"):
         lstmcore.backward(res.cache)
+
+
+# ------------------------------------------------------------------------------------------
+# The layer objects on device arrays: the same stack through lstmcore._cuda.stack_forward /
+# stack_backward and the (stand-in) CUDA stack binding, equal to the host path bit for bit.
+
+LAYER_CONFIGS = {
+    "2x2-concat-dropout-lengths": dict(num_layers=2, bidirectional=True, dropout=0.4, lengths=True),
+    "3x1-batch_first-dropout": dict(num_layers=3, dropout=0.3, batch_first=True),
+    "2x2-sum-batch_first-lengths": dict(num_layers=2, bidirectional=True, merge="sum", batch_first=True,
+                                        lengths=True),
+    "1x1-nobias": dict(bias=False),
+}
+
+
+def _layer_pair(variant, config, dtype):
+    cls, extra = layer_class(variant)
+    kw = {k: v for k, v in LAYER_CONFIGS[config].items() if k != "lengths"}
+    layer = cls(5, 7, dtype=dtype, seed=3, **kw, **extra)
+    T_, B_ = 6, 4
+    rng = np.random.default_rng(11)
+    shape = (B_, T_, 5) if layer.batch_first else (T_, B_, 5)
+    x = rng.standard_normal(shape).astype(dtype)
+    st = (layer.num_layers * layer.num_directions, B_, 7)
+    h0 = rng.standard_normal(st).astype(dtype)
+    state = (h0, rng.standard_normal(st).astype(dtype)) if layer.cell == "lstm" else h0
+    lengths = np.array([6, 2, 5, 1]) if LAYER_CONFIGS[config].get("lengths") else None
+    y_shape = shape[:2] + (layer.output_size,)
+    dy = rng.standard_normal(y_shape).astype(dtype)
+    dh = rng.standard_normal(st).astype(dtype)
+    dstate = (dh, rng.standard_normal(st).astype(dtype)) if layer.cell == "lstm" else dh
+    return layer, x, state, lengths, dy, dstate
+
+
+def _dev_state(state):
+    return tuple(_dev(s) for s in state) if isinstance(state, tuple) else _dev(state)
+
+
+def _flat(state):
+    return list(state) if isinstance(state, tuple) else [state]
+
+
+@pytest.mark.parametrize("config", list(LAYER_CONFIGS))
+@pytest.mark.parametrize("variant", list(LAYER_VARIANTS))
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+def test_layer_objects_on_device_arrays(host_backed, variant, config, dtype):
+    layer, x, state, lengths, dy, dstate = _layer_pair(variant, config, dtype)
+    y, st, cache = layer.forward(x, state, lengths, training=True, dropout_seed=77)
+    dx, dst = layer.backward(cache, dy, dstate)
+    want_grads = dict(layer.grads)
+    y_inf, st_inf = layer(x, state, lengths)
+
+    gy, gst, gcache = layer.forward(_dev(x), _dev_state(state), lengths, training=True, dropout_seed=77)
+    assert isinstance(gy, HostBacked) and np.array_equal(gy.arr, y)
+    for g, w in zip(_flat(gst), _flat(st)):
+        assert isinstance(g, HostBacked) and np.array_equal(g.arr, w)
+    if layer.dropout > 0 and layer.num_layers > 1:
+        assert np.array_equal(gcache.dropout_mask(0).arr, cache.dropout_mask(0))
+    gdx, gdst = layer.backward(gcache, _dev(dy), _dev_state(dstate))
+    assert gcache.consumed
+    assert isinstance(gdx, HostBacked) and np.array_equal(gdx.arr, dx)
+    for g, w in zip(_flat(gdst), _flat(dst)):
+        assert isinstance(g, HostBacked) and np.array_equal(g.arr, w)
+    assert set(layer.grads) == set(want_grads)
+    for name, w in want_grads.items():
+        assert isinstance(layer.grads[name], HostBacked) and np.array_equal(layer.grads[name].arr, w), name
+    gy_inf, gst_inf = layer(_dev(x), _dev_state(state), lengths)
+    assert np.array_equal(gy_inf.arr, y_inf)
+    for g, w in zip(_flat(gst_inf), _flat(st_inf)):
+        assert np.array_equal(g.arr, w)
+    # No state and no gradients of the state: zeros, as on the host.
+    y0, _, c0 = layer.forward(x, None, lengths, training=True, dropout_seed=5)
+    gy0, _, gc0 = layer.forward(_dev(x), None, lengths, training=True, dropout_seed=5)
+    assert np.array_equal(gy0.arr, y0)
+    assert np.array_equal(layer.backward(gc0)[0].arr, layer.backward(c0)[0])
+
+
+def test_layer_objects_on_device_arrays_errors(host_backed):
+    layer, x, state, lengths, dy, dstate = _layer_pair("lstm", "2x2-concat-dropout-lengths", np.float32)
+    with pytest.raises(TypeError, match=r"x: a host array \(numpy.ndarray\) beside CUDA device arrays"):
+        layer(x, _dev_state(state))
+    with pytest.raises(TypeError, match="state: expected a tuple"):
+        layer(_dev(x), _dev(state[0]))
+    with pytest.raises(TypeError, match="dtype float64 differs"):
+        layer(_dev(x.astype(np.float64)))
+    with pytest.raises(ValueError, match="x: expected shape"):
+        layer(_dev(x[..., :3].copy()))
+    with pytest.raises(ValueError, match="state\\[0\\] \\(h\\): expected shape"):
+        layer(_dev(x), (_dev(state[0][:1]), _dev(state[1])))
+    _, _, cache = layer.forward(_dev(x), None, lengths, training=True)
+    with pytest.raises(TypeError, match="dy: a host array"):
+        layer.backward(cache, dy)
+    assert not cache.consumed
+    with pytest.raises(ValueError, match="dy: expected shape"):
+        layer.backward(cache, _dev(dy[:, :, :3].copy()))
+    peep = lstmcore.LSTM(5, 7, peepholes=True)
+    with pytest.raises(ValueError, match="the cell variants .* run on the CPU only"):
+        peep(_dev(x))
+
+
+@pytest.mark.skipif(_cuda.built(), reason="this build has CUDA")
+def test_layer_objects_without_cuda_build_say_so():
+    layer = lstmcore.GRU(3, 4)
+    with pytest.raises(TypeError, match="x: a CUDA device array .* this lstmcore build has no CUDA"):
+        layer(FakeCudaArray((2, 1, 3)))

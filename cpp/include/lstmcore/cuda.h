@@ -42,6 +42,7 @@
 #include <string>
 
 #include "lstmcore/recurrent.h"
+#include "lstmcore/stack.h"
 #include "lstmcore/types.h"
 
 namespace lstmcore {
@@ -80,6 +81,20 @@ template <typename T>
 void backward(const CellSpec& spec, const Dims& dims, const SequenceOptions& options, const BackwardArgs<T>& args,
               const DeviceOptions& device = {});
 
+// A layer stack (stack.h) on the device: the same walk, validation, cache layout and
+// dropout masks as lstmcore::stack_forward / stack_backward (a cache moves between the
+// two backends). Every pointer of the args, of the LayerWeights / LayerGradients they
+// point to, and the workspace are DEVICE pointers; the `weights` and `grads` arrays
+// themselves and SequenceOptions::seq_lengths are HOST arrays. Directions run one after
+// the other on the stream. Plain cells only: a StackSpec::variant other than the cell's
+// defaults is an InvalidArgument.
+template <typename T>
+void stack_forward(const StackSpec& spec, const Dims& dims, const SequenceOptions& options,
+                   const StackForwardArgs<T>& args, const DeviceOptions& device = {});
+template <typename T>
+void stack_backward(const StackSpec& spec, const Dims& dims, const SequenceOptions& options,
+                    const StackBackwardArgs<T>& args, const DeviceOptions& device = {});
+
 extern template void forward<float>(const CellSpec&, const Dims&, const SequenceOptions&, const ForwardArgs<float>&,
                                     const DeviceOptions&);
 extern template void forward<double>(const CellSpec&, const Dims&, const SequenceOptions&,
@@ -88,6 +103,14 @@ extern template void backward<float>(const CellSpec&, const Dims&, const Sequenc
                                      const BackwardArgs<float>&, const DeviceOptions&);
 extern template void backward<double>(const CellSpec&, const Dims&, const SequenceOptions&,
                                       const BackwardArgs<double>&, const DeviceOptions&);
+extern template void stack_forward<float>(const StackSpec&, const Dims&, const SequenceOptions&,
+                                          const StackForwardArgs<float>&, const DeviceOptions&);
+extern template void stack_forward<double>(const StackSpec&, const Dims&, const SequenceOptions&,
+                                           const StackForwardArgs<double>&, const DeviceOptions&);
+extern template void stack_backward<float>(const StackSpec&, const Dims&, const SequenceOptions&,
+                                           const StackBackwardArgs<float>&, const DeviceOptions&);
+extern template void stack_backward<double>(const StackSpec&, const Dims&, const SequenceOptions&,
+                                            const StackBackwardArgs<double>&, const DeviceOptions&);
 
 }  // namespace cuda
 LSTMCORE_INLINE_NAMESPACE_END

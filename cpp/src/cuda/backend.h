@@ -18,6 +18,13 @@ template <typename T>
 void backward(const CellSpec& spec, const Dims& d, const SequenceOptions& o, const BackwardArgs<T>& a,
               const DeviceOptions& dev);
 
+template <typename T>
+void stack_forward(const StackSpec& spec, const Dims& d, const SequenceOptions& o, const StackForwardArgs<T>& a,
+                   const DeviceOptions& dev);
+template <typename T>
+void stack_backward(const StackSpec& spec, const Dims& d, const SequenceOptions& o, const StackBackwardArgs<T>& a,
+                    const DeviceOptions& dev);
+
 int device_count() noexcept;
 std::string describe();
 

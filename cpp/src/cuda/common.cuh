@@ -197,6 +197,23 @@ void rnn_forward(const Context& ctx, bool relu, const Dims& d, const SequenceOpt
 template <typename T>
 void rnn_backward(const Context& ctx, bool relu, const Dims& d, const SequenceOptions& o, const BackwardArgs<T>& a);
 
+// One layer of the cell `spec` names, on the call's context (runtime.cu).
+template <typename T>
+void run_forward(const Context& ctx, const CellSpec& spec, const Dims& d, const SequenceOptions& o,
+                 const ForwardArgs<T>& a);
+template <typename T>
+void run_backward(const Context& ctx, const CellSpec& spec, const Dims& d, const SequenceOptions& o,
+                  const BackwardArgs<T>& a);
+
+// ---- layer stacks (stack.cu) ----------------------------------------------------------
+
+template <typename T>
+void stack_forward_on(const Context& ctx, const StackSpec& s, const Dims& d, const SequenceOptions& o,
+                      const StackForwardArgs<T>& a);
+template <typename T>
+void stack_backward_on(const Context& ctx, const StackSpec& s, const Dims& d, const SequenceOptions& o,
+                       const StackBackwardArgs<T>& a);
+
 }  // namespace backend
 }  // namespace cuda
 LSTMCORE_INLINE_NAMESPACE_END

@@ -159,31 +159,59 @@ void finish(const Context& ctx, const DeviceOptions& dev) {
 // ---- entry points ------------------------------------------------------------------------
 
 template <typename T>
-void forward(const CellSpec& spec, const Dims& d, const SequenceOptions& o, const ForwardArgs<T>& a,
-             const DeviceOptions& dev) {
-  DeviceScope scope(dev.device);
-  const Context ctx = make_context(scope.device(), dev);
+void run_forward(const Context& ctx, const CellSpec& spec, const Dims& d, const SequenceOptions& o,
+                 const ForwardArgs<T>& a) {
   switch (spec.cell) {
     case Cell::lstm: lstm_forward<T>(ctx, d, o, a); break;
     case Cell::gru: gru_forward<T>(ctx, spec.reset_after, d, o, a); break;
     case Cell::rnn_tanh: rnn_forward<T>(ctx, false, d, o, a); break;
     case Cell::rnn_relu: rnn_forward<T>(ctx, true, d, o, a); break;
   }
-  finish(ctx, dev);
 }
 
 template <typename T>
-void backward(const CellSpec& spec, const Dims& d, const SequenceOptions& o, const BackwardArgs<T>& a,
-              const DeviceOptions& dev) {
-  DeviceScope scope(dev.device);
-  const Context ctx = make_context(scope.device(), dev);
+void run_backward(const Context& ctx, const CellSpec& spec, const Dims& d, const SequenceOptions& o,
+                  const BackwardArgs<T>& a) {
   switch (spec.cell) {
     case Cell::lstm: lstm_backward<T>(ctx, d, o, a); break;
     case Cell::gru: gru_backward<T>(ctx, spec.reset_after, d, o, a); break;
     case Cell::rnn_tanh: rnn_backward<T>(ctx, false, d, o, a); break;
     case Cell::rnn_relu: rnn_backward<T>(ctx, true, d, o, a); break;
   }
+}
+
+// Makes the device current, builds the call's context, runs body(ctx), then waits for
+// the stream when asked.
+template <class Body>
+void on_device(const DeviceOptions& dev, Body&& body) {
+  DeviceScope scope(dev.device);
+  const Context ctx = make_context(scope.device(), dev);
+  body(ctx);
   finish(ctx, dev);
+}
+
+template <typename T>
+void forward(const CellSpec& spec, const Dims& d, const SequenceOptions& o, const ForwardArgs<T>& a,
+             const DeviceOptions& dev) {
+  on_device(dev, [&](const Context& ctx) { run_forward(ctx, spec, d, o, a); });
+}
+
+template <typename T>
+void backward(const CellSpec& spec, const Dims& d, const SequenceOptions& o, const BackwardArgs<T>& a,
+              const DeviceOptions& dev) {
+  on_device(dev, [&](const Context& ctx) { run_backward(ctx, spec, d, o, a); });
+}
+
+template <typename T>
+void stack_forward(const StackSpec& spec, const Dims& d, const SequenceOptions& o, const StackForwardArgs<T>& a,
+                   const DeviceOptions& dev) {
+  on_device(dev, [&](const Context& ctx) { stack_forward_on(ctx, spec, d, o, a); });
+}
+
+template <typename T>
+void stack_backward(const StackSpec& spec, const Dims& d, const SequenceOptions& o, const StackBackwardArgs<T>& a,
+                    const DeviceOptions& dev) {
+  on_device(dev, [&](const Context& ctx) { stack_backward_on(ctx, spec, d, o, a); });
 }
 
 template void forward<float>(const CellSpec&, const Dims&, const SequenceOptions&, const ForwardArgs<float>&,
@@ -194,6 +222,23 @@ template void backward<float>(const CellSpec&, const Dims&, const SequenceOption
                               const DeviceOptions&);
 template void backward<double>(const CellSpec&, const Dims&, const SequenceOptions&, const BackwardArgs<double>&,
                                const DeviceOptions&);
+
+template void run_forward<float>(const Context&, const CellSpec&, const Dims&, const SequenceOptions&,
+                                 const ForwardArgs<float>&);
+template void run_forward<double>(const Context&, const CellSpec&, const Dims&, const SequenceOptions&,
+                                  const ForwardArgs<double>&);
+template void run_backward<float>(const Context&, const CellSpec&, const Dims&, const SequenceOptions&,
+                                  const BackwardArgs<float>&);
+template void run_backward<double>(const Context&, const CellSpec&, const Dims&, const SequenceOptions&,
+                                   const BackwardArgs<double>&);
+template void stack_forward<float>(const StackSpec&, const Dims&, const SequenceOptions&,
+                                   const StackForwardArgs<float>&, const DeviceOptions&);
+template void stack_forward<double>(const StackSpec&, const Dims&, const SequenceOptions&,
+                                    const StackForwardArgs<double>&, const DeviceOptions&);
+template void stack_backward<float>(const StackSpec&, const Dims&, const SequenceOptions&,
+                                    const StackBackwardArgs<float>&, const DeviceOptions&);
+template void stack_backward<double>(const StackSpec&, const Dims&, const SequenceOptions&,
+                                     const StackBackwardArgs<double>&, const DeviceOptions&);
 
 int device_count() noexcept {
   int n = 0;

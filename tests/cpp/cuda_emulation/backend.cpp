@@ -7,3 +7,4 @@
 #include "cuda/lstm.cu"
 #include "cuda/gru.cu"
 #include "cuda/rnn.cu"
+#include "cuda/stack.cu"
