@@ -143,9 +143,9 @@ std::vector<std::array<uintptr_t, 4>> address_table(const py::sequence& entries,
   return t;
 }
 
+// The weights (w_x, w_h, b, b_h) of every layer and direction from an address table.
 template <typename T>
-void stack_forward_t(const StackCall& c, uintptr_t x, const std::vector<std::array<uintptr_t, 4>>& table,
-                     uintptr_t h0, uintptr_t c0, uintptr_t y, uintptr_t h_n, uintptr_t c_n, uintptr_t cache) {
+std::vector<lstmcore::LayerWeights<T>> layer_weights(const std::vector<std::array<uintptr_t, 4>>& table) {
   std::vector<lstmcore::LayerWeights<T>> w(table.size());
   for (std::size_t j = 0; j < table.size(); ++j) {
     w[j].w_x = in<T>(table[j][0]);
@@ -153,6 +153,13 @@ void stack_forward_t(const StackCall& c, uintptr_t x, const std::vector<std::arr
     w[j].b = in<T>(table[j][2]);
     w[j].b_h = in<T>(table[j][3]);
   }
+  return w;
+}
+
+template <typename T>
+void stack_forward_t(const StackCall& c, uintptr_t x, const std::vector<std::array<uintptr_t, 4>>& table,
+                     uintptr_t h0, uintptr_t c0, uintptr_t y, uintptr_t h_n, uintptr_t c_n, uintptr_t cache) {
+  const std::vector<lstmcore::LayerWeights<T>> w = layer_weights<T>(table);
   lstmcore::StackForwardArgs<T> a;
   a.x = in<T>(x);
   a.weights = w.data();
@@ -170,11 +177,9 @@ template <typename T>
 void stack_backward_t(const StackCall& c, uintptr_t x, const std::vector<std::array<uintptr_t, 4>>& weights,
                       uintptr_t h0, uintptr_t c0, uintptr_t cache, uintptr_t dy, uintptr_t dh_n, uintptr_t dc_n,
                       uintptr_t dx, uintptr_t dh0, uintptr_t dc0, const std::vector<std::array<uintptr_t, 4>>& grads) {
-  std::vector<lstmcore::LayerWeights<T>> w(weights.size());
+  const std::vector<lstmcore::LayerWeights<T>> w = layer_weights<T>(weights);
   std::vector<lstmcore::LayerGradients<T>> g(grads.size());
-  for (std::size_t j = 0; j < weights.size(); ++j) {
-    w[j].w_x = in<T>(weights[j][0]);
-    w[j].w_h = in<T>(weights[j][1]);
+  for (std::size_t j = 0; j < grads.size(); ++j) {
     g[j].dw_x = out<T>(grads[j][0]);
     g[j].dw_h = out<T>(grads[j][1]);
     g[j].db = out<T>(grads[j][2]);

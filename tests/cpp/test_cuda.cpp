@@ -194,9 +194,14 @@ void compare_all(const char* dtype) {
       const std::string what = p.describe();
       // inference and training forward
       const FwdResult<T> cpu = lib_forward<T>(p, true);
-      for (bool training : {false, true}) {
-        const DevForward<T> gpu = dev_forward<T>(p, training);
-        const std::string w = what + (training ? " (training)" : " (inference)");
+      for (int run = 0; run < 4; ++run) {
+        // inference and training, each with the persistent kernel (the default for these
+        // small batches) and with a GEMM and a kernel per step
+        const bool training = run % 2, persistent = run < 2;
+        lstmcore::cuda::DeviceOptions options = sync_options();
+        if (!persistent) options.persistent_batch = 0;
+        const DevForward<T> gpu = dev_forward<T>(p, training, options);
+        const std::string w = what + (training ? " (training" : " (inference") + (persistent ? ", persistent)" : ")");
         for (const auto& [name, got, want] : {std::tuple<const char*, const Vec*, const Vec*>{"y", &gpu.y, &cpu.y},
                                               {"h_n", &gpu.h_n, &cpu.h_n}, {"c_n", &gpu.c_n, &cpu.c_n}}) {
           const double e = rel_err(*got, *want);
@@ -204,11 +209,16 @@ void compare_all(const char* dtype) {
           CHECK_MSG(e <= tol<T>(), w << " " << name << ": relative error " << e);
         }
       }
-      // backward on each backend from its own cache and from the other's
+      // backward on each backend from its own cache (persistent forward or not) and from
+      // the other's
       const LossWeights l = make_loss(p, seed * 31);
       const Grads cpu_grads = lib_backward<T>(p, l);
       const DevForward<T> gpu = dev_forward<T>(p, true);
       check_grads<T>(what + " backward", dev_backward<T>(p, l, gpu.cache), cpu_grads);
+      lstmcore::cuda::DeviceOptions per_step = sync_options();
+      per_step.persistent_batch = 0;
+      check_grads<T>(what + " backward (per-step forward)", dev_backward<T>(p, l, dev_forward<T>(p, true, per_step).cache),
+                     cpu_grads);
       check_grads<T>(what + " backward from the CPU's cache", dev_backward<T>(p, l, lib_forward<T>(p, true).cache),
                      cpu_grads);
       check_grads<T>(what + " CPU backward from the GPU's cache", lib_backward_from<T>(p, l, gpu.cache), cpu_grads);

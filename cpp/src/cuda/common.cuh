@@ -11,7 +11,11 @@
 
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
+#if defined(__CUDACC__)
+#include <cooperative_groups.h>
+#endif
 
+#include <algorithm>
 #include <cstdint>
 #include <string>
 
@@ -42,6 +46,7 @@ struct Context {
   int device = 0;
   cudaStream_t stream = nullptr;
   cublasHandle_t blas = nullptr;  // this thread's handle for `device`, bound to `stream`
+  int persistent_batch = 0;       // DeviceOptions::persistent_batch
 };
 
 // ---- workspace: one device allocation per call ----------------------------------------
@@ -142,6 +147,76 @@ inline unsigned blocks_for(i64 n) {
   for (::lstmcore::cuda::backend::i64 idx = blockIdx.x * static_cast<::lstmcore::cuda::backend::i64>(blockDim.x) + \
                                             threadIdx.x;                                 \
        idx < (n); idx += static_cast<::lstmcore::cuda::backend::i64>(blockDim.x) * gridDim.x)
+
+// ---- persistent kernels: a whole forward time loop in one launch ----------------------
+//
+// With a small batch, one step's arithmetic takes less time than launching its GEMM and
+// its elementwise kernel. A persistent kernel is launched once, cooperatively (every block
+// resident), and walks all steps itself: each thread computes the recurrent dot products
+// of its (row, unit) from w_h and h_{t-1} (RecProduct below), applies the cell, and the
+// grid meets at a grid-wide barrier before the next step reads the new h.
+
+#ifndef LSTMCORE_GRID_SYNC
+#define LSTMCORE_GRID_SYNC() ::cooperative_groups::this_grid().sync()
+#endif
+#ifndef LSTMCORE_PERSISTENT_CALL
+#define LSTMCORE_PERSISTENT_CALL(kernel, blocks, stream, ...) \
+  ::lstmcore::cuda::backend::launch_cooperative(kernel, blocks, stream, __VA_ARGS__)
+#endif
+
+#if defined(__CUDACC__)
+template <class X>
+struct same_type {
+  using type = X;
+};
+// kernel<<<blocks, kThreads>>>(args...) as a cooperative launch (the grid may synchronise).
+template <typename... A>
+void launch_cooperative(void (*kernel)(A...), unsigned blocks, cudaStream_t stream,
+                        typename same_type<A>::type... args) {
+  void* ptrs[] = {static_cast<void*>(&args)...};
+  check_cuda(cudaLaunchCooperativeKernel(reinterpret_cast<const void*>(kernel), dim3(blocks), dim3(kThreads), ptrs,
+                                         0, stream),
+             "cudaLaunchCooperativeKernel");
+}
+#endif
+
+// Blocks for a persistent launch of `kernel` over n (row, unit) pairs: no more than can be
+// resident at once (grid-stride loops cover the rest); 0 when the batch is above the
+// context's persistent_batch or the device cannot launch cooperatively.
+template <class Kernel>
+unsigned persistent_blocks(const Context& ctx, Kernel kernel, i64 batch, i64 n) {
+  if (batch > ctx.persistent_batch) return 0;
+  int cooperative = 0, sms = 0, per_sm = 0;
+  LSTMCORE_CUDA_CHECK(cudaDeviceGetAttribute(&cooperative, cudaDevAttrCooperativeLaunch, ctx.device));
+  if (!cooperative) return 0;
+  LSTMCORE_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, ctx.device));
+  LSTMCORE_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, kThreads, 0));
+  const i64 most = static_cast<i64>(per_sm) * sms;
+  return most <= 0 ? 0u : static_cast<unsigned>(std::min<i64>(blocks_for(n), most));
+}
+
+// Where a step finds rec[b, col] = (h_{t-1}·w_h)[b, col]: in the buffer a GEMM filled
+// (RecBuffer, the per-step path), or as a dot product the thread computes (RecProduct,
+// the persistent kernels; h is (B, K), w_h is (K, width), both row-major).
+template <typename T>
+struct RecBuffer {
+  const T* rec;
+  i64 width;
+  __device__ T operator()(i64 b, i64 col) const { return rec[b * width + col]; }
+};
+
+template <typename T>
+struct RecProduct {
+  const T* w_h;
+  const T* h;
+  i64 K, width;
+  __device__ T operator()(i64 b, i64 col) const {
+    const T* hb = h + b * K;
+    T sum = T(0);
+    for (i64 k = 0; k < K; ++k) sum += hb[k] * w_h[k * width + col];
+    return sum;
+  }
+};
 
 // ---- row-major linear algebra and small passes (blas.cu) -----------------------------
 

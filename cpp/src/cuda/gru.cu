@@ -40,26 +40,48 @@ __device__ inline T gru_finish(T r, T z, T n, T h_old, T aux_value, i64 row, i64
   return hn;
 }
 
-// reset_after: one step from rec = h_{t-1}·w_h (all three blocks).
+// reset_after: one (row b, unit j) of step s from rec(b, ·) = h_{t-1}·w_h (all three blocks).
+template <typename T, class Rec>
+__device__ inline void gru_after_unit(const Walk& w, i64 s, i64 idx, i64 H, const T* bias, const T* b_hn,
+                                      const Rec& rec, T* gates, const T* h_prev, T* h_next, T* y, T* states,
+                                      T* aux) {
+  const i64 G = 3 * H;
+  const i64 b = idx / H, j = idx - b * H;
+  if (!w.active(s, b)) {
+    h_next[idx] = h_prev[idx];
+    return;
+  }
+  const i64 row = w.row(w.time(s, b), b);
+  T* ga = gates + row * G;
+  const T r = sigmoid(with_bias(ga[j], bias, j) + rec(b, j));
+  const T z = sigmoid(with_bias(ga[H + j], bias, H + j) + rec(b, H + j));
+  const T ahn = with_bias(rec(b, 2 * H + j), b_hn, j);
+  const T n = tanh_of(with_bias(ga[2 * H + j], bias, 2 * H + j) + r * ahn);
+  h_next[idx] = gru_finish(r, z, n, h_prev[idx], ahn, row, H, j, ga, y, states, aux);
+}
+
 template <typename T>
 __global__ void gru_step_after(Walk w, i64 s, i64 H, const T* __restrict__ bias, const T* __restrict__ b_hn,
                                const T* __restrict__ rec, T* gates, const T* __restrict__ h_prev,
                                T* __restrict__ h_next, T* y, T* states, T* aux) {
-  const i64 G = 3 * H;
-  LSTMCORE_FOR_EACH(idx, w.B * H) {
-    const i64 b = idx / H, j = idx - b * H;
-    if (!w.active(s, b)) {
-      h_next[idx] = h_prev[idx];
-      continue;
-    }
-    const i64 row = w.row(w.time(s, b), b);
-    T* ga = gates + row * G;
-    const T* ra = rec + b * G;
-    const T r = sigmoid(with_bias(ga[j], bias, j) + ra[j]);
-    const T z = sigmoid(with_bias(ga[H + j], bias, H + j) + ra[H + j]);
-    const T ahn = with_bias(ra[2 * H + j], b_hn, j);
-    const T n = tanh_of(with_bias(ga[2 * H + j], bias, 2 * H + j) + r * ahn);
-    h_next[idx] = gru_finish(r, z, n, h_prev[idx], ahn, row, H, j, ga, y, states, aux);
+  const RecBuffer<T> r{rec, 3 * H};
+  LSTMCORE_FOR_EACH(idx, w.B * H) gru_after_unit(w, s, idx, H, bias, b_hn, r, gates, h_prev, h_next, y, states, aux);
+}
+
+// reset_after: every step in one persistent launch (h alternates between h_a and h_b as
+// in lstm_persistent).
+template <typename T>
+__global__ void gru_after_persistent(Walk w, i64 H, const T* bias, const T* b_hn, const T* w_h, T* gates, T* h_a,
+                                     T* h_b, T* y, T* states, T* aux) {
+  T* cur = h_a;
+  T* next = h_b;
+  for (i64 s = 0; s < w.T; ++s) {
+    const RecProduct<T> r{w_h, cur, H, 3 * H};
+    LSTMCORE_FOR_EACH(idx, w.B * H) gru_after_unit(w, s, idx, H, bias, b_hn, r, gates, cur, next, y, states, aux);
+    LSTMCORE_GRID_SYNC();
+    T* t = cur;
+    cur = next;
+    next = t;
   }
 }
 
@@ -196,11 +218,18 @@ void gru_forward(const Context& ctx, bool reset_after, const Dims& d, const Sequ
   if (reset_after) {
     T* cur = a.h_n;
     T* next = ws.get(h_slot);
-    for (i64 s = 0; s < d.steps; ++s) {
-      gemm<T>(ctx, false, false, B, G, H, cur, H, a.w_h, G, T(0), rec, G);
-      LSTMCORE_RUN(gru_step_after<T>, B * H, ctx.stream,
-                   walk, s, H, bias, b_hn, rec, gates, cur, next, a.y, states, aux);
-      std::swap(cur, next);
+    if (const unsigned blocks = persistent_blocks(ctx, gru_after_persistent<T>, B, B * H)) {
+      LSTMCORE_PERSISTENT_CALL(gru_after_persistent<T>, blocks, ctx.stream, walk, H, bias, b_hn, a.w_h, gates, cur,
+                               next, a.y, states, aux);
+      LSTMCORE_CUDA_LAUNCHED("gru_after_persistent");
+      if (d.steps % 2) std::swap(cur, next);
+    } else {
+      for (i64 s = 0; s < d.steps; ++s) {
+        gemm<T>(ctx, false, false, B, G, H, cur, H, a.w_h, G, T(0), rec, G);
+        LSTMCORE_RUN(gru_step_after<T>, B * H, ctx.stream,
+                     walk, s, H, bias, b_hn, rec, gates, cur, next, a.y, states, aux);
+        std::swap(cur, next);
+      }
     }
     if (cur != a.h_n) copy_or_zero(ctx, a.h_n, static_cast<const T*>(cur), B * H);
     return;

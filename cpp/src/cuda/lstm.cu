@@ -13,45 +13,68 @@ namespace backend {
 
 namespace {
 
-// One forward step: gates from x·w_x (in `gates`), the bias and rec = h_{t-1}·w_h; the
-// new c (in place) and h (into h_next); y; in training (cells != nullptr) the cache.
+// One (row b, unit j) of forward step s: gates from x·w_x (in `gates`), the bias and
+// rec(b, ·) = h_{t-1}·w_h; the new c (in place) and h (into h_next); y; in training
+// (cells != nullptr) the cache.
+template <typename T, class Rec>
+__device__ inline void lstm_unit(const Walk& w, i64 s, i64 idx, i64 H, const T* bias, const Rec& rec, T* gates,
+                                 const T* h_prev, T* h_next, T* c, T* y, T* cells) {
+  const i64 G = 4 * H;
+  const i64 b = idx / H, j = idx - b * H;
+  if (!w.active(s, b)) {  // finished sequence: the state stays
+    h_next[idx] = h_prev[idx];
+    return;
+  }
+  const i64 row = w.row(w.time(s, b), b);
+  T* ga = gates + row * G;
+  T pi = ga[j], pf = ga[H + j], pg = ga[2 * H + j], po = ga[3 * H + j];
+  if (bias) {  // the CPU adds the bias to the projection first, then the recurrent part
+    pi += bias[j];
+    pf += bias[H + j];
+    pg += bias[2 * H + j];
+    po += bias[3 * H + j];
+  }
+  const T ig = sigmoid(pi + rec(b, j));
+  const T fg = sigmoid(pf + rec(b, H + j));
+  const T gg = tanh_of(pg + rec(b, 2 * H + j));
+  const T og = sigmoid(po + rec(b, 3 * H + j));
+  const T cn = fg * c[idx] + ig * gg;
+  const T hn = og * tanh_of(cn);
+  c[idx] = cn;
+  h_next[idx] = hn;
+  y[row * H + j] = hn;
+  if (cells) {
+    ga[j] = ig;
+    ga[H + j] = fg;
+    ga[2 * H + j] = gg;
+    ga[3 * H + j] = og;
+    cells[row * H + j] = cn;
+  }
+}
+
+// One forward step, rec from the step's GEMM.
 template <typename T>
 __global__ void lstm_step(Walk w, i64 s, i64 H, const T* __restrict__ bias, const T* __restrict__ rec, T* gates,
                           const T* __restrict__ h_prev, T* __restrict__ h_next, T* __restrict__ c, T* y,
                           T* cells) {
-  const i64 G = 4 * H;
-  LSTMCORE_FOR_EACH(idx, w.B * H) {
-    const i64 b = idx / H, j = idx - b * H;
-    if (!w.active(s, b)) {  // finished sequence: the state stays
-      h_next[idx] = h_prev[idx];
-      continue;
-    }
-    const i64 row = w.row(w.time(s, b), b);
-    T* ga = gates + row * G;
-    const T* ra = rec + b * G;
-    T pi = ga[j], pf = ga[H + j], pg = ga[2 * H + j], po = ga[3 * H + j];
-    if (bias) {  // the CPU adds the bias to the projection first, then the recurrent part
-      pi += bias[j];
-      pf += bias[H + j];
-      pg += bias[2 * H + j];
-      po += bias[3 * H + j];
-    }
-    const T ig = sigmoid(pi + ra[j]);
-    const T fg = sigmoid(pf + ra[H + j]);
-    const T gg = tanh_of(pg + ra[2 * H + j]);
-    const T og = sigmoid(po + ra[3 * H + j]);
-    const T cn = fg * c[idx] + ig * gg;
-    const T hn = og * tanh_of(cn);
-    c[idx] = cn;
-    h_next[idx] = hn;
-    y[row * H + j] = hn;
-    if (cells) {
-      ga[j] = ig;
-      ga[H + j] = fg;
-      ga[2 * H + j] = gg;
-      ga[3 * H + j] = og;
-      cells[row * H + j] = cn;
-    }
+  const RecBuffer<T> r{rec, 4 * H};
+  LSTMCORE_FOR_EACH(idx, w.B * H) lstm_unit(w, s, idx, H, bias, r, gates, h_prev, h_next, c, y, cells);
+}
+
+// Every step in one persistent launch: h alternates between h_a (h0 on entry) and h_b,
+// so after T steps it is in h_a for even T, in h_b for odd T.
+template <typename T>
+__global__ void lstm_persistent(Walk w, i64 H, const T* bias, const T* w_h, T* gates, T* h_a, T* h_b, T* c, T* y,
+                                T* cells) {
+  T* cur = h_a;
+  T* next = h_b;
+  for (i64 s = 0; s < w.T; ++s) {
+    const RecProduct<T> r{w_h, cur, H, 4 * H};
+    LSTMCORE_FOR_EACH(idx, w.B * H) lstm_unit(w, s, idx, H, bias, r, gates, cur, next, c, y, cells);
+    LSTMCORE_GRID_SYNC();
+    T* t = cur;
+    cur = next;
+    next = t;
   }
 }
 
@@ -130,10 +153,17 @@ void lstm_forward(const Context& ctx, const Dims& d, const SequenceOptions& o, c
 
   T* cur = a.h_n;
   T* next = ws.get(h_slot);
-  for (i64 s = 0; s < d.steps; ++s) {
-    gemm<T>(ctx, false, false, B, G, H, cur, H, a.w_h, G, T(0), rec, G);  // h_{t-1}·w_h
-    LSTMCORE_RUN(lstm_step<T>, B * H, ctx.stream, walk, s, H, bias, rec, gates, cur, next, a.c_n, a.y, cells);
-    std::swap(cur, next);
+  if (const unsigned blocks = persistent_blocks(ctx, lstm_persistent<T>, B, B * H)) {
+    LSTMCORE_PERSISTENT_CALL(lstm_persistent<T>, blocks, ctx.stream, walk, H, bias, a.w_h, gates, cur, next, a.c_n,
+                             a.y, cells);
+    LSTMCORE_CUDA_LAUNCHED("lstm_persistent");
+    if (d.steps % 2) std::swap(cur, next);
+  } else {
+    for (i64 s = 0; s < d.steps; ++s) {
+      gemm<T>(ctx, false, false, B, G, H, cur, H, a.w_h, G, T(0), rec, G);  // h_{t-1}·w_h
+      LSTMCORE_RUN(lstm_step<T>, B * H, ctx.stream, walk, s, H, bias, rec, gates, cur, next, a.c_n, a.y, cells);
+      std::swap(cur, next);
+    }
   }
   if (cur != a.h_n) copy_or_zero(ctx, a.h_n, static_cast<const T*>(cur), B * H);
 }

@@ -12,22 +12,44 @@ namespace backend {
 
 namespace {
 
+// One (row b, unit j) of forward step s from rec(b, j) = (h_{t-1}·w_h)[b, j].
+template <typename T, class Rec>
+__device__ inline void rnn_unit(const Walk& w, i64 s, i64 idx, i64 H, bool relu, const T* bias, const Rec& rec,
+                                T* pre, const T* h_prev, T* h_next, T* y, bool training) {
+  const i64 b = idx / H, j = idx - b * H;
+  if (!w.active(s, b)) {
+    h_next[idx] = h_prev[idx];
+    return;
+  }
+  const i64 row = w.row(w.time(s, b), b);
+  T* pa = pre + row * H;
+  const T v = (bias ? pa[j] + bias[j] : pa[j]) + rec(b, j);
+  const T hn = relu ? (v < T(0) ? T(0) : v) : tanh_of(v);  // relu keeps NaN
+  h_next[idx] = hn;
+  y[row * H + j] = hn;
+  if (training) pa[j] = hn;
+}
+
 template <typename T>
 __global__ void rnn_step(Walk w, i64 s, i64 H, bool relu, const T* __restrict__ bias, const T* __restrict__ rec,
                          T* pre, const T* __restrict__ h_prev, T* __restrict__ h_next, T* y, bool training) {
-  LSTMCORE_FOR_EACH(idx, w.B * H) {
-    const i64 b = idx / H, j = idx - b * H;
-    if (!w.active(s, b)) {
-      h_next[idx] = h_prev[idx];
-      continue;
-    }
-    const i64 row = w.row(w.time(s, b), b);
-    T* pa = pre + row * H;
-    const T v = (bias ? pa[j] + bias[j] : pa[j]) + rec[idx];
-    const T hn = relu ? (v < T(0) ? T(0) : v) : tanh_of(v);  // relu keeps NaN
-    h_next[idx] = hn;
-    y[row * H + j] = hn;
-    if (training) pa[j] = hn;
+  const RecBuffer<T> r{rec, H};
+  LSTMCORE_FOR_EACH(idx, w.B * H) rnn_unit(w, s, idx, H, relu, bias, r, pre, h_prev, h_next, y, training);
+}
+
+// Every step in one persistent launch (h alternates between h_a and h_b as in lstm_persistent).
+template <typename T>
+__global__ void rnn_persistent(Walk w, i64 H, bool relu, const T* bias, const T* w_h, T* pre, T* h_a, T* h_b, T* y,
+                               bool training) {
+  T* cur = h_a;
+  T* next = h_b;
+  for (i64 s = 0; s < w.T; ++s) {
+    const RecProduct<T> r{w_h, cur, H, H};
+    LSTMCORE_FOR_EACH(idx, w.B * H) rnn_unit(w, s, idx, H, relu, bias, r, pre, cur, next, y, training);
+    LSTMCORE_GRID_SYNC();
+    T* t = cur;
+    cur = next;
+    next = t;
   }
 }
 
@@ -82,10 +104,17 @@ void rnn_forward(const Context& ctx, bool relu, const Dims& d, const SequenceOpt
 
   T* cur = a.h_n;
   T* next = ws.get(h_slot);
-  for (i64 s = 0; s < d.steps; ++s) {
-    gemm<T>(ctx, false, false, B, H, H, cur, H, a.w_h, H, T(0), rec, H);
-    LSTMCORE_RUN(rnn_step<T>, B * H, ctx.stream, walk, s, H, relu, bias, rec, pre, cur, next, a.y, training);
-    std::swap(cur, next);
+  if (const unsigned blocks = persistent_blocks(ctx, rnn_persistent<T>, B, B * H)) {
+    LSTMCORE_PERSISTENT_CALL(rnn_persistent<T>, blocks, ctx.stream, walk, H, relu, bias, a.w_h, pre, cur, next, a.y,
+                             training);
+    LSTMCORE_CUDA_LAUNCHED("rnn_persistent");
+    if (d.steps % 2) std::swap(cur, next);
+  } else {
+    for (i64 s = 0; s < d.steps; ++s) {
+      gemm<T>(ctx, false, false, B, H, H, cur, H, a.w_h, H, T(0), rec, H);
+      LSTMCORE_RUN(rnn_step<T>, B * H, ctx.stream, walk, s, H, relu, bias, rec, pre, cur, next, a.y, training);
+      std::swap(cur, next);
+    }
   }
   if (cur != a.h_n) copy_or_zero(ctx, a.h_n, static_cast<const T*>(cur), B * H);
 }

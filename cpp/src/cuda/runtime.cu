@@ -142,6 +142,7 @@ Context make_context(int device, const DeviceOptions& dev) {
   ctx.device = device;
   ctx.stream = static_cast<cudaStream_t>(dev.stream);
   ctx.blas = thread_handle(device);
+  ctx.persistent_batch = dev.persistent_batch;
   LSTMCORE_CUBLAS_CHECK(cublasSetStream(ctx.blas, ctx.stream));
   // Default math keeps float GEMMs in full float32 (no TF32 tensor cores).
   LSTMCORE_CUBLAS_CHECK(

@@ -23,6 +23,10 @@
 
 // Kernels run on the host: one "thread" walks the whole grid-stride loop.
 #define LSTMCORE_KERNEL_CALL(kernel, n, stream, ...) ((void)(n), (void)(stream), kernel(__VA_ARGS__))
+// A persistent (cooperative) kernel likewise: one thread is the whole grid, so a grid-wide
+// barrier has nobody to wait for.
+#define LSTMCORE_PERSISTENT_CALL(kernel, blocks, stream, ...) ((void)(blocks), (void)(stream), kernel(__VA_ARGS__))
+#define LSTMCORE_GRID_SYNC() ((void)0)
 
 struct emu_uint3 {
   unsigned x, y, z;
@@ -34,7 +38,11 @@ inline const emu_uint3 gridDim{1, 1, 1};
 
 enum cudaError_t { cudaSuccess = 0, cudaErrorInvalidValue = 1, cudaErrorMemoryAllocation = 2, cudaErrorInvalidDevice = 101 };
 enum cudaMemcpyKind { cudaMemcpyHostToHost, cudaMemcpyHostToDevice, cudaMemcpyDeviceToHost, cudaMemcpyDeviceToDevice };
-enum cudaDeviceAttr { cudaDevAttrMemoryPoolsSupported = 115 };
+enum cudaDeviceAttr {
+  cudaDevAttrMultiProcessorCount = 16,
+  cudaDevAttrCooperativeLaunch = 95,
+  cudaDevAttrMemoryPoolsSupported = 115
+};
 struct CUstream_st {};
 typedef CUstream_st* cudaStream_t;
 #define cudaStreamNonBlocking 0x01
@@ -94,7 +102,12 @@ inline cudaError_t cudaGetDeviceProperties(cudaDeviceProp* p, int d) {
 }
 inline cudaError_t cudaDeviceGetAttribute(int* v, cudaDeviceAttr, int d) {
   if (d != 0) return cudaErrorInvalidDevice;
-  *v = 1;
+  *v = 1;  // one multiprocessor; memory pools and cooperative launches supported
+  return cudaSuccess;
+}
+template <class Kernel>
+cudaError_t cudaOccupancyMaxActiveBlocksPerMultiprocessor(int* blocks, Kernel, int, std::size_t) {
+  *blocks = 1;
   return cudaSuccess;
 }
 
