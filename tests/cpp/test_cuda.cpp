@@ -116,7 +116,8 @@ DevForward<T> dev_forward(const Problem& p, bool training,
 
 // Backward on the device from a cache (filled by either backend), dy = Wy, dh_n = Wh, dc_n = Wc.
 template <typename T>
-Grads dev_backward(const Problem& p, const LossWeights& l, const std::vector<T>& cache_host) {
+Grads dev_backward(const Problem& p, const LossWeights& l, const std::vector<T>& cache_host,
+                   const lstmcore::cuda::DeviceOptions& options = sync_options()) {
   const Inputs<T> in(p);
   const DevInputs<T> d(in);
   Dev<T> cache(cache_host), dy(cast<T>(l.wy)), dh_n(cast<T>(l.wh)), dc_n(cast<T>(l.wc));
@@ -141,7 +142,7 @@ Grads dev_backward(const Problem& p, const LossWeights& l, const std::vector<T>&
   a.dw_h = dw_h.get();
   a.db = db.get();
   a.db_h = db_h.get();
-  lstmcore::cuda::backward<T>(p.spec, p.d, p.options(), a, sync_options());
+  lstmcore::cuda::backward<T>(p.spec, p.d, p.options(), a, options);
   Grads g;
   g.dx = to_double(dx.host());
   g.dh0 = to_double(dh0.host());
@@ -217,8 +218,9 @@ void compare_all(const char* dtype) {
       check_grads<T>(what + " backward", dev_backward<T>(p, l, gpu.cache), cpu_grads);
       lstmcore::cuda::DeviceOptions per_step = sync_options();
       per_step.persistent_batch = 0;
-      check_grads<T>(what + " backward (per-step forward)", dev_backward<T>(p, l, dev_forward<T>(p, true, per_step).cache),
-                     cpu_grads);
+      const std::vector<T> per_step_cache = dev_forward<T>(p, true, per_step).cache;
+      check_grads<T>(what + " backward (per-step forward)", dev_backward<T>(p, l, per_step_cache), cpu_grads);
+      check_grads<T>(what + " per-step backward", dev_backward<T>(p, l, per_step_cache, per_step), cpu_grads);
       check_grads<T>(what + " backward from the CPU's cache", dev_backward<T>(p, l, lib_forward<T>(p, true).cache),
                      cpu_grads);
       check_grads<T>(what + " CPU backward from the GPU's cache", lib_backward_from<T>(p, l, gpu.cache), cpu_grads);

@@ -55,9 +55,9 @@ struct DeviceOptions {
   void* stream = nullptr;   // a cudaStream_t of that device; nullptr: the legacy default stream
   bool allow_tf32 = false;  // float GEMMs may use TF32 tensor cores (about 1e-3 relative error)
   bool synchronize = false;  // wait for the stream before returning and report its errors
-  // Forward passes of batches up to this size (LSTM, GRU with reset_after, RNN) run all
-  // steps in one persistent cooperative kernel instead of a GEMM and a kernel launch per
-  // step, when the device supports cooperative launches; 0: never.
+  // Forward and backward passes of batches up to this size (LSTM, GRU with reset_after,
+  // RNN) run all steps in one persistent cooperative kernel instead of a GEMM and a kernel
+  // launch per step, when the device supports cooperative launches; 0: never.
   int persistent_batch = 8;
 };
 

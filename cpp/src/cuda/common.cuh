@@ -148,13 +148,14 @@ inline unsigned blocks_for(i64 n) {
                                             threadIdx.x;                                 \
        idx < (n); idx += static_cast<::lstmcore::cuda::backend::i64>(blockDim.x) * gridDim.x)
 
-// ---- persistent kernels: a whole forward time loop in one launch ----------------------
+// ---- persistent kernels: a whole time loop in one launch ------------------------------
 //
 // With a small batch, one step's arithmetic takes less time than launching its GEMM and
 // its elementwise kernel. A persistent kernel is launched once, cooperatively (every block
 // resident), and walks all steps itself: each thread computes the recurrent dot products
-// of its (row, unit) from w_h and h_{t-1} (RecProduct below), applies the cell, and the
-// grid meets at a grid-wide barrier before the next step reads the new h.
+// of its (row, unit) from w_h and h_{t-1} (RecProduct below; backward: back_product),
+// applies the cell, and the grid meets at a grid-wide barrier before the next step reads
+// what the others wrote.
 
 #ifndef LSTMCORE_GRID_SYNC
 #define LSTMCORE_GRID_SYNC() ::cooperative_groups::this_grid().sync()
@@ -217,6 +218,56 @@ struct RecProduct {
     return sum;
   }
 };
+
+// The recurrent side of backward for one (row b, unit j): (da·w_hᵀ)[b, j] =
+// Σ_col da[b, col]·w_h[j, col], da being (B, width) and w_h (H, width).
+template <typename T>
+__device__ inline T back_product(const T* w_h, const T* da, i64 b, i64 j, i64 width) {
+  const T* db = da + b * width;
+  const T* wj = w_h + j * width;
+  T sum = T(0);
+  for (i64 col = 0; col < width; ++col) sum += db[col] * wj[col];
+  return sum;
+}
+
+// Every forward step in one launch. unit(s, idx, rec, h_prev, h_next) is a cell's step
+// for the (row, unit) pair idx = b·H + j; h alternates between h_a (h0 on entry) and h_b,
+// so after T steps it is in h_a for even T, in h_b for odd T.
+template <typename T, class Unit>
+__global__ void forward_persistent(Walk w, i64 H, i64 width, const T* w_h, T* h_a, T* h_b, Unit unit) {
+  T* cur = h_a;
+  T* next = h_b;
+  for (i64 s = 0; s < w.T; ++s) {
+    const RecProduct<T> rec{w_h, cur, H, width};
+    LSTMCORE_FOR_EACH(idx, w.B * H) unit(s, idx, rec, cur, next);
+    LSTMCORE_GRID_SYNC();
+    T* t = cur;
+    cur = next;
+    next = t;
+  }
+}
+
+// Every backward iteration (s = T-1 down to 0) in one launch. unit(s, idx, da) is a cell's
+// gradient step for the pair idx: it reads the carried dh[idx], writes its gate gradients
+// into da (B, width) and resets dh[idx] to the part that bypasses w_h; the part through w_h,
+// da·w_hᵀ, is added at the start of the next iteration (and once after the last), from the
+// other of the two da buffers, which the grid barrier has made complete.
+template <typename T, class Unit>
+__global__ void backward_persistent(Walk w, i64 H, i64 width, const T* w_h, T* dh, T* da_a, T* da_b, Unit unit) {
+  T* cur = da_a;
+  T* done = da_b;  // the previous iteration's gradients
+  for (i64 s = w.T - 1; s >= 0; --s) {
+    LSTMCORE_FOR_EACH(idx, w.B * H) {
+      if (s < w.T - 1) dh[idx] += back_product(w_h, done, idx / H, idx % H, width);
+      unit(s, idx, cur);
+    }
+    LSTMCORE_GRID_SYNC();
+    T* t = cur;
+    cur = done;
+    done = t;
+  }
+  LSTMCORE_FOR_EACH(idx, w.B * H) dh[idx] += back_product(w_h, done, idx / H, idx % H, width);
+}
 
 // ---- row-major linear algebra and small passes (blas.cu) -----------------------------
 

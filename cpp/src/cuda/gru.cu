@@ -68,22 +68,17 @@ __global__ void gru_step_after(Walk w, i64 s, i64 H, const T* __restrict__ bias,
   LSTMCORE_FOR_EACH(idx, w.B * H) gru_after_unit(w, s, idx, H, bias, b_hn, r, gates, h_prev, h_next, y, states, aux);
 }
 
-// reset_after: every step in one persistent launch (h alternates between h_a and h_b as
-// in lstm_persistent).
+// reset_after: the forward step of forward_persistent.
 template <typename T>
-__global__ void gru_after_persistent(Walk w, i64 H, const T* bias, const T* b_hn, const T* w_h, T* gates, T* h_a,
-                                     T* h_b, T* y, T* states, T* aux) {
-  T* cur = h_a;
-  T* next = h_b;
-  for (i64 s = 0; s < w.T; ++s) {
-    const RecProduct<T> r{w_h, cur, H, 3 * H};
-    LSTMCORE_FOR_EACH(idx, w.B * H) gru_after_unit(w, s, idx, H, bias, b_hn, r, gates, cur, next, y, states, aux);
-    LSTMCORE_GRID_SYNC();
-    T* t = cur;
-    cur = next;
-    next = t;
+struct GruAfterForwardUnit {
+  Walk w;
+  i64 H;
+  const T *bias, *b_hn;
+  T *gates, *y, *states, *aux;
+  __device__ void operator()(i64 s, i64 idx, const RecProduct<T>& rec, const T* h_prev, T* h_next) const {
+    gru_after_unit(w, s, idx, H, bias, b_hn, rec, gates, h_prev, h_next, y, states, aux);
   }
-}
+};
 
 // reset_after = false, first half of a step: r and z from rec[:, r|z] = h_{t-1}·w_h[:, r|z],
 // kept in rec's r and z blocks, and rh = r ⊙ h_{t-1} for the n block's GEMM (0 for rows
@@ -131,39 +126,58 @@ __global__ void gru_finish_before(Walk w, i64 s, i64 H, const T* __restrict__ bi
 // reset_after, of r) into the cache and into da (the recurrent side, (B, 3H), zero for
 // rows not active), h_{t-1} into h_prev, and dh = dh_t ⊙ z (the path that bypasses w_h).
 template <typename T>
+__device__ inline void gru_grad_unit(const Walk& w, i64 s, i64 idx, i64 H, bool reset_after, T* gates,
+                                     const T* states, T* aux, const T* h0, const T* dy, T* h_prev, T* dh, T* da) {
+  const i64 G = 3 * H;
+  const i64 b = idx / H, j = idx - b * H;
+  T* ds = da + b * G;
+  if (!w.active(s, b)) {
+    ds[j] = ds[H + j] = ds[2 * H + j] = T(0);
+    return;
+  }
+  const i64 row = w.row(w.time(s, b), b);
+  const i64 tp = w.prev_time(s, b);
+  const T hp = tp >= 0 ? states[w.row(tp, b) * H + j] : (h0 ? h0[idx] : T(0));
+  h_prev[row * H + j] = hp;
+  T* ga = gates + row * G;
+  const T r = ga[j], z = ga[H + j], n = ga[2 * H + j];
+  const T dht = dh[idx] + (dy ? dy[row * H + j] : T(0));
+  const T dn = dht * (T(1) - z) * (T(1) - n * n);  // dL/d(pre-activation of n)
+  const T dz = dht * (hp - n) * z * (T(1) - z);
+  dh[idx] = dht * z;
+  ga[H + j] = ds[H + j] = dz;
+  ga[2 * H + j] = dn;
+  if (reset_after) {
+    T* ax = aux + row * H + j;  // ah_n
+    const T dr = dn * (*ax) * r * (T(1) - r);
+    ga[j] = ds[j] = dr;
+    *ax = ds[2 * H + j] = dn * r;
+  } else {
+    ds[2 * H + j] = dn;  // the n block's GEMM input is r ⊙ h_{t-1}: r's gradient follows
+  }
+}
+
+template <typename T>
 __global__ void gru_grad_step(Walk w, i64 s, i64 H, bool reset_after, T* gates, const T* __restrict__ states,
                               T* __restrict__ aux, const T* __restrict__ h0, const T* __restrict__ dy,
                               T* __restrict__ h_prev, T* __restrict__ dh, T* __restrict__ da) {
-  const i64 G = 3 * H;
-  LSTMCORE_FOR_EACH(idx, w.B * H) {
-    const i64 b = idx / H, j = idx - b * H;
-    T* ds = da + b * G;
-    if (!w.active(s, b)) {
-      ds[j] = ds[H + j] = ds[2 * H + j] = T(0);
-      continue;
-    }
-    const i64 row = w.row(w.time(s, b), b);
-    const i64 tp = w.prev_time(s, b);
-    const T hp = tp >= 0 ? states[w.row(tp, b) * H + j] : (h0 ? h0[idx] : T(0));
-    h_prev[row * H + j] = hp;
-    T* ga = gates + row * G;
-    const T r = ga[j], z = ga[H + j], n = ga[2 * H + j];
-    const T dht = dh[idx] + (dy ? dy[row * H + j] : T(0));
-    const T dn = dht * (T(1) - z) * (T(1) - n * n);  // dL/d(pre-activation of n)
-    const T dz = dht * (hp - n) * z * (T(1) - z);
-    dh[idx] = dht * z;
-    ga[H + j] = ds[H + j] = dz;
-    ga[2 * H + j] = dn;
-    if (reset_after) {
-      T* ax = aux + row * H + j;  // ah_n
-      const T dr = dn * (*ax) * r * (T(1) - r);
-      ga[j] = ds[j] = dr;
-      *ax = ds[2 * H + j] = dn * r;
-    } else {
-      ds[2 * H + j] = dn;  // the n block's GEMM input is r ⊙ h_{t-1}: r's gradient follows
-    }
-  }
+  LSTMCORE_FOR_EACH(idx, w.B * H) gru_grad_unit(w, s, idx, H, reset_after, gates, states, aux, h0, dy, h_prev, dh, da);
 }
+
+// reset_after: the gradient step of backward_persistent.
+template <typename T>
+struct GruAfterGradUnit {
+  Walk w;
+  i64 H;
+  T* gates;
+  const T* states;
+  T* aux;
+  const T *h0, *dy;
+  T *h_prev, *dh;
+  __device__ void operator()(i64 s, i64 idx, T* da) const {
+    gru_grad_unit(w, s, idx, H, true, gates, states, aux, h0, dy, h_prev, dh, da);
+  }
+};
 
 // reset_after = false, second half of an iteration: from drh = dL/d(r ⊙ h_{t-1}) =
 // dn·w_h[:, n]ᵀ, the gradient of r (cache and da) and the path to h_{t-1} through r ⊙ h.
@@ -218,10 +232,11 @@ void gru_forward(const Context& ctx, bool reset_after, const Dims& d, const Sequ
   if (reset_after) {
     T* cur = a.h_n;
     T* next = ws.get(h_slot);
-    if (const unsigned blocks = persistent_blocks(ctx, gru_after_persistent<T>, B, B * H)) {
-      LSTMCORE_PERSISTENT_CALL(gru_after_persistent<T>, blocks, ctx.stream, walk, H, bias, b_hn, a.w_h, gates, cur,
-                               next, a.y, states, aux);
-      LSTMCORE_CUDA_LAUNCHED("gru_after_persistent");
+    const auto persistent = forward_persistent<T, GruAfterForwardUnit<T>>;
+    if (const unsigned blocks = persistent_blocks(ctx, persistent, B, B * H)) {
+      const GruAfterForwardUnit<T> unit{walk, H, bias, b_hn, gates, a.y, states, aux};
+      LSTMCORE_PERSISTENT_CALL(persistent, blocks, ctx.stream, walk, H, G, a.w_h, cur, next, unit);
+      LSTMCORE_CUDA_LAUNCHED("forward_persistent (gru)");
       if (d.steps % 2) std::swap(cur, next);
     } else {
       for (i64 s = 0; s < d.steps; ++s) {
@@ -259,6 +274,7 @@ void gru_backward(const Context& ctx, bool reset_after, const Dims& d, const Seq
   const Slot<i64> lengths = reserve_lengths(ws, d, o);
   const Slot<T> h_prev_slot = ws.reserve<T>(N * H);
   const Slot<T> da_slot = ws.reserve<T>(B * G);                      // this iteration's recurrent-side gradient
+  const Slot<T> da2_slot = ws.reserve<T>(reset_after ? B * G : 0);  // the persistent kernel's second da
   const Slot<T> drh_slot = ws.reserve<T>(reset_after ? 0 : B * H);  // dL/d(r ⊙ h_{t-1})
   const Slot<T> ones_slot = ws.reserve<T>(N);
   ws.allocate(ctx);
@@ -274,7 +290,14 @@ void gru_backward(const Context& ctx, bool reset_after, const Dims& d, const Seq
   T* dh = a.dh0;
   copy_or_zero(ctx, dh, a.dh_n, B * H);
 
-  for (i64 s = d.steps - 1; s >= 0; --s) {
+  const auto persistent = backward_persistent<T, GruAfterGradUnit<T>>;
+  const unsigned blocks = reset_after ? persistent_blocks(ctx, persistent, B, B * H) : 0;
+  if (blocks) {
+    const GruAfterGradUnit<T> unit{walk, H, gates, states, aux, a.h0, a.dy, h_prev, dh};
+    LSTMCORE_PERSISTENT_CALL(persistent, blocks, ctx.stream, walk, H, G, a.w_h, dh, da, ws.get(da2_slot), unit);
+    LSTMCORE_CUDA_LAUNCHED("backward_persistent (gru)");
+  }
+  for (i64 s = d.steps - 1; s >= 0 && !blocks; --s) {  // the per-step path
     LSTMCORE_RUN(gru_grad_step<T>, B * H, ctx.stream,
                  walk, s, H, reset_after, gates, states, aux, a.h0, a.dy, h_prev, dh, da);
     if (reset_after) {

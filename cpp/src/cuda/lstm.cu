@@ -61,68 +61,80 @@ __global__ void lstm_step(Walk w, i64 s, i64 H, const T* __restrict__ bias, cons
   LSTMCORE_FOR_EACH(idx, w.B * H) lstm_unit(w, s, idx, H, bias, r, gates, h_prev, h_next, c, y, cells);
 }
 
-// Every step in one persistent launch: h alternates between h_a (h0 on entry) and h_b,
-// so after T steps it is in h_a for even T, in h_b for odd T.
+// The forward step of forward_persistent.
 template <typename T>
-__global__ void lstm_persistent(Walk w, i64 H, const T* bias, const T* w_h, T* gates, T* h_a, T* h_b, T* c, T* y,
-                                T* cells) {
-  T* cur = h_a;
-  T* next = h_b;
-  for (i64 s = 0; s < w.T; ++s) {
-    const RecProduct<T> r{w_h, cur, H, 4 * H};
-    LSTMCORE_FOR_EACH(idx, w.B * H) lstm_unit(w, s, idx, H, bias, r, gates, cur, next, c, y, cells);
-    LSTMCORE_GRID_SYNC();
-    T* t = cur;
-    cur = next;
-    next = t;
+struct LstmForwardUnit {
+  Walk w;
+  i64 H;
+  const T* bias;
+  T *gates, *c, *y, *cells;
+  __device__ void operator()(i64 s, i64 idx, const RecProduct<T>& rec, const T* h_prev, T* h_next) const {
+    lstm_unit(w, s, idx, H, bias, rec, gates, h_prev, h_next, c, y, cells);
   }
-}
+};
 
 // One backward iteration: the gate gradients of the active rows into the cache and into
 // da (B, 4H; zero for rows not active), h_{t-1} into h_prev (for dw_h), the carried dc,
 // and dh = 0 (all of dL/dh_{t-1} then comes through w_h: the GEMM after this kernel).
 template <typename T>
+__device__ inline void lstm_grad_unit(const Walk& w, i64 s, i64 idx, i64 H, T* gates, const T* cells, const T* h0,
+                                      const T* c0, const T* dy, T* h_prev, T* dh, T* dc, T* da) {
+  const i64 G = 4 * H;
+  const i64 b = idx / H, j = idx - b * H;
+  T* ds = da + b * G;
+  if (!w.active(s, b)) {
+    ds[j] = ds[H + j] = ds[2 * H + j] = ds[3 * H + j] = T(0);
+    return;
+  }
+  const i64 row = w.row(w.time(s, b), b);
+  const i64 tp = w.prev_time(s, b);
+  T* ga = gates + row * G;
+  T c_p, h_p;
+  if (tp >= 0) {  // h_{t-1} = o_{t-1} ⊙ tanh(c_{t-1}), recomputed rather than cached
+    const i64 prow = w.row(tp, b);
+    c_p = cells[prow * H + j];
+    h_p = gates[prow * G + 3 * H + j] * tanh_of(c_p);  // that row is overwritten later
+  } else {
+    c_p = c0 ? c0[idx] : T(0);
+    h_p = h0 ? h0[idx] : T(0);
+  }
+  h_prev[row * H + j] = h_p;
+  const T ig = ga[j], fg = ga[H + j], gg = ga[2 * H + j], og = ga[3 * H + j];
+  const T tc = tanh_of(cells[row * H + j]);
+  const T dht = dh[idx] + (dy ? dy[row * H + j] : T(0));
+  const T dct = dc[idx] + dht * og * (T(1) - tc * tc);
+  const T d_i = dct * gg * ig * (T(1) - ig);  // through σ
+  const T d_f = dct * c_p * fg * (T(1) - fg);
+  const T d_g = dct * ig * (T(1) - gg * gg);  // through tanh
+  const T d_o = dht * tc * og * (T(1) - og);
+  dc[idx] = dct * fg;
+  dh[idx] = T(0);
+  ga[j] = ds[j] = d_i;
+  ga[H + j] = ds[H + j] = d_f;
+  ga[2 * H + j] = ds[2 * H + j] = d_g;
+  ga[3 * H + j] = ds[3 * H + j] = d_o;
+}
+
+template <typename T>
 __global__ void lstm_grad_step(Walk w, i64 s, i64 H, T* gates, const T* __restrict__ cells,
                                const T* __restrict__ h0, const T* __restrict__ c0, const T* __restrict__ dy,
                                T* __restrict__ h_prev, T* __restrict__ dh, T* __restrict__ dc,
                                T* __restrict__ da) {
-  const i64 G = 4 * H;
-  LSTMCORE_FOR_EACH(idx, w.B * H) {
-    const i64 b = idx / H, j = idx - b * H;
-    T* ds = da + b * G;
-    if (!w.active(s, b)) {
-      ds[j] = ds[H + j] = ds[2 * H + j] = ds[3 * H + j] = T(0);
-      continue;
-    }
-    const i64 row = w.row(w.time(s, b), b);
-    const i64 tp = w.prev_time(s, b);
-    T* ga = gates + row * G;
-    T c_p, h_p;
-    if (tp >= 0) {  // h_{t-1} = o_{t-1} ⊙ tanh(c_{t-1}), recomputed rather than cached
-      const i64 prow = w.row(tp, b);
-      c_p = cells[prow * H + j];
-      h_p = gates[prow * G + 3 * H + j] * tanh_of(c_p);  // that row is overwritten later
-    } else {
-      c_p = c0 ? c0[idx] : T(0);
-      h_p = h0 ? h0[idx] : T(0);
-    }
-    h_prev[row * H + j] = h_p;
-    const T ig = ga[j], fg = ga[H + j], gg = ga[2 * H + j], og = ga[3 * H + j];
-    const T tc = tanh_of(cells[row * H + j]);
-    const T dht = dh[idx] + (dy ? dy[row * H + j] : T(0));
-    const T dct = dc[idx] + dht * og * (T(1) - tc * tc);
-    const T d_i = dct * gg * ig * (T(1) - ig);  // through σ
-    const T d_f = dct * c_p * fg * (T(1) - fg);
-    const T d_g = dct * ig * (T(1) - gg * gg);  // through tanh
-    const T d_o = dht * tc * og * (T(1) - og);
-    dc[idx] = dct * fg;
-    dh[idx] = T(0);
-    ga[j] = ds[j] = d_i;
-    ga[H + j] = ds[H + j] = d_f;
-    ga[2 * H + j] = ds[2 * H + j] = d_g;
-    ga[3 * H + j] = ds[3 * H + j] = d_o;
-  }
+  LSTMCORE_FOR_EACH(idx, w.B * H) lstm_grad_unit(w, s, idx, H, gates, cells, h0, c0, dy, h_prev, dh, dc, da);
 }
+
+// The gradient step of backward_persistent.
+template <typename T>
+struct LstmGradUnit {
+  Walk w;
+  i64 H;
+  T* gates;
+  const T *cells, *h0, *c0, *dy;
+  T *h_prev, *dh, *dc;
+  __device__ void operator()(i64 s, i64 idx, T* da) const {
+    lstm_grad_unit(w, s, idx, H, gates, cells, h0, c0, dy, h_prev, dh, dc, da);
+  }
+};
 
 }  // namespace
 
@@ -153,10 +165,11 @@ void lstm_forward(const Context& ctx, const Dims& d, const SequenceOptions& o, c
 
   T* cur = a.h_n;
   T* next = ws.get(h_slot);
-  if (const unsigned blocks = persistent_blocks(ctx, lstm_persistent<T>, B, B * H)) {
-    LSTMCORE_PERSISTENT_CALL(lstm_persistent<T>, blocks, ctx.stream, walk, H, bias, a.w_h, gates, cur, next, a.c_n,
-                             a.y, cells);
-    LSTMCORE_CUDA_LAUNCHED("lstm_persistent");
+  const auto persistent = forward_persistent<T, LstmForwardUnit<T>>;
+  if (const unsigned blocks = persistent_blocks(ctx, persistent, B, B * H)) {
+    const LstmForwardUnit<T> unit{walk, H, bias, gates, a.c_n, a.y, cells};
+    LSTMCORE_PERSISTENT_CALL(persistent, blocks, ctx.stream, walk, H, G, a.w_h, cur, next, unit);
+    LSTMCORE_CUDA_LAUNCHED("forward_persistent (lstm)");
     if (d.steps % 2) std::swap(cur, next);
   } else {
     for (i64 s = 0; s < d.steps; ++s) {
@@ -178,6 +191,7 @@ void lstm_backward(const Context& ctx, const Dims& d, const SequenceOptions& o, 
   const Slot<i64> lengths = reserve_lengths(ws, d, o);
   const Slot<T> h_prev_slot = ws.reserve<T>(N * H);  // h_{t-1} of every row, for dw_h
   const Slot<T> da_slot = ws.reserve<T>(B * G);      // this iteration's gate gradients
+  const Slot<T> da2_slot = ws.reserve<T>(B * G);     // the persistent kernel's second da
   const Slot<T> ones_slot = ws.reserve<T>(N);
   ws.allocate(ctx);
   const Walk walk = make_walk(ctx, d, o, ws, lengths);
@@ -192,10 +206,17 @@ void lstm_backward(const Context& ctx, const Dims& d, const SequenceOptions& o, 
   copy_or_zero(ctx, a.dh0, a.dh_n, B * H);
   copy_or_zero(ctx, a.dc0, a.dc_n, B * H);
 
-  for (i64 s = d.steps - 1; s >= 0; --s) {
-    LSTMCORE_RUN(lstm_grad_step<T>, B * H, ctx.stream,
-                 walk, s, H, gates, cells, a.h0, a.c0, a.dy, h_prev, a.dh0, a.dc0, da);
-    gemm<T>(ctx, false, true, B, H, G, da, G, a.w_h, G, T(1), a.dh0, H);  // dh += da·w_hᵀ
+  const auto persistent = backward_persistent<T, LstmGradUnit<T>>;
+  if (const unsigned blocks = persistent_blocks(ctx, persistent, B, B * H)) {
+    const LstmGradUnit<T> unit{walk, H, gates, cells, a.h0, a.c0, a.dy, h_prev, a.dh0, a.dc0};
+    LSTMCORE_PERSISTENT_CALL(persistent, blocks, ctx.stream, walk, H, G, a.w_h, a.dh0, da, ws.get(da2_slot), unit);
+    LSTMCORE_CUDA_LAUNCHED("backward_persistent (lstm)");
+  } else {
+    for (i64 s = d.steps - 1; s >= 0; --s) {
+      LSTMCORE_RUN(lstm_grad_step<T>, B * H, ctx.stream,
+                   walk, s, H, gates, cells, a.h0, a.c0, a.dy, h_prev, a.dh0, a.dc0, da);
+      gemm<T>(ctx, false, true, B, H, G, da, G, a.w_h, G, T(1), a.dh0, H);  // dh += da·w_hᵀ
+    }
   }
 
   if (a.db || a.db_h) fill(ctx, ones, N, T(1));

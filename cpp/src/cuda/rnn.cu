@@ -37,46 +37,62 @@ __global__ void rnn_step(Walk w, i64 s, i64 H, bool relu, const T* __restrict__ 
   LSTMCORE_FOR_EACH(idx, w.B * H) rnn_unit(w, s, idx, H, relu, bias, r, pre, h_prev, h_next, y, training);
 }
 
-// Every step in one persistent launch (h alternates between h_a and h_b as in lstm_persistent).
+// The forward step of forward_persistent.
 template <typename T>
-__global__ void rnn_persistent(Walk w, i64 H, bool relu, const T* bias, const T* w_h, T* pre, T* h_a, T* h_b, T* y,
-                               bool training) {
-  T* cur = h_a;
-  T* next = h_b;
-  for (i64 s = 0; s < w.T; ++s) {
-    const RecProduct<T> r{w_h, cur, H, H};
-    LSTMCORE_FOR_EACH(idx, w.B * H) rnn_unit(w, s, idx, H, relu, bias, r, pre, cur, next, y, training);
-    LSTMCORE_GRID_SYNC();
-    T* t = cur;
-    cur = next;
-    next = t;
+struct RnnForwardUnit {
+  Walk w;
+  i64 H;
+  bool relu;
+  const T* bias;
+  T *pre, *y;
+  bool training;
+  __device__ void operator()(i64 s, i64 idx, const RecProduct<T>& rec, const T* h_prev, T* h_next) const {
+    rnn_unit(w, s, idx, H, relu, bias, rec, pre, h_prev, h_next, y, training);
   }
-}
+};
 
 // One backward iteration: the pre-activation gradient of the active rows into the cache
 // (in place of h_t) and into da (zero for rows not active), h_{t-1} into h_prev, dh = 0.
 template <typename T>
+__device__ inline void rnn_grad_unit(const Walk& w, i64 s, i64 idx, i64 H, bool relu, T* states, const T* h0,
+                                     const T* dy, T* h_prev, T* dh, T* da) {
+  const i64 b = idx / H, j = idx - b * H;
+  if (!w.active(s, b)) {
+    da[idx] = T(0);
+    return;
+  }
+  const i64 row = w.row(w.time(s, b), b);
+  const i64 tp = w.prev_time(s, b);
+  // The previous step's row still holds h_{t-1}: the walk reaches it later.
+  h_prev[row * H + j] = tp >= 0 ? states[w.row(tp, b) * H + j] : (h0 ? h0[idx] : T(0));
+  const T dht = dh[idx] + (dy ? dy[row * H + j] : T(0));
+  const T ht = states[row * H + j];
+  const T g = relu ? (ht > T(0) ? dht : T(0)) : dht * (T(1) - ht * ht);
+  states[row * H + j] = g;
+  da[idx] = g;
+  dh[idx] = T(0);
+}
+
+template <typename T>
 __global__ void rnn_grad_step(Walk w, i64 s, i64 H, bool relu, T* states, const T* __restrict__ h0,
                               const T* __restrict__ dy, T* __restrict__ h_prev, T* __restrict__ dh,
                               T* __restrict__ da) {
-  LSTMCORE_FOR_EACH(idx, w.B * H) {
-    const i64 b = idx / H, j = idx - b * H;
-    if (!w.active(s, b)) {
-      da[idx] = T(0);
-      continue;
-    }
-    const i64 row = w.row(w.time(s, b), b);
-    const i64 tp = w.prev_time(s, b);
-    // The previous step's row still holds h_{t-1}: the walk reaches it later.
-    h_prev[row * H + j] = tp >= 0 ? states[w.row(tp, b) * H + j] : (h0 ? h0[idx] : T(0));
-    const T dht = dh[idx] + (dy ? dy[row * H + j] : T(0));
-    const T ht = states[row * H + j];
-    const T g = relu ? (ht > T(0) ? dht : T(0)) : dht * (T(1) - ht * ht);
-    states[row * H + j] = g;
-    da[idx] = g;
-    dh[idx] = T(0);
-  }
+  LSTMCORE_FOR_EACH(idx, w.B * H) rnn_grad_unit(w, s, idx, H, relu, states, h0, dy, h_prev, dh, da);
 }
+
+// The gradient step of backward_persistent.
+template <typename T>
+struct RnnGradUnit {
+  Walk w;
+  i64 H;
+  bool relu;
+  T* states;
+  const T *h0, *dy;
+  T *h_prev, *dh;
+  __device__ void operator()(i64 s, i64 idx, T* da) const {
+    rnn_grad_unit(w, s, idx, H, relu, states, h0, dy, h_prev, dh, da);
+  }
+};
 
 }  // namespace
 
@@ -104,10 +120,11 @@ void rnn_forward(const Context& ctx, bool relu, const Dims& d, const SequenceOpt
 
   T* cur = a.h_n;
   T* next = ws.get(h_slot);
-  if (const unsigned blocks = persistent_blocks(ctx, rnn_persistent<T>, B, B * H)) {
-    LSTMCORE_PERSISTENT_CALL(rnn_persistent<T>, blocks, ctx.stream, walk, H, relu, bias, a.w_h, pre, cur, next, a.y,
-                             training);
-    LSTMCORE_CUDA_LAUNCHED("rnn_persistent");
+  const auto persistent = forward_persistent<T, RnnForwardUnit<T>>;
+  if (const unsigned blocks = persistent_blocks(ctx, persistent, B, B * H)) {
+    const RnnForwardUnit<T> unit{walk, H, relu, bias, pre, a.y, training};
+    LSTMCORE_PERSISTENT_CALL(persistent, blocks, ctx.stream, walk, H, H, a.w_h, cur, next, unit);
+    LSTMCORE_CUDA_LAUNCHED("forward_persistent (rnn)");
     if (d.steps % 2) std::swap(cur, next);
   } else {
     for (i64 s = 0; s < d.steps; ++s) {
@@ -128,6 +145,7 @@ void rnn_backward(const Context& ctx, bool relu, const Dims& d, const SequenceOp
   const Slot<i64> lengths = reserve_lengths(ws, d, o);
   const Slot<T> h_prev_slot = ws.reserve<T>(N * H);
   const Slot<T> da_slot = ws.reserve<T>(B * H);
+  const Slot<T> da2_slot = ws.reserve<T>(B * H);  // the persistent kernel's second da
   const Slot<T> ones_slot = ws.reserve<T>(N);
   ws.allocate(ctx);
   const Walk walk = make_walk(ctx, d, o, ws, lengths);
@@ -140,9 +158,16 @@ void rnn_backward(const Context& ctx, bool relu, const Dims& d, const SequenceOp
 
   T* dh = a.dh0;
   copy_or_zero(ctx, dh, a.dh_n, B * H);
-  for (i64 s = d.steps - 1; s >= 0; --s) {
-    LSTMCORE_RUN(rnn_grad_step<T>, B * H, ctx.stream, walk, s, H, relu, states, a.h0, a.dy, h_prev, dh, da);
-    gemm<T>(ctx, false, true, B, H, H, da, H, a.w_h, H, T(1), dh, H);  // dh += da·w_hᵀ
+  const auto persistent = backward_persistent<T, RnnGradUnit<T>>;
+  if (const unsigned blocks = persistent_blocks(ctx, persistent, B, B * H)) {
+    const RnnGradUnit<T> unit{walk, H, relu, states, a.h0, a.dy, h_prev, dh};
+    LSTMCORE_PERSISTENT_CALL(persistent, blocks, ctx.stream, walk, H, H, a.w_h, dh, da, ws.get(da2_slot), unit);
+    LSTMCORE_CUDA_LAUNCHED("backward_persistent (rnn)");
+  } else {
+    for (i64 s = d.steps - 1; s >= 0; --s) {
+      LSTMCORE_RUN(rnn_grad_step<T>, B * H, ctx.stream, walk, s, H, relu, states, a.h0, a.dy, h_prev, dh, da);
+      gemm<T>(ctx, false, true, B, H, H, da, H, a.w_h, H, T(1), dh, H);  // dh += da·w_hᵀ
+    }
   }
 
   if (a.db || a.db_h) fill(ctx, ones, N, T(1));
