@@ -17,7 +17,8 @@ namespace {
 #define LSTMCORE_TABLE(ns) \
   KernelTable {                                                                                        \
     #ns, &ns::forward<float>, &ns::forward<double>, &ns::backward<float>, &ns::backward<double>,       \
-        &ns::activation<float>, &ns::activation<double>                                                 \
+        &ns::activation<float>, &ns::activation<double>, &ns::variant_forward<float>,                   \
+        &ns::variant_forward<double>, &ns::variant_backward<float>, &ns::variant_backward<double>       \
   }
 
 const KernelTable generic_table = LSTMCORE_TABLE(generic);

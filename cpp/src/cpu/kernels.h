@@ -2,6 +2,7 @@
 // instruction-set variant. Arguments are already validated by cpp/src/recurrent.cpp.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 
 #include "cpu/isa.h"
@@ -28,6 +29,15 @@
   void backward(const CellSpec& s, const Dims& d, const SequenceOptions& o, const BackwardArgs<T>& a);     \
   template <typename T>                                                                                    \
   void activation(Activation f, const T* x, T* y, std::int64_t n);                                        \
+  /* The cell variants (cpu/variants.cpp), validation included. */                                        \
+  std::size_t variant_cache_size(const CellSpec& spec, const VariantOptions& o, const Dims& d);            \
+  template <typename T>                                                                                    \
+  void variant_forward(const CellSpec& s, const VariantOptions& vo, const Dims& d, const SequenceOptions& o, \
+                       const ForwardArgs<T>& a, const VariantParams<T>& v);                                \
+  template <typename T>                                                                                    \
+  void variant_backward(const CellSpec& s, const VariantOptions& vo, const Dims& d,                        \
+                        const SequenceOptions& o, const BackwardArgs<T>& a, const VariantParams<T>& v,     \
+                        const VariantGrads<T>& g);                                                         \
   }
 
 namespace lstmcore {
