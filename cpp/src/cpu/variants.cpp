@@ -18,6 +18,7 @@
 
 #include <cmath>
 #include <cstring>
+#include <memory>
 #include <optional>
 #include <string>
 #include <type_traits>
@@ -25,6 +26,7 @@
 #include "common.h"
 #include "cpu/kernel_common.h"
 #include "cpu/kernels.h"
+#include "cpu/packed.h"
 
 namespace lstmcore {
 LSTMCORE_INLINE_NAMESPACE_BEGIN
@@ -136,26 +138,64 @@ void activate_grad(const ActivationSpec& s, T clip, const T* x, const T* y, cons
 
 // ---- the products of the time loop ---------------------------------------------------
 // C (m × n, ldc) [+]= A (m × k, lda) · op(B), row-major; op(B) = B stored k × n (ldb), or
-// with TransB Bᵀ where B is stored n × k. Eigen's GEMM kernel, with its packing buffers
-// allocated here, once per call, so that the time loop allocates nothing. One thread:
-// the loop's elementwise passes carry the OpenMP parallelism.
+// with TransB Bᵀ where B is stored n × k. The first call packs op(B) into the panels of
+// the recurrent kernels (packed.h: blocks of W columns, each k × W), once per walk, since
+// B (a weight) is the same at every step; each call then runs the micro-kernel over the
+// blocks, split over the threads when the product is large enough to pay for waking them.
 
 template <typename T, bool TransB>
 class StepProduct {
  public:
-  StepProduct(i64 m, i64 n, i64 k) : m_(m), n_(n), k_(k), blocking_(m, n, k, 1, true) { blocking_.allocateAll(); }
+  StepProduct(i64 m, i64 n, i64 k)
+      : m_(m), n_(n), k_(k), layout_(packed_layout<T>(k, n, 1, static_cast<T*>(nullptr))) {
+    const i64 flops = 2 * m * n * k;
+    threads_ = flops < 200000 ? 1 : static_cast<int>(std::max<i64>(1, std::min<i64>(get_num_threads(), layout_.blocks)));
+    tile_ = Workspace<T>::round_up(m * layout_.W);
+    buffer_.reset(new T[static_cast<std::size_t>(packed_size<T>(k, n, 1) + threads_ * tile_ + 16)]);
+  }
   void operator()(const T* A, i64 lda, const T* B, i64 ldb, T* C, i64 ldc, bool accumulate) {
-    if (!accumulate)
-      for (i64 r = 0; r < m_; ++r) std::memset(C + r * ldc, 0, sizeof(T) * n_);
-    Eigen::internal::general_matrix_matrix_product<Eigen::Index, T, Eigen::RowMajor, false, T,
-                                                   TransB ? Eigen::ColMajor : Eigen::RowMajor, false, Eigen::RowMajor,
-                                                   1>::run(m_, n_, k_, A, lda, B, ldb, C, 1, ldc, T(1), blocking_,
-                                                           nullptr);
+    if (B != packed_from_) pack(B, ldb);
+    T* tiles = buffer_.get() + packed_size<T>(k_, n_, 1);
+    const PackedWeights<T>& p = layout_;
+    run_on_threads(threads_, [&](int tid, int nth) {
+      T* tile = tiles + tid * tile_;
+      for (i64 blk = p.blocks * tid / nth; blk < p.blocks * (tid + 1) / nth; ++blk) {
+        panel_product<T, 4>(A, lda, m_, p.data + blk * p.panel, k_, tile);
+        const i64 u0 = blk * p.W, n = std::min<i64>(p.W, n_ - u0);
+        for (i64 r = 0; r < m_; ++r) {
+          T* c = C + r * ldc + u0;
+          const T* t = tile + r * p.W;
+          if (accumulate) {
+            for (i64 j = 0; j < n; ++j) c[j] += t[j];
+          } else {
+            copy_units(c, t, n, p);
+          }
+        }
+      }
+    });
   }
 
  private:
+  void pack(const T* B, i64 ldb) {
+    T* out = buffer_.get();
+    PackedWeights<T>& p = layout_;
+    p.data = out;
+    for (i64 blk = 0; blk < p.blocks; ++blk) {
+      T* dst = out + blk * p.panel;
+      const i64 u0 = blk * p.W;
+      for (i64 kk = 0; kk < k_; ++kk)
+        for (i64 w = 0; w < p.W; ++w)
+          dst[kk * p.W + w] = u0 + w >= n_ ? T(0) : (TransB ? B[(u0 + w) * ldb + kk] : B[kk * ldb + u0 + w]);
+    }
+    packed_from_ = B;
+  }
+
   i64 m_, n_, k_;
-  Eigen::internal::gemm_blocking_space<Eigen::RowMajor, T, T, Eigen::Dynamic, Eigen::Dynamic, Eigen::Dynamic> blocking_;
+  PackedWeights<T> layout_;
+  int threads_ = 1;
+  i64 tile_ = 0;
+  std::unique_ptr<T[]> buffer_;
+  const T* packed_from_ = nullptr;
 };
 
 // ---- layer norm over one row ---------------------------------------------------------
