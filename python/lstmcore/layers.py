@@ -45,6 +45,14 @@ With ``proj_size=P`` the width of h is P (PyTorch's LSTM with proj_size): ``w_h`
 output is P wide, so O = 2P (concat) or P and the inner layers' ``w_x`` is (O, G·H).
 Zoneout masks (training) are drawn per call from the same seed as the dropout masks, a
 separate stream per layer and direction; inference uses the expectation.
+
+CUDA device arrays (a CUDA build; see :mod:`lstmcore._cuda`): when ``x`` (and the state) are
+torch CUDA tensors, CuPy or Numba arrays, the stack runs on their device
+(``lstmcore::cuda::stack_forward``): the parameters stay NumPy arrays here and are copied to
+that device with x's library on each call, the outputs, the cache and, after ``backward``
+(``dy`` / ``dstate`` on the same device), ``layer.grads`` are arrays of that library. The
+dropout masks are the CPU's for the same seed. Plain cells only: a layer with a cell
+variant refuses device arrays. ``step`` runs on the host.
 """
 from __future__ import annotations
 
