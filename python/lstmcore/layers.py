@@ -505,6 +505,9 @@ class _Recurrent:
         if self.bidirectional:
             raise ValueError("step: a bidirectional layer cannot run step by step (its reverse direction "
                              "starts at the end of the sequence); call the layer on the whole sequence")
+        if _cuda.is_device_call(x_t, *(state if isinstance(state, (tuple, list)) else (state,))):
+            raise TypeError("x_t: step runs on the host; pass NumPy arrays (or call the layer on the whole "
+                            "sequence of device arrays)")
         x_t = self._array(x_t, "x_t")
         if x_t.ndim != 2 or x_t.shape[1] != self.input_size:
             raise ValueError(f"x_t: expected shape (B, {self.input_size}), got {x_t.shape}")

@@ -415,6 +415,8 @@ def test_layer_objects_on_device_arrays_errors(host_backed):
     assert not cache.consumed
     with pytest.raises(ValueError, match="dy: expected shape"):
         layer.backward(cache, _dev(dy[:, :, :3].copy()))
+    with pytest.raises(TypeError, match="x_t: step runs on the host"):
+        lstmcore.LSTM(5, 7).step(_dev(x[0]))
     peep = lstmcore.LSTM(5, 7, peepholes=True)
     with pytest.raises(ValueError, match="the cell variants .* run on the CPU only"):
         peep(_dev(x))
