@@ -30,6 +30,7 @@ import types
 from collections import defaultdict
 
 import numpy as np
+import pytest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
@@ -430,3 +431,14 @@ def torch_run(case, torch_dtype=None, w_proj=None):
         dw_proj=npy(getattr(mod, "weight_hr_l0" + sfx).grad.T) if w_proj is not None else None,
     )
     return fwd, grads
+
+
+@pytest.fixture
+def isa(request):
+    """Runs a test under the instruction-set variant request.param (parametrize with indirect=True)."""
+    import lstmcore  # noqa: PLC0415
+
+    saved = lstmcore.get_isa()
+    lstmcore.set_isa(request.param)
+    yield request.param
+    lstmcore.set_isa(saved)

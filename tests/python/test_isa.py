@@ -17,14 +17,6 @@ ISAS = lstmcore.available_isas()
 CELLS = [("lstm", True), ("gru", True), ("gru", False), ("rnn_tanh", True), ("rnn_relu", True)]
 
 
-@pytest.fixture
-def isa(request):
-    saved = lstmcore.get_isa()
-    lstmcore.set_isa(request.param)
-    yield request.param
-    lstmcore.set_isa(saved)
-
-
 def rel(got, want):
     return np.linalg.norm(np.asarray(got, np.float64) - want) / np.linalg.norm(want)
 

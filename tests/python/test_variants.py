@@ -502,19 +502,11 @@ def test_unused_forget_block(option):
     assert np.array_equal(res.y, res2.y) and np.array_equal(res.c_n, res2.c_n)
 
 
-@pytest.fixture
-def each_isa(request):
-    saved = lstmcore.get_isa()
-    lstmcore.set_isa(request.param)
-    yield request.param
-    lstmcore.set_isa(saved)
-
-
-@pytest.mark.parametrize("each_isa", lstmcore.available_isas(), indirect=True)
+@pytest.mark.parametrize("isa", lstmcore.available_isas(), indirect=True)
 @pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["float64", "float32"])
 @pytest.mark.parametrize("key", ["everything", "gru_acts_clip", "gru_rb_acts_clip", "rnn_acts_clip",
                                  "peep_proj_rev_seq"])
-def test_every_isa_vs_reference(each_isa, key, dtype):
+def test_every_isa_vs_reference(isa, key, dtype):
     """The general path is compiled per instruction set too: each one the CPU runs, against the reference."""
     case, kw, zseed = _combo_case(key, dtype)
-    core_vs_reference(case, kw, seed=zseed, category=f"core-vs-ref {each_isa}")
+    core_vs_reference(case, kw, seed=zseed, category=f"core-vs-ref {isa}")
