@@ -53,6 +53,24 @@ def set_tf32(enabled):
     _settings["tf32"] = bool(enabled)
 
 
+def set_persistent_batch(batch):
+    """Batches up to ``batch`` (default 8) run LSTM, GRU (reset_after) and RNN in one persistent
+    cooperative kernel per walk instead of a GEMM and a kernel per step; 0 turns that off."""
+    batch = int(batch)
+    if batch < 0:
+        raise ValueError(f"batch: expected >= 0, got {batch}")
+    if not built():
+        raise TypeError("set_persistent_batch: this lstmcore build has no CUDA")
+    _core.cuda_set_persistent_batch(batch)
+
+
+def persistent_batch():
+    """The batch size up to which the persistent kernels run (see set_persistent_batch)."""
+    if not built():
+        raise TypeError("persistent_batch: this lstmcore build has no CUDA")
+    return _core.cuda_persistent_batch()
+
+
 # ------------------------------------------------------------------------------------------
 # telling device arrays from host ones
 

@@ -7,7 +7,9 @@
 #include <lstmcore/lstmcore.h>
 
 #include <array>
+#include <atomic>
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include "arrays.h"
@@ -28,6 +30,9 @@ template <typename T>
 T* out(uintptr_t address) {
   return reinterpret_cast<T*>(address);
 }
+
+// DeviceOptions::persistent_batch of every call from Python (lstmcore._cuda.set_persistent_batch).
+std::atomic<int> persistent_batch{lstmcore::cuda::DeviceOptions{}.persistent_batch};
 
 struct Call {
   lstmcore::CellSpec spec;
@@ -53,6 +58,7 @@ Call make_call(const std::string& cell, bool reset_after, int64_t T, int64_t B, 
   c.device.device = device;
   c.device.stream = reinterpret_cast<void*>(stream);
   c.device.allow_tf32 = allow_tf32;
+  c.device.persistent_batch = persistent_batch.load();
   return c;
 }
 
@@ -206,6 +212,15 @@ void stack_backward_t(const StackCall& c, uintptr_t x, const std::vector<std::ar
 
 void register_cuda(py::module_& m) {
   m.def("cuda_device_count", &lstmcore::cuda::device_count, "CUDA devices the runtime sees (0 without a driver).");
+  m.def(
+      "cuda_set_persistent_batch",
+      [](int batch) {
+        if (batch < 0) throw py::value_error("batch: expected >= 0, got " + std::to_string(batch));
+        persistent_batch.store(batch);
+      },
+      py::arg("batch"), "Batches up to this size run the persistent kernels (0: never).");
+  m.def(
+      "cuda_persistent_batch", [] { return persistent_batch.load(); }, "The current persistent_batch.");
   m.def(
       "cuda_forward",
       [](const std::string& cell, bool reset_after, const std::string& dtype, int64_t T, int64_t B, int64_t I,

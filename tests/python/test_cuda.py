@@ -147,3 +147,23 @@ def test_layer_objects_against_cpu(variant, config, dtype):
     for name, w in want.items():
         assert isinstance(layer.grads[name], torch.Tensor) and layer.grads[name].device == DEV, name
         check(name, on_host(layer.grads[name]), w, tol, "cuda-vs-cpu", variant)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+@pytest.mark.parametrize("variant", VARIANT_IDS)
+def test_per_step_path_against_cpu(variant, dtype):
+    """The small batches of OPTION_SETS run the persistent kernels by default; here the per-step path."""
+    saved = _cuda.persistent_batch()
+    _cuda.set_persistent_batch(0)
+    try:
+        for opt in list(OPTION_SETS)[:4]:
+            case = make_case(variant, dtype, opt)
+            cpu, cpu_g, gpu, gpu_g = cpu_and_gpu(case, True)
+            for name in FIELDS_FWD:
+                check(name, on_host(getattr(gpu, name)), getattr(cpu, name), TOL[np.dtype(dtype)], "cuda-vs-cpu",
+                      variant)
+            for name in FIELDS_BWD:
+                check(name, on_host(getattr(gpu_g, name)), getattr(cpu_g, name), TOL[np.dtype(dtype)],
+                      "cuda-vs-cpu", variant)
+    finally:
+        _cuda.set_persistent_batch(saved)

@@ -427,3 +427,19 @@ def test_layer_objects_without_cuda_build_say_so():
     layer = lstmcore.GRU(3, 4)
     with pytest.raises(TypeError, match="x: a CUDA device array .* this lstmcore build has no CUDA"):
         layer(FakeCudaArray((2, 1, 3)))
+
+
+def test_persistent_batch_setting():
+    if not _cuda.built():
+        with pytest.raises(TypeError, match="no CUDA"):
+            _cuda.set_persistent_batch(4)
+        return
+    saved = _cuda.persistent_batch()
+    assert saved == 8
+    try:
+        _cuda.set_persistent_batch(0)
+        assert _cuda.persistent_batch() == 0
+        with pytest.raises(ValueError, match="batch: expected >= 0"):
+            _cuda.set_persistent_batch(-1)
+    finally:
+        _cuda.set_persistent_batch(saved)
