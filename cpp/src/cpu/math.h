@@ -85,12 +85,27 @@ inline T clamp_exp_arg(T x) {
   return x < C::lo ? C::lo : (x > C::hi ? C::hi : x);
 }
 
+// e^x and e^x − 1 of an argument already clamped to [lo, hi]: the reduction and the
+// polynomial that every entry point below shares; the entries add their selects.
+template <typename T>
+inline T exp_clamped(T xc) {
+  T s1, s2;
+  const T r = reduce(xc, s1, s2);
+  return (s1 * (T(1) + expm1_poly(r))) * s2;
+}
+
+template <typename T>
+inline T expm1_clamped(T xc) {
+  T s1, s2;
+  const T r = reduce(xc, s1, s2);
+  const T scale = s1 * s2;
+  return scale * expm1_poly(r) + (scale - T(1));
+}
+
 template <typename T>
 inline T fast_exp(T x) {
   using C = ExpConst<T>;
-  T s1, s2;
-  const T r = reduce(clamp_exp_arg(x), s1, s2);
-  T e = (s1 * (T(1) + expm1_poly(r))) * s2;
+  T e = exp_clamped(clamp_exp_arg(x));
   e = x > C::hi ? T(__builtin_inf()) : e;
   e = x < C::lo ? T(0) : e;
   return x != x ? x : e;
@@ -99,10 +114,7 @@ inline T fast_exp(T x) {
 template <typename T>
 inline T fast_expm1(T x) {
   using C = ExpConst<T>;
-  T s1, s2;
-  const T r = reduce(clamp_exp_arg(x), s1, s2);
-  const T scale = s1 * s2;
-  T e = scale * expm1_poly(r) + (scale - T(1));
+  T e = expm1_clamped(clamp_exp_arg(x));
   e = x > C::big ? fast_exp(x) : e;
   e = x < C::lo ? T(-1) : e;
   return x != x ? x : e;
@@ -114,20 +126,13 @@ inline T fast_expm1(T x) {
 template <typename T>
 inline T exp_nonpositive(T x) {
   using C = ExpConst<T>;
-  T s1, s2;
-  const T r = reduce(x < C::lo ? C::lo : x, s1, s2);
-  const T e = (s1 * (T(1) + expm1_poly(r))) * s2;
-  return x < C::lo ? T(0) : e;
+  return x < C::lo ? T(0) : exp_clamped(x < C::lo ? C::lo : x);
 }
 
 template <typename T>
 inline T expm1_nonpositive(T x) {
   using C = ExpConst<T>;
-  T s1, s2;
-  const T r = reduce(x < C::lo ? C::lo : x, s1, s2);
-  const T scale = s1 * s2;
-  const T e = scale * expm1_poly(r) + (scale - T(1));
-  return x < C::lo ? T(-1) : e;
+  return x < C::lo ? T(-1) : expm1_clamped(x < C::lo ? C::lo : x);
 }
 
 // σ(x) = 1 / (1 + e^−x) for x >= 0 and e^x / (1 + e^x) below: e^−|x| never overflows, so

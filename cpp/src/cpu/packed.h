@@ -113,17 +113,25 @@ PackedWeights<T> pack_recurrent(const T* w_h, i64 H, i64 G, T* out) {
   return p;
 }
 
-// Packs w_hᵀ (G·H × H) for the backward product da·w_hᵀ: K = G·H, one output block.
+// Packs op(M) for products A·op(M) as one gate block (G = 1) of n columns: M stored K × n
+// (row stride ld), or with `transposed` M stored n × K, so that op(M) = Mᵀ.
 template <typename T>
-PackedWeights<T> pack_recurrent_transposed(const T* w_h, i64 H, i64 G, T* out) {
-  const PackedWeights<T> p = packed_layout(G * H, H, 1, out);
+PackedWeights<T> pack_columns(const T* m, i64 ld, i64 K, i64 n, bool transposed, T* out) {
+  const PackedWeights<T> p = packed_layout(K, n, 1, out);
   for (i64 blk = 0; blk < p.blocks; ++blk) {
     T* dst = out + blk * p.panel;
     const i64 u0 = blk * p.W;
-    for (i64 k = 0; k < p.K; ++k)
-      for (i64 w = 0; w < p.W; ++w) dst[k * p.W + w] = u0 + w < H ? w_h[(u0 + w) * G * H + k] : T(0);
+    for (i64 k = 0; k < K; ++k)
+      for (i64 w = 0; w < p.W; ++w)
+        dst[k * p.W + w] = u0 + w >= n ? T(0) : (transposed ? m[(u0 + w) * ld + k] : m[k * ld + u0 + w]);
   }
   return p;
+}
+
+// Packs w_hᵀ (G·H × H) for the backward product da·w_hᵀ: K = G·H, one output block.
+template <typename T>
+PackedWeights<T> pack_recurrent_transposed(const T* w_h, i64 H, i64 G, T* out) {
+  return pack_columns(w_h, G * H, G * H, H, true, out);
 }
 
 // out (MR × SW vectors) = A rows (MR × K, leading dimension lda) · panel columns (K × SW
@@ -237,13 +245,16 @@ inline void thread_units(i64 blocks, i64 W, i64 H, int tid, int nth, i64& b0, i6
   u1 = std::min(H, b1 * W);
 }
 
-// Threads for a recurrence over B rows and G·H columns: each needs a useful share.
-inline int recurrence_threads(i64 B, i64 H, i64 G, i64 blocks) {
-  const i64 flops_per_step = 2 * B * H * G * H;
+// Threads for a packed product of `flops` per step over `blocks` column blocks: each
+// needs a useful share.
+inline int product_threads(i64 flops, i64 blocks) {
   i64 n = std::min<i64>(get_num_threads(), blocks);
-  if (flops_per_step < 200000) n = 1;  // below ~0.2 MFLOP a barrier costs more than it saves
+  if (flops < 200000) n = 1;  // below ~0.2 MFLOP a barrier costs more than it saves
   return static_cast<int>(std::max<i64>(1, n));
 }
+
+// Threads for a recurrence over B rows and G·H columns (K = H).
+inline int recurrence_threads(i64 B, i64 H, i64 G, i64 blocks) { return product_threads(2 * B * H * G * H, blocks); }
 
 // Runs body(tid, nth) on nt threads (an OpenMP team when nt > 1), or once on the caller.
 template <class Body>

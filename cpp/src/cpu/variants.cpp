@@ -148,8 +148,7 @@ class StepProduct {
  public:
   StepProduct(i64 m, i64 n, i64 k)
       : m_(m), n_(n), k_(k), layout_(packed_layout<T>(k, n, 1, static_cast<T*>(nullptr))) {
-    const i64 flops = 2 * m * n * k;
-    threads_ = flops < 200000 ? 1 : static_cast<int>(std::max<i64>(1, std::min<i64>(get_num_threads(), layout_.blocks)));
+    threads_ = product_threads(2 * m * n * k, layout_.blocks);
     tile_ = Workspace<T>::round_up(m * layout_.W);
     buffer_.reset(new T[static_cast<std::size_t>(packed_size<T>(k, n, 1) + threads_ * tile_ + 16)]);
   }
@@ -177,16 +176,7 @@ class StepProduct {
 
  private:
   void pack(const T* B, i64 ldb) {
-    T* out = buffer_.get();
-    PackedWeights<T>& p = layout_;
-    p.data = out;
-    for (i64 blk = 0; blk < p.blocks; ++blk) {
-      T* dst = out + blk * p.panel;
-      const i64 u0 = blk * p.W;
-      for (i64 kk = 0; kk < k_; ++kk)
-        for (i64 w = 0; w < p.W; ++w)
-          dst[kk * p.W + w] = u0 + w >= n_ ? T(0) : (TransB ? B[(u0 + w) * ldb + kk] : B[kk * ldb + u0 + w]);
-    }
+    layout_ = pack_columns(B, ldb, k_, n_, TransB, buffer_.get());
     packed_from_ = B;
   }
 
