@@ -479,17 +479,14 @@ def backward(cache, dy=None, dh_n=None, dc_n=None):
 
 # -- layer stacks (lstmcore.LSTM / GRU / RNN on device arrays) ------------------------------
 
-def _layer_state(layer, state, name):
-    """(h, c) of a user state on the device (None where absent)."""
-    if state is None:
-        return None, None
-    if layer.cell == "lstm":
-        if not isinstance(state, (tuple, list)) or len(state) != 2:
-            raise TypeError(f"{name}: expected a tuple (h, c) for an LSTM, got {type(state).__name__}")
-        return state[0], state[1]
-    if isinstance(state, (tuple, list)):
-        raise TypeError(f"{name}: expected one array h for a {type(layer).__name__}, got a {type(state).__name__}")
-    return state, None
+def _address(lib, a):
+    """The device address of an array of `lib`, 0 for None."""
+    return 0 if a is None else lib.view(a).ptr
+
+
+def _addresses(lib, entries):
+    """Per layer and direction, the device addresses of a tuple of arrays (0 for None)."""
+    return [tuple(_address(lib, a) for a in entry) for entry in entries]
 
 
 def stack_forward(layer, x, state, lengths, training, seed, weights):
@@ -500,7 +497,7 @@ def stack_forward(layer, x, state, lengths, training, seed, weights):
     whose weight gradients (``layer.grads``) are device arrays of that library. Returns
     (y, h_n, c_n, cache_buffer, x, device weights, h0, c0, lib, device).
     """
-    h0, c0 = _layer_state(layer, state, "state")
+    h0, c0 = layer._state_parts(state)
     named = [("x", x), ("state[0] (h)" if layer.cell == "lstm" else "state", h0), ("state[1] (c)", c0)]
     device_names = _check_one_side(named)
     _require_build(device_names[0], dict(named)[device_names[0]])
@@ -518,7 +515,6 @@ def stack_forward(layer, x, state, lengths, training, seed, weights):
         _check_shape(views, n[0], (L * D, B, H), "(num_layers·D, B, H)")
     lib = vx.lib
     dev_weights = [tuple(None if a is None else lib.from_host(a, device) for a in entry) for entry in weights]
-    table = [tuple(0 if a is None else lib.view(a).ptr for a in entry) for entry in dev_weights]
     O = layer.output_size
     y = lib.empty((B, T, O) if layer.batch_first else (T, B, O), dt, device)
     h_n = lib.empty((L * D, B, H), dt, device)
@@ -531,7 +527,7 @@ def stack_forward(layer, x, state, lengths, training, seed, weights):
     if buffer is not None:
         out["cache"] = lib.view(buffer)
     _core.cuda_stack_forward(layer.cell, layer.reset_after, L, D, layer.dropout, seed, layer.merge, dt.name, T, B, I,
-                             H, vx.ptr, table, _ptr(views, named[1][0]), _ptr(views, named[2][0]),
+                             H, vx.ptr, _addresses(lib, dev_weights), _ptr(views, named[1][0]), _ptr(views, named[2][0]),
                              *(_ptr(out, k) for k in ("y", "h_n", "c_n", "cache")), lengths, layer.batch_first,
                              device, lib.stream(device), _settings["tf32"])
     keep = {k: (views[k].obj if k in views else None) for k, _ in named}
@@ -542,7 +538,7 @@ def stack_backward(layer, cache, dy, dstate):
     """A layer object's backward for a cache of stack_forward; returns what
     ``_core.stack_backward`` returns: (dx, dh0, dc0, [(dw_x, dw_h, db, db_h), ...]) as device
     arrays of the cache's library."""
-    dh_n, dc_n = _layer_state(layer, dstate, "dstate")
+    dh_n, dc_n = layer._state_parts(dstate, "dstate")
     named = [("dy", dy), ("dstate[0] (dh)" if layer.cell == "lstm" else "dstate", dh_n), ("dstate[1] (dc)", dc_n)]
     for n, o in named:
         if o is not None and not _is_device(o):
@@ -571,11 +567,10 @@ def stack_backward(layer, cache, dy, dstate):
         grads.append((lib.empty((rows, G * H), dt, dev), lib.empty((H, G * H), dt, dev),
                       None if b is None else lib.empty((G * H,), dt, dev),
                       None if b_h is None else lib.empty((G * H,), dt, dev)))
-    wtable = [tuple(0 if a is None else lib.view(a).ptr for a in entry) for entry in cache.weights]
-    gtable = [tuple(0 if a is None else lib.view(a).ptr for a in entry) for entry in grads]
-    ptr = lambda a: 0 if a is None else lib.view(a).ptr  # noqa: E731
     _core.cuda_stack_backward(cache.cell, cache.reset_after, L, D, cache.dropout, cache.dropout_seed, cache.merge,
-                              dt.name, T, B, I, H, vx.ptr, wtable, ptr(cache.h0), ptr(cache.c0), ptr(cache.buffer),
-                              *(_ptr(views, n) for n, _ in named), ptr(dx), ptr(dh0), ptr(dc0), gtable,
+                              dt.name, T, B, I, H, vx.ptr, _addresses(lib, cache.weights),
+                              *(_address(lib, a) for a in (cache.h0, cache.c0, cache.buffer)),
+                              *(_ptr(views, n) for n, _ in named),
+                              *(_address(lib, a) for a in (dx, dh0, dc0)), _addresses(lib, grads),
                               cache.seq_lengths, cache.batch_first, dev, lib.stream(dev), _settings["tf32"])
     return dx, dh0, dc0, grads

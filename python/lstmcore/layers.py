@@ -374,18 +374,25 @@ class _Recurrent:
             a = a.astype(self.dtype)
         return np.ascontiguousarray(a)
 
-    def _state(self, state, name="state"):
-        """(h0, c0) arrays (or None) from a user state."""
+    def _state_parts(self, state, name="state"):
+        """(h, c) of a user state as given (None where absent), its form checked."""
         if state is None:
             return None, None
         if self.cell == "lstm":
             if not isinstance(state, (tuple, list)) or len(state) != 2:
                 raise TypeError(f"{name}: expected a tuple (h, c) for an LSTM, got {type(state).__name__}")
-            return self._array(state[0], f"{name}[0] (h)"), self._array(state[1], f"{name}[1] (c)")
+            return state[0], state[1]
         if isinstance(state, (tuple, list)):
             raise TypeError(f"{name}: expected one array h for a {type(self).__name__}, got a "
                             f"{type(state).__name__}")
-        return self._array(state, name), None
+        return state, None
+
+    def _state(self, state, name="state"):
+        """(h0, c0) arrays (or None) from a user state."""
+        h, c = self._state_parts(state, name)
+        if self.cell == "lstm" and state is not None:
+            return self._array(h, f"{name}[0] (h)"), self._array(c, f"{name}[1] (c)")
+        return self._array(h, name), None
 
     def _x(self, x):
         x = self._array(x, "x")
@@ -426,7 +433,7 @@ class _Recurrent:
         ``zoneout`` the same seed keys the zoneout masks (a stream per layer and direction,
         ``lstmcore._core.stack_variant_seed``). In inference zoneout uses its expectation.
         """
-        device = _cuda.is_device_call(x, *(state if isinstance(state, (tuple, list)) else (state,)))
+        device = _cuda.is_device_call(x, *self._state_parts(state))
         if not device:
             x = self._x(x)
             h0, c0 = self._state(state)
@@ -505,7 +512,7 @@ class _Recurrent:
         if self.bidirectional:
             raise ValueError("step: a bidirectional layer cannot run step by step (its reverse direction "
                              "starts at the end of the sequence); call the layer on the whole sequence")
-        if _cuda.is_device_call(x_t, *(state if isinstance(state, (tuple, list)) else (state,))):
+        if _cuda.is_device_call(x_t, *self._state_parts(state)):
             raise TypeError("x_t: step runs on the host; pass NumPy arrays (or call the layer on the whole "
                             "sequence of device arrays)")
         x_t = self._array(x_t, "x_t")
