@@ -527,7 +527,8 @@ def stack_forward(layer, x, state, lengths, training, seed, weights):
     if buffer is not None:
         out["cache"] = lib.view(buffer)
     _core.cuda_stack_forward(layer.cell, layer.reset_after, L, D, layer.dropout, seed, layer.merge, dt.name, T, B, I,
-                             H, vx.ptr, _addresses(lib, dev_weights), _ptr(views, named[1][0]), _ptr(views, named[2][0]),
+                             H, vx.ptr, _addresses(lib, dev_weights), _ptr(views, named[1][0]),
+                             _ptr(views, named[2][0]),
                              *(_ptr(out, k) for k in ("y", "h_n", "c_n", "cache")), lengths, layer.batch_first,
                              device, lib.stream(device), _settings["tf32"])
     keep = {k: (views[k].obj if k in views else None) for k, _ in named}

@@ -17,6 +17,10 @@ void register_variants(pybind11::module_& m);
 // into o, over the defaults already there. Defined in variants_binding.cpp.
 void read_variant_options(const pybind11::dict& opts, lstmcore::VariantOptions& o);
 
+// ValueError naming `name` when a cell-state array is given to a cell without a cell state.
+// Defined in recurrent_binding.cpp.
+void require_no_state(lstmcore::Cell cell, pybind11::handle obj, const char* name);
+
 // "concat" or "sum" (ValueError otherwise). Defined in stack_binding.cpp.
 lstmcore::Merge parse_merge(const std::string& merge);
 

@@ -138,8 +138,8 @@ std::vector<std::array<uintptr_t, 4>> address_table(const py::sequence& entries,
                                                    const char* name) {
   const auto n = static_cast<std::size_t>(s.num_layers * s.directions);
   if (entries.size() != n)
-    throw py::value_error(std::string(name) + ": expected " + std::to_string(n) + " entries (layers x directions), got " +
-                          std::to_string(entries.size()));
+    throw py::value_error(std::string(name) + ": expected " + std::to_string(n) +
+                          " entries (layers x directions), got " + std::to_string(entries.size()));
   std::vector<std::array<uintptr_t, 4>> t(n);
   for (std::size_t j = 0; j < n; ++j) {
     const auto e = entries[j].cast<py::sequence>();

@@ -73,12 +73,6 @@ const int64_t* lengths_pointer(const Problem& p, py::handle seq_lengths) {
   return optional_input<int64_t>(seq_lengths, "seq_lengths", {{p.dims.batch}, "(B,)"});
 }
 
-void require_no_state(const Problem& p, py::handle obj, const char* name) {
-  if (!p.lstm() && !obj.is_none())
-    throw py::value_error(std::string(name) + ": the " + lstmcore::cell_name(p.spec.cell) +
-                          " cell has no cell state; pass None");
-}
-
 template <typename T>
 py::tuple forward_t(const Problem& p, const py::array& x, const py::array& w_x, const py::array& w_h,
                     py::handle b, py::handle b_h, py::handle h0, py::handle c0, py::handle seq_lengths,
@@ -92,7 +86,7 @@ py::tuple forward_t(const Problem& p, const py::array& x, const py::array& w_x, 
   a.b = optional_input<T>(b, "b", p.bias());
   a.b_h = optional_input<T>(b_h, "b_h", p.bias());
   a.h0 = optional_input<T>(h0, "h0", p.state());
-  require_no_state(p, c0, "c0");
+  require_no_state(p.spec.cell, c0, "c0");
   a.c0 = optional_input<T>(c0, "c0", p.state());
 
   const Shape y_shape = p.rows(p.dims.hidden, "H");
@@ -124,13 +118,13 @@ py::tuple backward_t(const Problem& p, const py::array& x, const py::array& w_x,
   a.w_x = checked<T>(w_x, "w_x", p.w_x()).data();
   a.w_h = checked<T>(w_h, "w_h", p.w_h()).data();
   a.h0 = optional_input<T>(h0, "h0", p.state());
-  require_no_state(p, c0, "c0");
+  require_no_state(p.spec.cell, c0, "c0");
   a.c0 = optional_input<T>(c0, "c0", p.state());
   const int64_t cache_len = static_cast<int64_t>(lstmcore::cache_size(p.spec, p.dims));
   a.cache = checked<T>(cache, "cache", {{cache_len}, "(cache_size,)"}, true).mutable_data();
   a.dy = optional_input<T>(dy, "dy", p.rows(p.dims.hidden, "H"));
   a.dh_n = optional_input<T>(dh_n, "dh_n", p.state());
-  require_no_state(p, dc_n, "dc_n");
+  require_no_state(p.spec.cell, dc_n, "dc_n");
   a.dc_n = optional_input<T>(dc_n, "dc_n", p.state());
 
   auto dx = new_array<T>(p.rows(p.dims.input, "I").dims);
@@ -157,6 +151,12 @@ py::tuple backward_t(const Problem& p, const py::array& x, const py::array& w_x,
 }
 
 }  // namespace
+
+void require_no_state(lstmcore::Cell cell, py::handle obj, const char* name) {
+  if (cell != lstmcore::Cell::lstm && !obj.is_none())
+    throw py::value_error(std::string(name) + ": the " + lstmcore::cell_name(cell) +
+                          " cell has no cell state; pass None");
+}
 
 void register_recurrent(py::module_& m) {
   m.def(

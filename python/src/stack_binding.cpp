@@ -188,12 +188,6 @@ py::array_t<T> new_array(const std::vector<int64_t>& shape) {
   return py::array_t<T>(std::vector<py::ssize_t>(shape.begin(), shape.end()));
 }
 
-void require_no_state(const StackProblem& p, py::handle obj, const char* name) {
-  if (!p.lstm() && !obj.is_none())
-    throw py::value_error(std::string(name) + ": the " + lstmcore::cell_name(p.spec.cell.cell) +
-                          " cell has no cell state; pass None");
-}
-
 const int64_t* lengths_pointer(const StackProblem& p, py::handle seq_lengths) {
   return optional_input<int64_t>(seq_lengths, "seq_lengths", {{p.dims.batch}, "(B,)"});
 }
@@ -208,7 +202,7 @@ py::tuple stack_forward_t(const StackProblem& p, const py::array& x, const py::s
   a.x = checked<T>(x, "x", p.rows(p.dims.input, "I")).data();
   a.weights = w.ptrs.data();
   a.h0 = optional_input<T>(h0, "h0", p.h_states());
-  require_no_state(p, c0, "c0");
+  require_no_state(p.spec.cell.cell, c0, "c0");
   a.c0 = optional_input<T>(c0, "c0", p.states());
 
   const lstmcore::StackSpec spec = p.with_variant();
@@ -240,14 +234,14 @@ py::tuple stack_backward_t(const StackProblem& p, const py::array& x, const py::
   a.x = checked<T>(x, "x", p.rows(p.dims.input, "I")).data();
   a.weights = w.ptrs.data();
   a.h0 = optional_input<T>(h0, "h0", p.h_states());
-  require_no_state(p, c0, "c0");
+  require_no_state(p.spec.cell.cell, c0, "c0");
   a.c0 = optional_input<T>(c0, "c0", p.states());
   const lstmcore::StackSpec spec = p.with_variant();
   const int64_t cache_len = static_cast<int64_t>(lstmcore::stack_cache_size(spec, p.dims));
   a.cache = checked<T>(cache, "cache", {{cache_len}, "(stack_cache_size,)"}, true).mutable_data();
   a.dy = optional_input<T>(dy, "dy", p.rows(p.OW(), p.ow_letter()));
   a.dh_n = optional_input<T>(dh_n, "dh_n", p.h_states());
-  require_no_state(p, dc_n, "dc_n");
+  require_no_state(p.spec.cell.cell, dc_n, "dc_n");
   a.dc_n = optional_input<T>(dc_n, "dc_n", p.states());
 
   auto dx = new_array<T>(p.rows(p.dims.input, "I").dims);

@@ -127,12 +127,6 @@ lstmcore::VariantParams<T> params_of(const VariantProblem& p, py::handle peephol
   return v;
 }
 
-void require_no_state(const VariantProblem& p, py::handle obj, const char* name) {
-  if (!p.lstm() && !obj.is_none())
-    throw py::value_error(std::string(name) + ": the " + lstmcore::cell_name(p.spec.cell) +
-                          " cell has no cell state; pass None");
-}
-
 template <typename T>
 py::tuple forward_t(const VariantProblem& p, const py::array& x, const py::array& w_x, const py::array& w_h,
                     py::handle b, py::handle b_h, py::handle h0, py::handle c0, py::handle seq_lengths,
@@ -147,7 +141,7 @@ py::tuple forward_t(const VariantProblem& p, const py::array& x, const py::array
   a.b = optional_input<T>(b, "b", p.gates());
   a.b_h = optional_input<T>(b_h, "b_h", p.gates());
   a.h0 = optional_input<T>(h0, "h0", p.h_state());
-  require_no_state(p, c0, "c0");
+  require_no_state(p.spec.cell, c0, "c0");
   a.c0 = optional_input<T>(c0, "c0", p.c_state());
 
   const Shape y_shape = p.rows(p.R, p.r_letter());
@@ -181,13 +175,13 @@ py::tuple backward_t(const VariantProblem& p, const py::array& x, const py::arra
   a.w_x = checked<T>(w_x, "w_x", p.w_x()).data();
   a.w_h = checked<T>(w_h, "w_h", p.w_h()).data();
   a.h0 = optional_input<T>(h0, "h0", p.h_state());
-  require_no_state(p, c0, "c0");
+  require_no_state(p.spec.cell, c0, "c0");
   a.c0 = optional_input<T>(c0, "c0", p.c_state());
   const int64_t cache_len = static_cast<int64_t>(lstmcore::variant_cache_size(p.spec, p.options, p.dims));
   a.cache = checked<T>(cache, "cache", {{cache_len}, "(cache_size,)"}, true).mutable_data();
   a.dy = optional_input<T>(dy, "dy", p.rows(p.R, p.r_letter()));
   a.dh_n = optional_input<T>(dh_n, "dh_n", p.h_state());
-  require_no_state(p, dc_n, "dc_n");
+  require_no_state(p.spec.cell, dc_n, "dc_n");
   a.dc_n = optional_input<T>(dc_n, "dc_n", p.c_state());
   const auto v = params_of<T>(p, peepholes, w_proj, layer_norm);
 
