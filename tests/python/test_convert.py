@@ -1,13 +1,12 @@
-"""Converters of lstmcore.convert: PyTorch, Keras 3 and ONNX, both ways.
+"""Converters of lstmcore.convert: PyTorch and Keras 3, both ways (ONNX: test_onnx_convert.py).
 
 Each framework runs its own layer on the same inputs and the outputs are compared:
-PyTorch in float64 (TOL64); Keras and ONNX Runtime in float32 against lstmcore in
-float64 on the same float32-representable weights and inputs (TOL32, one float32
-computation against the exact one). Keras' float64 is not used: under the torch backend
-keras.ops.matmul promotes float64 operands to float32 (keras' result_type follows
-JAX without x64), so its float64 SimpleRNN / GRU(reset_after=False) are float32 inside.
-ONNX Runtime's LSTM has no float64 kernel. Round trips (lstmcore → format → lstmcore)
-must be exact: identical arrays.
+PyTorch in float64 (TOL64); Keras in float32 against lstmcore in float64 on the same
+float32-representable weights and inputs (TOL32, one float32 computation against the
+exact one). Keras' float64 is not used: under the torch backend keras.ops.matmul promotes
+float64 operands to float32 (keras' result_type follows JAX without x64), so its float64
+SimpleRNN / GRU(reset_after=False) are float32 inside. Round trips (lstmcore → format →
+lstmcore) must be exact: identical arrays.
 """
 from __future__ import annotations
 
@@ -223,112 +222,3 @@ def test_keras_refusals():
         convert.from_keras([np.zeros((3, 16)), np.zeros((4, 16))], cell="lstm")
     with pytest.raises(ValueError, match="multiple of 3"):
         convert.from_keras([np.zeros((3, 16)), np.zeros((4, 16)), np.zeros(16)], cell="gru", reset_after=False)
-
-
-# ----------------------------------------------------------------------------------------------
-# ONNX
-
-
-@pytest.fixture(scope="module")
-def ort():
-    pytest.importorskip("onnx")
-    return pytest.importorskip("onnxruntime")
-
-
-def ort_run(ort, model, feeds):
-    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
-    return [np.asarray(o, np.float64) for o in sess.run(None, feeds)]
-
-
-@pytest.mark.parametrize("batch_first", [False, True], ids=["tm", "bf"])
-@pytest.mark.parametrize("bidirectional", [False, True], ids=["uni", "bi"])
-@pytest.mark.parametrize("num_layers", [1, 2])
-@pytest.mark.parametrize("variant", list(LAYER_VARIANTS))
-def test_onnx_runtime_and_roundtrip(ort, variant, num_layers, bidirectional, batch_first, tmp_path):
-    T, B, I, H = 6, 4, 5, 4
-    layer = make_layer(variant, I, H, dtype=np.float32, seed=num_layers, num_layers=num_layers,
-                       bidirectional=bidirectional, batch_first=batch_first)
-    lstm = variant == "lstm"
-    rng = np.random.default_rng(7)
-    x = rng.standard_normal((B, T, I) if batch_first else (T, B, I)).astype(np.float32)
-    lens = np.array([T, 2, 5, 1], np.int64)
-    S = (num_layers * layer.num_directions, B, H)
-    h0 = (0.5 * rng.standard_normal(S)).astype(np.float32)
-    c0 = (0.5 * rng.standard_normal(S)).astype(np.float32)
-    state = (h0, c0) if lstm else h0
-
-    model = layer.to_onnx(tmp_path / "m.onnx", seq_lengths=True, initial_state=True)
-    feeds = dict(X=x, sequence_lens=lens.astype(np.int32), initial_h=h0)
-    if lstm:
-        feeds["initial_c"] = c0
-    got = ort_run(ort, model, feeds)
-    exact = f32_exact(layer)
-    y, st = exact(x.astype(np.float64), tuple(s.astype(np.float64) for s in state) if lstm
-                  else state.astype(np.float64), lens)
-    key = f"{variant}/L{num_layers}/{'bi' if bidirectional else 'uni'}"
-    check("Y", got[0], y, TOL32, "onnxruntime", key)
-    for k, part in enumerate(state_parts(st, lstm)):
-        check(f"Y_{'hc'[k]}", got[1 + k], part, TOL32, "onnxruntime", key)
-
-    # a plain export (no optional inputs) runs too
-    plain = ort_run(ort, layer.to_onnx(), dict(X=x))
-    check("Y (plain export)", plain[0], exact(x.astype(np.float64))[0], TOL32, "onnxruntime", key)
-
-    # round trip: exact
-    assert_same_params(layer, convert.from_onnx(model))
-    assert_same_params(layer, type(layer).from_onnx(tmp_path / "m.onnx"))
-
-
-def test_onnx_weights_with_initial_state():
-    pytest.importorskip("onnx")
-    layer = make_layer("lstm", 3, 2, num_layers=1, bidirectional=True)
-    model = layer.to_onnx()
-    from onnx import numpy_helper
-    t = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
-    h0 = np.random.default_rng(0).standard_normal((2, 5, 2))
-    back, state = convert.from_onnx_weights("LSTM", t["W_0"], t["R_0"], t["B_0"], initial_h=h0,
-                                            direction="bidirectional")
-    assert_same_params(layer, back)
-    assert np.array_equal(state[0], h0) and not np.any(state[1])
-    gru, none = convert.from_onnx_weights("GRU", np.zeros((1, 6, 3)), np.zeros((1, 6, 2)),
-                                          linear_before_reset=1)
-    assert none is None and gru.reset_after and not gru.bias
-
-
-def test_onnx_refusals():
-    pytest.importorskip("onnx")
-    W, R = np.zeros((1, 8, 3)), np.zeros((1, 8, 2))
-    with pytest.raises(ValueError, match="reverse"):
-        convert.from_onnx_weights("LSTM", W, R, direction="reverse")
-    with pytest.raises(ValueError, match="peephole"):
-        convert.from_onnx_weights("LSTM", W, R, P=np.ones((1, 6)))
-    with pytest.raises(ValueError, match="clip"):
-        convert.from_onnx_weights("LSTM", W, R, clip=3.0)
-    with pytest.raises(ValueError, match="activations"):
-        convert.from_onnx_weights("LSTM", W, R, activations=["Sigmoid", "Tanh", "Relu"])
-    with pytest.raises(ValueError, match="op_type"):
-        convert.from_onnx_weights("Conv", W, R)
-    relu, _ = convert.from_onnx_weights("RNN", np.zeros((2, 2, 3)), np.zeros((2, 2, 2)), direction="bidirectional",
-                                        activations=["Relu", "Relu"])
-    assert relu.cell == "rnn_relu" and relu.bidirectional
-
-
-def test_onnx_float64_layers(ort):
-    # float64 layers export float64 models (checked by onnx.checker, exact round trip);
-    # ONNX Runtime's CPU recurrent kernels are float32 only, so to run there a float64
-    # layer is exported with dtype=float32
-    rng = np.random.default_rng(5)
-    x = rng.standard_normal((5, 3, 4))
-    for variant in LAYER_VARIANTS:
-        layer = make_layer(variant, 4, 3, num_layers=2, bidirectional=True)
-        assert_same_params(layer, convert.from_onnx(layer.to_onnx()))
-        model = layer.to_onnx(dtype=np.float32)
-        got = ort_run(ort, model, dict(X=x.astype(np.float32)))
-        as32 = f32_exact(convert.from_onnx(model))
-        assert as32.dtype == np.float64
-        check("Y (exported as float32)", got[0], as32(x.astype(np.float32).astype(np.float64))[0], TOL32,
-              "onnxruntime", f"{variant}_f64_as_f32")
-        back = convert.from_onnx(model)
-        assert back.dtype == np.float32
-        for name, p in layer.params.items():
-            assert np.array_equal(back.params[name], p.astype(np.float32))
