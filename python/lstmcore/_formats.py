@@ -26,15 +26,12 @@ the two).
 """
 from __future__ import annotations
 
-import numbers
-
 import numpy as np
 
 from ._types import ACTIVATIONS, DEFAULT_ACTIVATIONS, GATES
 
 FAMILY_OF_CELL = {"lstm": "lstm", "gru": "gru", "rnn_tanh": "rnn", "rnn_relu": "rnn"}
-FAMILY_GATES = {"lstm": 4, "gru": 3, "rnn": 1}
-assert all(FAMILY_GATES[f] == GATES[c] for c, f in FAMILY_OF_CELL.items())
+FAMILY_GATES = {FAMILY_OF_CELL[cell]: g for cell, g in GATES.items()}
 
 #: Block permutations: ours[i] = theirs[ORDER[i]].
 KERAS_ORDER = {"lstm": [0, 1, 2, 3], "gru": [1, 0, 2], "rnn": [0]}

@@ -222,3 +222,129 @@ def test_keras_refusals():
         convert.from_keras([np.zeros((3, 16)), np.zeros((4, 16))], cell="lstm")
     with pytest.raises(ValueError, match="multiple of 3"):
         convert.from_keras([np.zeros((3, 16)), np.zeros((4, 16)), np.zeros(16)], cell="gru", reset_after=False)
+
+
+# Keras layers with the options that map onto lstmcore's cells, read from the layer objects
+# (their config and weights), from get_config() dicts with get_weights() lists, and built back
+# by to_keras_layers.
+KERAS_CASES = {
+    "lstm_relu_hard_sigmoid": ("LSTM", dict(activation="relu", recurrent_activation="hard_sigmoid")),
+    "lstm_linear_no_bias": ("LSTM", dict(activation="linear", use_bias=False)),
+    "lstm_go_backwards": ("LSTM", dict(go_backwards=True)),
+    "lstm_unit_forget_bias_off": ("LSTM", dict(unit_forget_bias=False, activation="softsign")),
+    "gru_reset_before": ("GRU", dict(reset_after=False, activation="softsign", recurrent_activation="hard_sigmoid")),
+    "gru_reset_after_elu_backwards": ("GRU", dict(reset_after=True, activation="elu", go_backwards=True)),
+    "gru_no_bias_softplus": ("GRU", dict(use_bias=False, activation="softplus", reset_after=False)),
+    "rnn_leaky_relu": ("SimpleRNN", dict(activation="leaky_relu")),
+    "rnn_sigmoid_backwards": ("SimpleRNN", dict(activation="sigmoid", go_backwards=True)),
+    "rnn_relu_no_bias": ("SimpleRNN", dict(activation="relu", use_bias=False)),
+}
+
+
+def float64_copy(layer):
+    from lstmcore.layers import from_config
+
+    return from_config(dict(layer.config(), dtype="float64"), {k: v.astype(np.float64) for k, v in layer.params.items()})
+
+
+@pytest.mark.parametrize("case", list(KERAS_CASES))
+def test_keras_options_both_ways(keras, case):
+    B, T, I, H = 3, 7, 5, 4
+    rng = np.random.default_rng(len(case))
+    x = rng.standard_normal((B, T, I)).astype(np.float32)
+    cls, kw = KERAS_CASES[case]
+    kl = getattr(keras.layers, cls)(H, return_sequences=True, return_state=True, **kw)
+    kl(x)
+    kl.set_weights([rng.uniform(-0.6, 0.6, w.shape).astype(np.float32) for w in kl.get_weights()])
+    want = keras_run(keras, kl, x)
+    layer = convert.from_keras(kl)
+    assert layer.reverse == kw.get("go_backwards", False) and layer.bias == kw.get("use_bias", True)
+    y, state = float64_copy(layer)(x.astype(np.float64))
+    if layer.reverse:  # Keras returns a backwards layer's outputs in the order it ran them
+        y = y[:, ::-1]
+    check("y", y, want[0], TOL32, "keras", case)
+    for k, part in enumerate(state_parts(state, cls == "LSTM")):
+        check(f"state[{k}]", part[0], want[1 + k], TOL32, "keras", case)
+    # the same from the config dict and the weights, and from the class method
+    again = convert.from_keras(kl.get_weights(), getattr(lstmcore, "RNN" if cls == "SimpleRNN" else cls)._family,
+                               config=kl.get_config())
+    assert_same_params(layer, again)
+    assert_same_params(layer, type(layer).from_keras(kl))
+    # lstmcore -> Keras: layers built with the same options and weights compute the same
+    built = convert.to_keras_layers(layer)
+    assert len(built) == 1 and built[0].get_config()["go_backwards"] == layer.reverse
+    got = keras_run(keras, built[0], x)
+    for a, b in zip(got, want):
+        np.testing.assert_array_equal(a, b)
+    assert_same_params(layer, convert.from_keras(built[0]))
+
+
+def test_keras_unit_forget_bias_initial_weights(keras):
+    # unit_forget_bias initialises the forget-gate bias to 1: carried by the weights
+    x = np.zeros((1, 2, 3), np.float32)
+    for ufb in (True, False):
+        kl = keras.layers.LSTM(4, unit_forget_bias=ufb)
+        kl(x)
+        layer = convert.from_keras(kl)
+        assert np.array_equal(layer.params["l0.b"][4:8], np.full(4, 1.0 if ufb else 0.0, np.float32))
+        assert not np.any(layer.params["l0.b"][:4]) and not np.any(layer.params["l0.b"][8:])
+
+
+@pytest.mark.parametrize("merge", ["concat", "sum"])
+def test_keras_bidirectional_layers_and_merge(keras, merge):
+    B, T, I, H = 2, 6, 3, 4
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((B, T, I)).astype(np.float32)
+    kls = [keras.layers.Bidirectional(keras.layers.GRU(H, return_sequences=True, activation="softsign",
+                                                       reset_after=False), merge_mode=merge) for _ in range(2)]
+    model = keras.Sequential([keras.Input((T, I))] + kls)
+    for kl in kls:
+        kl.set_weights([rng.uniform(-0.6, 0.6, w.shape).astype(np.float32) for w in kl.get_weights()])
+    want = keras.ops.convert_to_numpy(model(x)).astype(np.float64)
+    layer = convert.from_keras(kls)
+    assert layer.num_layers == 2 and layer.bidirectional and layer.merge == merge and not layer.reset_after
+    check("y", float64_copy(layer)(x.astype(np.float64))[0], want, TOL32, "keras", f"bi_{merge}")
+    cfg_layer = convert.from_keras([kl.get_weights() for kl in kls], "gru", config=[kl.get_config() for kl in kls])
+    assert_same_params(layer, cfg_layer)
+    built = convert.to_keras_layers(layer)
+    y = x
+    for kl in built:
+        y = kl(y)
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(y), want.astype(np.float32))
+
+
+def test_keras_refusals(keras):
+    x = np.zeros((1, 2, 3), np.float32)
+    kl = keras.layers.LSTM(4, activation="gelu")
+    kl(x)
+    with pytest.raises(ValueError, match="'gelu' has no equivalent"):
+        convert.from_keras(kl)
+    with pytest.raises(ValueError, match="Keras's LSTM uses one activation"):
+        lstmcore.LSTM(3, 4, activations=["sigmoid", "tanh", "relu"]).to_keras()
+    with pytest.raises(ValueError, match="Keras has no activation equal to leaky_relu, alpha=0.5"):
+        lstmcore.RNN(3, 4, activations=["leaky_relu"], activation_alpha=[0.5]).to_keras()
+    with pytest.raises(ValueError, match="scaled_tanh"):
+        lstmcore.GRU(3, 4, activations=["sigmoid", "scaled_tanh"]).to_keras()
+    with pytest.raises(ValueError, match="peepholes"):
+        lstmcore.LSTM(3, 4, peepholes=True).to_keras()
+    with pytest.raises(ValueError, match="reverse=True"):
+        lstmcore.LSTM(3, 4, num_layers=2, reverse=True).to_keras()
+    with pytest.raises(ValueError, match="go_backwards"):
+        convert.from_keras([[np.zeros((3, 16)), np.zeros((4, 16)), np.zeros(16)]] * 2, "lstm", go_backwards=True)
+    with pytest.raises(ValueError, match="given with Keras layers"):
+        convert.from_keras(kl, activation="relu")
+    with pytest.raises(TypeError, match="expected a Keras layer of a gru"):
+        ok = keras.layers.LSTM(4)
+        ok(x)
+        convert.from_keras(ok, "gru")
+    stateful = keras.layers.GRU(4, stateful=True)
+    stateful(x)
+    with pytest.raises(ValueError, match="stateful"):
+        convert.from_keras(stateful)
+
+
+def test_reverse_layers_have_no_torch_equivalent():
+    with pytest.raises(ValueError, match="reverse=True"):
+        lstmcore.GRU(3, 4, reverse=True).to_torch()
+    with pytest.raises(ValueError, match="reverse=True"):
+        lstmcore.RNN(3, 4, reverse=True).state_dict()
