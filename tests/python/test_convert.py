@@ -15,8 +15,8 @@ import os
 import numpy as np
 import pytest
 
-from conftest import (LAYER_VARIANTS, TOL32, TOL32_PAIR, TOL64, TORCH_VARIANT_IDS, check,
-                      layer_class)
+from conftest import (LAYER_VARIANTS, TOL32, TOL32_PAIR, TOL64, TORCH_VARIANT_IDS, assert_same_layer, check,
+                      float64_copy, layer_class)
 
 import lstmcore
 from lstmcore import convert
@@ -34,32 +34,8 @@ def make_layer(variant, I=5, H=4, dtype=np.float64, seed=0, **kw):
     return layer
 
 
-def assert_same_params(a, b):
-    assert type(a) is type(b)
-    assert a.config() == b.config(), (a.config(), b.config())
-    assert sorted(a.params) == sorted(b.params)
-    for name in a.params:
-        assert a.params[name].dtype == b.params[name].dtype, name
-        assert np.array_equal(a.params[name], b.params[name]), name
-
-
 def state_parts(state, lstm):
     return list(state) if lstm else [state]
-
-
-def f32_exact(layer):
-    """A float64 copy of a float32 layer (same values)."""
-    cfg = layer.config()
-    cls = type(layer)
-    kw = dict(num_layers=cfg["num_layers"], bias=cfg["bias"], batch_first=cfg["batch_first"],
-              bidirectional=cfg["bidirectional"], dtype=np.float64)
-    if "reset_after" in cfg:
-        kw["reset_after"] = cfg["reset_after"]
-    if "nonlinearity" in cfg:
-        kw["nonlinearity"] = cfg["nonlinearity"]
-    copy = cls(cfg["input_size"], cfg["hidden_size"], **kw)
-    copy.params = {k: v.astype(np.float64) for k, v in layer.params.items()}
-    return copy
 
 
 # ----------------------------------------------------------------------------------------------
@@ -76,9 +52,9 @@ def test_torch_both_ways(variant, num_layers, bidirectional):
     assert mod.batch_first and mod.dropout == 0.1 and mod.num_layers == num_layers
     assert next(mod.parameters()).dtype == torch.float64
     back = type(layer).from_torch(mod)
-    assert_same_params(layer, back)
-    assert_same_params(layer, convert.from_torch(mod))
-    assert_same_params(layer, type(layer).from_state_dict(mod.state_dict(), batch_first=True, dropout=0.1,
+    assert_same_layer(layer, back)
+    assert_same_layer(layer, convert.from_torch(mod))
+    assert_same_layer(layer, type(layer).from_state_dict(mod.state_dict(), batch_first=True, dropout=0.1,
                                                            **({"nonlinearity": layer.nonlinearity}
                                                               if layer.cell.startswith("rnn") else {})))
     sd = layer.state_dict()
@@ -164,7 +140,7 @@ def test_keras_both_ways(keras, variant):
     # Keras -> lstmcore (float32 layer, and its exact float64 copy)
     layer = convert.from_keras(kl.get_weights(), **keras_kwargs(variant))
     assert layer.batch_first and layer.dtype == np.float32
-    ours64 = f32_exact(layer)
+    ours64 = float64_copy(layer)
     y, state = ours64(x.astype(np.float64))
     lstm = variant == "lstm"
     check("y", y, want[0], TOL32, "keras", variant)
@@ -179,7 +155,7 @@ def test_keras_both_ways(keras, variant):
     kl2(x)
     kl2.set_weights(src.to_keras())
     got = keras_run(keras, kl2, x)
-    y, state = f32_exact(src)(x.astype(np.float64))
+    y, state = float64_copy(src)(x.astype(np.float64))
     check("y (to_keras)", got[0], y, TOL32, "keras", variant)
     for k, part in enumerate(state_parts(state, lstm)):
         check(f"state[{k}] (to_keras)", got[1 + k], part[0], TOL32, "keras", variant)
@@ -187,7 +163,7 @@ def test_keras_both_ways(keras, variant):
     # b collects b + b_h
     back = convert.from_keras(src.to_keras(), **keras_kwargs(variant))
     if variant == "gru":
-        assert_same_params(src, back)
+        assert_same_layer(src, back)
     else:
         for name in src.params:
             if name.endswith(".b"):
@@ -209,7 +185,7 @@ def test_keras_bidirectional_stack(keras):
     want = keras.ops.convert_to_numpy(model(x)).astype(np.float64)
     ours = convert.from_keras([kl.get_weights() for kl in layers], cell="lstm", bidirectional=True)
     assert ours.num_layers == 2 and ours.bidirectional
-    y, _ = f32_exact(ours)(x.astype(np.float64))
+    y, _ = float64_copy(ours)(x.astype(np.float64))
     check("y", y, want, TOL32, "keras", "lstm_bi_stack")
     back = ours.to_keras()
     assert len(back) == 2 and all(len(w) == 6 for w in back)
@@ -241,12 +217,6 @@ KERAS_CASES = {
 }
 
 
-def float64_copy(layer):
-    from lstmcore.layers import from_config
-
-    return from_config(dict(layer.config(), dtype="float64"), {k: v.astype(np.float64) for k, v in layer.params.items()})
-
-
 @pytest.mark.parametrize("case", list(KERAS_CASES))
 def test_keras_options_both_ways(keras, case):
     B, T, I, H = 3, 7, 5, 4
@@ -268,15 +238,15 @@ def test_keras_options_both_ways(keras, case):
     # the same from the config dict and the weights, and from the class method
     again = convert.from_keras(kl.get_weights(), getattr(lstmcore, "RNN" if cls == "SimpleRNN" else cls)._family,
                                config=kl.get_config())
-    assert_same_params(layer, again)
-    assert_same_params(layer, type(layer).from_keras(kl))
+    assert_same_layer(layer, again)
+    assert_same_layer(layer, type(layer).from_keras(kl))
     # lstmcore -> Keras: layers built with the same options and weights compute the same
     built = convert.to_keras_layers(layer)
     assert len(built) == 1 and built[0].get_config()["go_backwards"] == layer.reverse
     got = keras_run(keras, built[0], x)
     for a, b in zip(got, want):
         np.testing.assert_array_equal(a, b)
-    assert_same_params(layer, convert.from_keras(built[0]))
+    assert_same_layer(layer, convert.from_keras(built[0]))
 
 
 def test_keras_unit_forget_bias_initial_weights(keras):
@@ -305,7 +275,7 @@ def test_keras_bidirectional_layers_and_merge(keras, merge):
     assert layer.num_layers == 2 and layer.bidirectional and layer.merge == merge and not layer.reset_after
     check("y", float64_copy(layer)(x.astype(np.float64))[0], want, TOL32, "keras", f"bi_{merge}")
     cfg_layer = convert.from_keras([kl.get_weights() for kl in kls], "gru", config=[kl.get_config() for kl in kls])
-    assert_same_params(layer, cfg_layer)
+    assert_same_layer(layer, cfg_layer)
     built = convert.to_keras_layers(layer)
     y = x
     for kl in built:

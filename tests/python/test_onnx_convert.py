@@ -17,30 +17,14 @@ import warnings
 import numpy as np
 import pytest
 
-from conftest import TOL32, check
+from conftest import TOL32, assert_same_layer, check, float64_copy
 
 import lstmcore
 from lstmcore import convert
-from lstmcore.layers import from_config
 
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
-
-
-def float64_copy(layer):
-    """The layer in float64 with the same (float32) values."""
-    return from_config(dict(layer.config(), dtype="float64"),
-                       {k: v.astype(np.float64) for k, v in layer.params.items()})
-
-
-def assert_same_layer(a, b):
-    assert type(a) is type(b)
-    assert a.config() == b.config(), (a.config(), b.config())
-    assert sorted(a.params) == sorted(b.params)
-    for name in a.params:
-        assert a.params[name].dtype == b.params[name].dtype, name
-        assert np.array_equal(a.params[name], b.params[name]), name
 
 
 def ort_run(model, feeds):
