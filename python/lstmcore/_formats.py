@@ -509,8 +509,14 @@ def _is_keras_layer(obj):
     return hasattr(obj, "get_weights") and hasattr(obj, "get_config")
 
 
+KERAS_DEFAULTS = dict(bidirectional=False, use_bias=True, reset_after=True, activation="tanh",
+                      recurrent_activation="sigmoid", go_backwards=False, merge="concat", unit_forget_bias=None)
+
+
 def from_keras(weights, cell=None, *, config=None, **kw):
-    """(config, params) from Keras 3 layers or weights; see lstmcore.convert.from_keras."""
+    """(config, params) from Keras 3 layers or weights; see lstmcore.convert.from_keras. With
+    Keras layers or configs, the option keywords must keep their defaults (the layers hold
+    the options)."""
     objs = weights if isinstance(weights, (list, tuple)) and weights and _is_keras_layer(weights[0]) else (
         [weights] if _is_keras_layer(weights) else None)
     if objs is not None:
@@ -523,6 +529,10 @@ def from_keras(weights, cell=None, *, config=None, **kw):
         sources = config if isinstance(config, (list, tuple)) else [config]
     else:
         return from_keras_weights(weights, cell or "lstm", **kw)
+    given = sorted(k for k, v in kw.items() if k in KERAS_DEFAULTS and v != KERAS_DEFAULTS[k])
+    if given:
+        raise ValueError(f"{', '.join(given)}: given with Keras layers or configs, which hold the options")
+    kw = {k: v for k, v in kw.items() if k not in KERAS_DEFAULTS}
     read = [keras_layer_options(o, f"layer {k}" if len(sources) > 1 else "layer") for k, o in enumerate(sources)]
     for k, (c, opts) in enumerate(read[1:], 1):
         if (c, opts) != read[0]:

@@ -108,7 +108,12 @@ class _Graph:
         outs = [helper.make_value_info(target, onnx_module().TypeProto())]
         g = helper.make_graph(list(nodes), "glue", ins, outs, initializer=inits)
         model = helper.make_model(g, opset_imports=self.opsets)
-        return np.asarray(ReferenceEvaluator(model).run(None, dict(feeds))[0])
+        try:
+            return np.asarray(ReferenceEvaluator(model).run(None, dict(feeds))[0])
+        except Exception as exc:  # noqa: BLE001 - whatever the ops raise on the probes
+            raise ValueError(f"model: the ops computing {target!r} ({', '.join(n.op_type for n in nodes)}) failed on "
+                             f"probe tensors of sizes T={_PROBE_T}, B={_PROBE_B} or the model's declared ones: "
+                             f"{type(exc).__name__}: {exc}") from exc
 
 
 def _probe(shape, rng, dtype=np.float64):
@@ -117,7 +122,7 @@ def _probe(shape, rng, dtype=np.float64):
     return (rng.permutation(n).astype(dtype) + 1.0).reshape(shape) * np.where(rng.random(shape) < 0.5, -1, 1)
 
 
-def _node_description(onnx, g, node, where):
+def _node_description(onnx, g, node, where, stops):
     attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
     inputs = list(node.input) + [""] * (8 - len(node.input))
     desc = dict(op_type=node.op_type, **{k: attrs.get(k) for k in (
@@ -132,8 +137,11 @@ def _node_description(onnx, g, node, where):
                 raise ValueError(f"{where}: input {key} is missing")
             continue
         if name not in g.known:
-            raise ValueError(f"{where}: input {key} ({name!r}) is neither an initializer nor a Constant node's "
-                             f"output; pass its value in weights={{{name!r}: array}}")
+            nodes, reached_inputs, reached = g.cut(name, stops)
+            if reached_inputs or reached:
+                raise ValueError(f"{where}: input {key} ({name!r}) is neither an initializer, a Constant node's output "
+                                 f"nor computed from those; pass its value in weights={{{name!r}: array}}")
+            g.known[name] = g.run(name, {}, nodes)  # e.g. gates reordered by Slice / Concat of constants
         desc[key] = g.known[name]
     return desc, inputs
 
@@ -156,13 +164,12 @@ def read_model(model_or_path, weights=None, dtype=None):
     if not rnodes:
         raise ValueError("model: its graph has no LSTM, GRU or RNN node (an exporter that unrolls the recurrence "
                          "into MatMul / Add ops writes none: export with one that keeps the recurrent operator)")
+    stops = {out for n in rnodes for out in n.output if out}
     descs, inputs = [], []
     for k, node in enumerate(rnodes):
-        d, ins = _node_description(onnx, g, node, f"node {k} ({node.op_type} {node.name!r})")
+        d, ins = _node_description(onnx, g, node, f"node {k} ({node.op_type} {node.name!r})", stops)
         descs.append(d)
         inputs.append(ins)
-    outputs = {out: (k, j) for k, n in enumerate(rnodes) for j, out in enumerate(n.output) if out}
-    stops = set(outputs)
     rng = np.random.default_rng(0)
     layout1 = int(descs[0].get("layout") or 0) == 1
     D = 2 if F.text(descs[0].get("direction") or "forward") == "bidirectional" else 1
@@ -230,13 +237,22 @@ def read_model(model_or_path, weights=None, dtype=None):
             raise ValueError(f"model: sequence_lens ({name!r}) is a constant of the model; lstmcore takes lengths per "
                              f"call: pass seq_lengths={np.asarray(known[name]).tolist()} to the layer")
         nodes, reached_inputs, reached = g.cut(name, stops)
-        if reached or len(reached_inputs) != 1:
-            raise ValueError(f"model: sequence_lens ({name!r}) is not a graph input")
-        info["seq_lengths"] = reached_inputs.pop()
+        src = reached_inputs.pop() if len(reached_inputs) == 1 and not reached else None
+        probe_lens = np.arange(B, 0, -1) % T + 1
+        if src is None or not np.array_equal(g.run(name, dict(x_feed, **{src: probe_lens.astype(np.int32)}), nodes),
+                                             probe_lens):
+            raise ValueError(f"model: sequence_lens ({name!r}) is not a graph input (nor one cast)")
+        info["seq_lengths"] = src
 
     # initial states: constants (returned), zeros written as glue (no state), or graph inputs
     # (the layer's state argument at run time: the nodes' rows k·D .. (k+1)·D of one input)
     runtime = {}
+    out_index = {out: j for n in rnodes for j, out in enumerate(n.output) if out}
+
+    def output_probes(names, scale):  # other nodes' outputs, read by glue for their shapes
+        return {n: scale * _probe(((B, T, D, H) if layout1 else (T, D, B, H)) if out_index[n] == 0 else
+                                  ((B, D, H) if layout1 else (D, B, H)), rng, fdt) for n in names}
+
     for k, node in enumerate(rnodes):
         for i, key in _STATE_INPUTS.items():
             name = inputs[k][i]
@@ -246,11 +262,14 @@ def read_model(model_or_path, weights=None, dtype=None):
                 descs[k][key] = known[name]
                 continue
             nodes, reached_inputs, reached = g.cut(name, stops)
-            if reached:
-                raise ValueError(f"node {k}: {key} is computed from another node's output")
             others = reached_inputs - {source}
-            if not others:  # computed from x's shape alone, as exporters write a zero state
-                value = g.run(name, x_feed, nodes)
+            if not others:  # computed from shapes alone, as exporters write a zero state
+                value = g.run(name, dict(x_feed, **output_probes(reached, 1)), nodes)
+                if not np.array_equal(value, g.run(name, dict({source: -2 * probe}, **output_probes(reached, -3)),
+                                                   nodes)):
+                    raise ValueError(f"node {k}: {key} is computed from the values of "
+                                     f"{sorted(reached | {source})}; an lstmcore layer takes its initial state as an "
+                                     f"argument")
                 descs[k][key] = None if not np.any(value) else value
                 continue
             if len(others) != 1:
@@ -262,7 +281,7 @@ def read_model(model_or_path, weights=None, dtype=None):
             rows = len(rnodes) * D
             sshape = g.declared_shape(src) or [None] * 3
             s = _probe((B, rows, H) if layout1 else (rows, B, H), rng, fdt) if len(sshape) == 3 else None
-            got = g.run(name, dict(x_feed, **{src: s}), nodes) if s is not None else None
+            got = g.run(name, dict(x_feed, **output_probes(reached, 1), **{src: s}), nodes) if s is not None else None
             sl = (s[:, k * D:(k + 1) * D] if layout1 else s[k * D:(k + 1) * D]) if s is not None else None
             if got is None or got.shape != sl.shape or not np.array_equal(got, sl):
                 raise ValueError(f"node {k}: {key} is computed from the graph input {src!r} by ops other than taking "

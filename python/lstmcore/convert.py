@@ -81,20 +81,10 @@ def from_keras(weights, cell=None, *, config=None, bidirectional=False, use_bias
     only and are not carried; ``dropout`` here is lstmcore's, between layers. batch_first
     defaults to True, Keras' layout.
     """
-    options = dict(bidirectional=bidirectional, use_bias=use_bias, reset_after=reset_after, activation=activation,
-                   recurrent_activation=recurrent_activation, go_backwards=go_backwards, merge=merge)
-    kw = dict(batch_first=batch_first, dropout=dropout, dtype=dtype)
-    if config is None and isinstance(weights, (list, tuple)) and not (weights and hasattr(weights[0], "get_config")):
-        kw.update(options)  # weights lists: the options are the keywords
-    else:  # Keras layers or configs hold the options
-        given = [k for k, v in options.items() if v != _KERAS_DEFAULTS[k]]
-        if given:
-            raise ValueError(f"{', '.join(given)}: given with Keras layers or configs, which hold the options")
-    return from_config(*_formats.from_keras(weights, cell, config=config, **kw))
-
-
-_KERAS_DEFAULTS = dict(bidirectional=False, use_bias=True, reset_after=True, activation="tanh",
-                       recurrent_activation="sigmoid", go_backwards=False, merge="concat")
+    return from_config(*_formats.from_keras(
+        weights, cell, config=config, bidirectional=bidirectional, use_bias=use_bias, reset_after=reset_after,
+        activation=activation, recurrent_activation=recurrent_activation, go_backwards=go_backwards, merge=merge,
+        unit_forget_bias=unit_forget_bias, batch_first=batch_first, dropout=dropout, dtype=dtype))
 
 
 def to_keras(layer):

@@ -426,7 +426,7 @@ def test_onnx_node_test(node_test_dir, name):
 # What torch.onnx.export writes for stacked, bidirectional nn.LSTM / nn.GRU
 
 
-def torch_export(torch, module, args, dynamo, names):
+def torch_export(torch, module, args, dynamo, names, fold=True):
     f = io.BytesIO()
     with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()), \
             contextlib.redirect_stderr(io.StringIO()):
@@ -434,7 +434,7 @@ def torch_export(torch, module, args, dynamo, names):
         if dynamo:
             pytest.importorskip("onnxscript")
             return torch.onnx.export(module, args, dynamo=True, input_names=names).model_proto
-        torch.onnx.export(module, args, f, dynamo=False, input_names=names,
+        torch.onnx.export(module, args, f, dynamo=False, input_names=names, do_constant_folding=fold,
                           dynamic_axes={n: {0: f"{n}_0", 1: f"{n}_1"} for n in names})
     return onnx.load_from_string(f.getvalue())
 
@@ -442,7 +442,7 @@ def torch_export(torch, module, args, dynamo, names):
 @pytest.mark.parametrize("with_state", [False, True], ids=["no_state", "state"])
 @pytest.mark.parametrize("batch_first", [False, True], ids=["tm", "bf"])
 @pytest.mark.parametrize("kind", ["LSTM", "GRU"])
-@pytest.mark.parametrize("exporter", ["torchscript", "dynamo"])
+@pytest.mark.parametrize("exporter", ["torchscript", "torchscript_unfolded", "dynamo"])
 def test_torch_onnx_export(exporter, kind, batch_first, with_state):
     torch = pytest.importorskip("torch")
     torch.manual_seed(3)
@@ -454,7 +454,8 @@ def test_torch_onnx_export(exporter, kind, batch_first, with_state):
     state = ((h0, c0) if lstm else h0) if with_state else None
     args = (x, state) if with_state else (x,)
     names = ["x", "h0", "c0"][:(3 if lstm else 2) if with_state else 1]
-    model = torch_export(torch, m, args, exporter == "dynamo", names)
+    # unfolded: W, R, B are Slice / Concat of torch's weights, states Expand-ed from shapes
+    model = torch_export(torch, m, args, exporter == "dynamo", names, fold=exporter != "torchscript_unfolded")
     layer = lstmcore.from_onnx(model)
     assert type(layer).__name__ == kind and layer.batch_first == batch_first and layer.num_layers == 2
     feeds = {i.name: a.numpy() for i, a in zip(model.graph.input, [x] + ([h0, c0] if lstm else [h0]) * with_state)}
@@ -480,3 +481,29 @@ def test_torch_dynamo_export_of_rnn_is_refused():
     # the TorchScript exporter keeps the RNN nodes
     ts = torch_export(torch, m, (torch.randn(5, 2, 3),), False, ["x"])
     assert_same_layer(lstmcore.from_onnx(ts), lstmcore.RNN.from_torch(m))
+
+
+def test_glue_reading_run_time_values():
+    rng = np.random.default_rng(4)
+    W, R, B, _ = node_arrays(rng, "GRU", 1)
+    # sequence_lens cast from an int64 graph input: the layer's seq_lengths
+    model = one_node("GRU", W, R, B, lens="input", linear_before_reset=1)
+    node = model.graph.node[-1]
+    node.input[4] = "lens32"
+    model.graph.node.insert(0, helper.make_node("Cast", ["sequence_lens"], ["lens32"], to=TensorProto.INT32))
+    model.graph.input[1].type.tensor_type.elem_type = TensorProto.INT64
+    x = rng.standard_normal((6, 3, 4)).astype(np.float32)
+    lens = np.array([6, 1, 3])
+    want = ort_run(model, dict(X=x, sequence_lens=lens))
+    layer = lstmcore.from_onnx(model)
+    got = ours_as_onnx(layer, *float64_copy(layer)(x.astype(np.float64), None, lens))
+    check("Y", got[0], want[0], TOL32)
+    # an initial state computed from the input's values is not a state lstmcore can take
+    model = one_node("GRU", W, R, B, linear_before_reset=1)
+    node = model.graph.node[-1]
+    node.input.extend(["", "h0"])
+    model.graph.node.insert(0, helper.make_node("Slice", ["X", "starts", "ends", "axes"], ["h0"]))  # X[:1, :, :3]
+    for name, v in (("starts", [0, 0]), ("ends", [1, 3]), ("axes", [0, 2])):
+        model.graph.initializer.append(numpy_helper.from_array(np.array(v, np.int64), name))
+    with pytest.raises(ValueError, match="initial_h is computed from the values"):
+        lstmcore.from_onnx(model)
