@@ -278,15 +278,22 @@ def read_model(model_or_path, weights=None, dtype=None):
             if not nodes:
                 runtime.setdefault(key, []).append((k, src, None))
                 continue
-            rows = len(rnodes) * D
-            sshape = g.declared_shape(src) or [None] * 3
-            s = _probe((B, rows, H) if layout1 else (rows, B, H), rng, fdt) if len(sshape) == 3 else None
-            got = g.run(name, dict(x_feed, **output_probes(reached, 1), **{src: s}), nodes) if s is not None else None
-            sl = (s[:, k * D:(k + 1) * D] if layout1 else s[k * D:(k + 1) * D]) if s is not None else None
-            if got is None or got.shape != sl.shape or not np.array_equal(got, sl):
+            # the input is (L·D, B, H) (lstmcore's and PyTorch's state) or (B, L·D, H) (ONNX's
+            # layout 1); the node takes (D, B, H) (layout 0) or (B, D, H) (layout 1)
+            rows, sl = len(rnodes) * D, slice(k * D, (k + 1) * D)
+            for form in ("rows_first", "batch_first"):
+                if len(g.declared_shape(src) or [None] * 3) != 3:
+                    continue
+                s = _probe((rows, B, H) if form == "rows_first" else (B, rows, H), rng, fdt)
+                want = s[sl] if form == "rows_first" else s[:, sl].transpose(1, 0, 2)
+                want = want.transpose(1, 0, 2) if layout1 else want
+                got = g.run(name, dict(x_feed, **output_probes(reached, 1), **{src: s}), nodes)
+                if got.shape == want.shape and np.array_equal(got, want):
+                    runtime.setdefault(key, []).append((k, src, form))
+                    break
+            else:
                 raise ValueError(f"node {k}: {key} is computed from the graph input {src!r} by ops other than taking "
                                  f"the node's rows {k * D}..{(k + 1) * D - 1}")
-            runtime.setdefault(key, []).append((k, src, "rows"))
     for key, uses in runtime.items():
         if any(descs[k].get(key) is not None for k in range(len(rnodes))):
             raise ValueError(f"model: {key} is a graph input for some nodes and a constant for others")
@@ -319,7 +326,7 @@ def _apply_metadata(model, cfg):
             cfg[key] = saved[key]
 
 
-def write_model(cfg, params, *, seq_lengths=False, initial_state=False, dtype=None, opset=17):
+def write_model(cfg, params, *, seq_lengths=False, initial_state=False, dtype=None, opset=17, layout=0):
     """An ONNX ModelProto computing the layer; see lstmcore.convert.to_onnx."""
     onnx = onnx_module()
     from onnx import TensorProto, helper, numpy_helper  # noqa: PLC0415
@@ -327,6 +334,10 @@ def write_model(cfg, params, *, seq_lengths=False, initial_state=False, dtype=No
     F.refuse(cfg, "to_onnx", "ONNX's LSTM / GRU / RNN operators",
              allowed=("activations", "activation_alpha", "activation_beta", "clip", "peepholes", "input_forget"),
              reverse_ok=True, merge_ok=True)
+    bf = cfg["batch_first"]
+    if layout not in (0, 1) or (layout == 1 and not bf):
+        raise ValueError(f"layout: expected 0, or 1 (batch-major nodes) for a batch_first layer, got {layout!r} "
+                         f"(batch_first={bf})")
     fam = F.family(cfg)
     op = F.ONNX_OPS[fam]
     L, D, H = cfg["num_layers"], F.directions(cfg), cfg["hidden_size"]
@@ -335,11 +346,15 @@ def write_model(cfg, params, *, seq_lengths=False, initial_state=False, dtype=No
     inits, nodes = [], []
 
     def const(name, value):
-        value = np.asarray(value)
-        inits.append(numpy_helper.from_array(value.astype(dt) if value.dtype.kind == "f" else value, name))
+        if name not in {t.name for t in inits}:
+            value = np.asarray(value)
+            inits.append(numpy_helper.from_array(value.astype(dt) if value.dtype.kind == "f" else value, name))
         return name
 
-    bf = cfg["batch_first"]
+    def add(op_type, inputs, output, **attrs):
+        nodes.append(helper.make_node(op_type, inputs, [output], **attrs))
+        return output
+
     inputs = [helper.make_tensor_value_info("X", elem, ["B", "T", cfg["input_size"]] if bf
                                             else ["T", "B", cfg["input_size"]])]
     state_shape = [L * D, "B", H]
@@ -348,60 +363,55 @@ def write_model(cfg, params, *, seq_lengths=False, initial_state=False, dtype=No
     state_names = ["initial_h"] + (["initial_c"] if fam == "lstm" else [])
     if initial_state:
         inputs += [helper.make_tensor_value_info(n, elem, state_shape) for n in state_names]
-    x_name = "X"
-    if bf:
-        nodes.append(helper.make_node("Transpose", ["X"], ["X_time_major"], perm=[1, 0, 2]))
-        x_name = "X_time_major"
+    # the nodes run time-major (layout 0; a batch_first layer's X and Y are transposed around
+    # them) or batch-major (layout 1): Y_k is (T, D, B, H) or (B, T, D, H)
+    x_name = add("Transpose", ["X"], "X_time_major", perm=[1, 0, 2]) if bf and not layout else "X"
+    d_axis = const("direction_axis", np.array([2 if layout else 1], np.int64))
     finals = {"Y_h": [], "Y_c": []}
     for k in range(L):
         tensors, attrs = F.onnx_node(cfg, params, k)
+        if layout:
+            attrs["layout"] = 1
         node_inputs = [x_name, const(f"W_{k}", tensors["W"]), const(f"R_{k}", tensors["R"]),
                        const(f"B_{k}", tensors["B"]) if tensors["B"] is not None else "",
                        "sequence_lens" if seq_lengths else "", "", "", ""]
-        if initial_state:
-            if L == 1:
-                node_inputs[5:5 + len(state_names)] = state_names
-            else:
+        for j, n in enumerate(state_names if initial_state else []):  # rows k·D .. of (L·D, B, H)
+            part = n
+            if L > 1:
                 rows = [const(f"rows_{k}_start", np.array([k * D], np.int64)),
-                        const(f"rows_{k}_end", np.array([(k + 1) * D], np.int64)),
-                        const(f"rows_{k}_axis", np.array([0], np.int64))]
-                for j, n in enumerate(state_names):
-                    nodes.append(helper.make_node("Slice", [n] + rows, [f"{n}_{k}"]))
-                    node_inputs[5 + j] = f"{n}_{k}"
+                        const(f"rows_{k}_end", np.array([(k + 1) * D], np.int64)), const("rows_axis", np.array([0], np.int64))]
+                part = add("Slice", [n] + rows, f"{n}_{k}")
+            node_inputs[5 + j] = add("Transpose", [part], f"{n}_{k}_bdh", perm=[1, 0, 2]) if layout else part
         if tensors["P"] is not None:
             node_inputs[7] = const(f"P_{k}", tensors["P"])
         while node_inputs[-1] == "":
             node_inputs.pop()
-        outs = ["Y_h", "Y_c"] if L == 1 else [f"Y_h_{k}", f"Y_c_{k}"]
-        outs = [f"Y_{k}"] + outs[:len(state_names)]
-        finals["Y_h"].append(outs[1])
-        finals["Y_c"].append(outs[-1])
+        outs = [f"Y_{k}"] + [f"Y_{c}_{k}" if L > 1 or layout else f"Y_{c}" for c in "hc"][:len(state_names)]
         nodes.append(helper.make_node(op, node_inputs, outs, name=f"{op.lower()}_{k}", **attrs))
-        # Y_k (T, D, B, H) -> the next layer's input (T, B, O); the last one's is Y (time-major)
+        for out, name in zip(("Y_h", "Y_c"), outs[1:]):  # layout 1: (B, D, H) -> (D, B, H)
+            finals[out].append(add("Transpose", [name], f"{name}_dbh" if L > 1 else out, perm=[1, 0, 2]) if layout
+                               else name)
+        # Y_k -> the next layer's input (T, B, O) (or (B, T, O)), the last one's Y when that is
+        # the output's layout
         y = outs[0]
-        last = "Y" if k == L - 1 and not bf else None
+        last = "Y" if k == L - 1 and bool(layout) == bf else None
         if D == 1:
-            nodes.append(helper.make_node("Squeeze", [y, const("direction_axis", np.array([1], np.int64))
-                                                      if k == 0 else "direction_axis"], [last or f"{y}_tbh"]))
-            x_name = last or f"{y}_tbh"
+            x_name = add("Squeeze", [y, d_axis], last or f"{y}_one")
         elif cfg.get("merge", "concat") == "sum":
-            nodes.append(helper.make_node("ReduceSum", [y, const("direction_axis", np.array([1], np.int64))
-                                                        if k == 0 else "direction_axis"], [last or f"{y}_sum"],
-                                          keepdims=0))
-            x_name = last or f"{y}_sum"
+            x_name = add("ReduceSum", [y, d_axis], last or f"{y}_sum", keepdims=0)
         else:
-            nodes.append(helper.make_node("Transpose", [y], [f"{y}_tbdh"], perm=[0, 2, 1, 3]))
-            nodes.append(helper.make_node("Reshape", [f"{y}_tbdh", const("join_directions", np.array(
-                [0, 0, -1], np.int64)) if k == 0 else "join_directions"], [last or f"{y}_flat"]))
-            x_name = last or f"{y}_flat"
-    if bf:
-        nodes.append(helper.make_node("Transpose", [x_name], ["Y"], perm=[1, 0, 2]))
+            if not layout:
+                y = add("Transpose", [y], f"{y}_tbdh", perm=[0, 2, 1, 3])
+            x_name = add("Reshape", [y, const("join_directions", np.array([0, 0, -1], np.int64))],
+                         last or f"{y}_joined")
+    if bf and not layout:
+        add("Transpose", [x_name], "Y", perm=[1, 0, 2])
     O = H * (2 if D == 2 and cfg.get("merge", "concat") == "concat" else 1)
     outputs = [helper.make_tensor_value_info("Y", elem, ["B", "T", O] if bf else ["T", "B", O])]
     for n in state_names:
         out = "Y" + n[-2:]
         if L > 1:
-            nodes.append(helper.make_node("Concat", finals[out], [out], axis=0))
+            add("Concat", finals[out], out, axis=0)
         outputs.append(helper.make_tensor_value_info(out, elem, state_shape))
     graph = helper.make_graph(nodes, f"lstmcore_{fam}", inputs, outputs, initializer=inits)
     model = helper.make_model(graph, producer_name="lstmcore", opset_imports=[helper.make_opsetid("", opset)])

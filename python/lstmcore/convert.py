@@ -160,7 +160,7 @@ def from_onnx(model_or_path, *, weights=None, return_state=False, dtype=None):
     return (layer, state) if return_state else layer
 
 
-def to_onnx(layer, path=None, *, seq_lengths=False, initial_state=False, dtype=None, opset=17):
+def to_onnx(layer, path=None, *, seq_lengths=False, initial_state=False, dtype=None, opset=17, layout=0):
     """An ONNX model computing ``layer``: one LSTM / GRU / RNN node per layer (direction
     "bidirectional", "forward" or, for reverse=True, "reverse"; the cell options as
     attributes and P; activation alpha / beta written out in full).
@@ -169,10 +169,12 @@ def to_onnx(layer, path=None, *, seq_lengths=False, initial_state=False, dtype=N
     seq_lengths=True, "initial_h" (and "initial_c" for LSTM), (L·D, B, H), if
     initial_state=True. Outputs: "Y" (T, B, O) (or (B, T, O)), "Y_h" (and "Y_c")
     (L·D, B, H) — the values of ``layer(x, state, seq_lengths)``. The nodes use layout=0
-    (ONNX Runtime runs no other); batch_first layers get Transpose nodes around them;
-    merge="sum" joins the directions by ReduceSum. dtype: of the model's tensors, default the
+    (the only one ONNX Runtime runs), a batch_first layer's with Transpose nodes around them,
+    or, with ``layout=1`` (batch_first layers), ONNX's batch-major nodes (the states are
+    transposed to and from their (B, D, H)); merge="sum" joins the directions by ReduceSum. dtype: of the model's tensors, default the
     layer's (ONNX Runtime's CPU LSTM runs float32 only: export a float64 LSTM with
     dtype=np.float32 to run it there). Written to ``path`` when given. ONNX has no
     forget_gate=False, proj_size, layer_norm or zoneout: refused by name.
     """
-    return layer.to_onnx(path, seq_lengths=seq_lengths, initial_state=initial_state, dtype=dtype, opset=opset)
+    return layer.to_onnx(path, seq_lengths=seq_lengths, initial_state=initial_state, dtype=dtype, opset=opset,
+                         layout=layout)

@@ -612,10 +612,10 @@ class _Recurrent:
         layer = _expect(cls, from_config(cfg, params))
         return (layer, state) if return_state else layer
 
-    def to_onnx(self, path=None, *, seq_lengths=False, initial_state=False, dtype=None, opset=17):
+    def to_onnx(self, path=None, *, seq_lengths=False, initial_state=False, dtype=None, opset=17, layout=0):
         """An ONNX model of this layer (written to ``path`` when given); see :func:`lstmcore.convert.to_onnx`."""
         model = _onnx_graph.write_model(self.config(), self._checked_params(), seq_lengths=seq_lengths,
-                                        initial_state=initial_state, dtype=dtype, opset=opset)
+                                        initial_state=initial_state, dtype=dtype, opset=opset, layout=layout)
         if path is not None:
             _onnx_graph.onnx_module().save(model, os.fspath(path))
         return model
