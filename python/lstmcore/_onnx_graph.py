@@ -147,9 +147,7 @@ def _node_description(onnx, g, node, where, stops):
 
 
 def read_model(model_or_path, weights=None, dtype=None):
-    """(config, params, state, info) of the recurrent stack of an ONNX model; see
-    lstmcore.convert.from_onnx. ``info``: the names of the graph inputs the layer's call
-    arguments stand for (x, seq_lengths, state)."""
+    """(config, params, state) of the recurrent stack of an ONNX model; see lstmcore.convert.from_onnx."""
     onnx = onnx_module()
     model = onnx.load(os.fspath(model_or_path)) if isinstance(model_or_path, (str, os.PathLike)) else model_or_path
     graph = model.graph
@@ -174,7 +172,6 @@ def read_model(model_or_path, weights=None, dtype=None):
     layout1 = int(descs[0].get("layout") or 0) == 1
     D = 2 if F.text(descs[0].get("direction") or "forward") == "bidirectional" else 1
     H = np.asarray(descs[0]["R"]).shape[2]
-    info = dict(x=None, seq_lengths=None, state=[])
 
     # node 0's X: the model's input, time-major or batch-major
     x_name = inputs[0][0]
@@ -182,7 +179,7 @@ def read_model(model_or_path, weights=None, dtype=None):
     if reached or len(reached_inputs) != 1:
         raise ValueError(f"node 0: its input X is not computed from one graph input alone (it reads "
                          f"{sorted(reached_inputs | reached)})")
-    info["x"] = source = reached_inputs.pop()
+    source = reached_inputs.pop()
     shape = g.declared_shape(source) or [None] * 3
     if len(shape) != 3:
         raise ValueError(f"model: the input {source!r} has {len(shape)} dimensions, expected 3")
@@ -242,11 +239,10 @@ def read_model(model_or_path, weights=None, dtype=None):
         if src is None or not np.array_equal(g.run(name, dict(x_feed, **{src: probe_lens.astype(np.int32)}), nodes),
                                              probe_lens):
             raise ValueError(f"model: sequence_lens ({name!r}) is not a graph input (nor one cast)")
-        info["seq_lengths"] = src
 
     # initial states: constants (returned), zeros written as glue (no state), or graph inputs
     # (the layer's state argument at run time: the nodes' rows k·D .. (k+1)·D of one input)
-    runtime = {}
+    runtime = set()  # the states that are graph inputs
     out_index = {out: j for n in rnodes for j, out in enumerate(n.output) if out}
 
     def output_probes(names, scale):  # other nodes' outputs, read by glue for their shapes
@@ -276,7 +272,7 @@ def read_model(model_or_path, weights=None, dtype=None):
                 raise ValueError(f"node {k}: {key} is computed from several graph inputs {sorted(others)}")
             src = others.pop()
             if not nodes:
-                runtime.setdefault(key, []).append((k, src, None))
+                runtime.add(key)
                 continue
             # the input is (L·D, B, H) (lstmcore's and PyTorch's state) or (B, L·D, H) (ONNX's
             # layout 1); the node takes (D, B, H) (layout 0) or (B, D, H) (layout 1)
@@ -289,19 +285,18 @@ def read_model(model_or_path, weights=None, dtype=None):
                 want = want.transpose(1, 0, 2) if layout1 else want
                 got = g.run(name, dict(x_feed, **output_probes(reached, 1), **{src: s}), nodes)
                 if got.shape == want.shape and np.array_equal(got, want):
-                    runtime.setdefault(key, []).append((k, src, form))
+                    runtime.add(key)
                     break
             else:
                 raise ValueError(f"node {k}: {key} is computed from the graph input {src!r} by ops other than taking "
                                  f"the node's rows {k * D}..{(k + 1) * D - 1}")
-    for key, uses in runtime.items():
+    for key in runtime:
         if any(descs[k].get(key) is not None for k in range(len(rnodes))):
             raise ValueError(f"model: {key} is a graph input for some nodes and a constant for others")
-        info["state"].append((key, [src for _, src, _ in uses]))
     cfg, params, state = F.from_onnx_nodes(descs, dtype, merge)
     cfg["batch_first"] = batch_first
     _apply_metadata(model, cfg)
-    return cfg, params, state, info
+    return cfg, params, state
 
 
 def _apply_metadata(model, cfg):

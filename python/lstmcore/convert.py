@@ -148,14 +148,15 @@ def from_onnx(model_or_path, *, weights=None, return_state=False, dtype=None):
 
     At run time the layer takes what the model's other inputs were: sequence_lens (one
     graph input read by every node) is ``seq_lengths``; initial states that are graph
-    inputs (one per node, or rows k·D .. of one (L·D, B, H) input) are ``state``. Initial
+    inputs (one per node, or rows k·D .. of one (L·D, B, H) input — or of a (B, L·D, H) one,
+    which the caller transposes) are ``state``. Initial
     states that are constants are returned with ``return_state=True`` as (layer, state)
     (state None when there are none, or when they are zeros, as exporters write a default
     state). A model written by :func:`to_onnx` carries the layer's config in its metadata,
     which restores dropout and the exact values of clip and alpha / beta (ONNX stores
     float32). dtype: the layer's, default that of W.
     """
-    cfg, params, state, _ = _onnx_graph.read_model(model_or_path, weights, dtype)
+    cfg, params, state = _onnx_graph.read_model(model_or_path, weights, dtype)
     layer = from_config(cfg, params)
     return (layer, state) if return_state else layer
 

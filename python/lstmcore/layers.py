@@ -553,7 +553,7 @@ class _Recurrent:
         """For a reverse layer, ``a`` (T, B, F) or (B, T, F) with each sequence's valid steps in
         the opposite order (a copy; the steps past a length stay): the stack runs forward on it.
         Other layers get ``a`` itself."""
-        if not self.reverse or a is None:
+        if not self.reverse or a is None or np.ndim(a) != 3:  # a wrong shape is the core's to refuse
             return a
         if device:
             raise TypeError("x: a reverse layer runs on the host; pass NumPy arrays")
@@ -608,7 +608,7 @@ class _Recurrent:
     @classmethod
     def from_onnx(cls, model_or_path, *, weights=None, return_state=False, dtype=None):
         """A layer from the LSTM / GRU / RNN nodes of an ONNX model; see :func:`lstmcore.convert.from_onnx`."""
-        cfg, params, state, _ = _onnx_graph.read_model(model_or_path, weights, dtype)
+        cfg, params, state = _onnx_graph.read_model(model_or_path, weights, dtype)
         layer = _expect(cls, from_config(cfg, params))
         return (layer, state) if return_state else layer
 
