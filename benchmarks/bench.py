@@ -395,61 +395,25 @@ class TorchImpl:
                 "db": m.bias_ih_l0.grad.numpy(), "db_h": m.bias_hh_l0.grad.numpy()}
 
 
-def onnx_gate_perm(cell: str):
-    # lstmcore/PyTorch blocks: LSTM i,f,g,o -> ONNX i,o,f,c ; GRU r,z,n -> ONNX z,r,h
-    return [0, 3, 1, 2] if cell == "lstm" else [1, 0, 2]
-
-
-def build_onnx_model(onnx, d: Data):
-    """One LSTM/GRU node (opset 14), weights as initializers, in ONNX's gate order."""
-    import numpy as np
-    from onnx import TensorProto, helper, numpy_helper
-    H = d.H
-    perm = onnx_gate_perm(d.cell)
-
-    def rows(m):  # m: (G·H, K) with gate blocks of H rows in our order -> ONNX order
-        return np.ascontiguousarray(np.concatenate([m[p * H:(p + 1) * H] for p in perm], axis=0))
-
-    W = rows(d.w_x.T)[None]                               # (1, G·H, I)
-    R = rows(d.w_h.T)[None]                               # (1, G·H, H)
-    Bv = np.concatenate([rows(d.b[:, None])[:, 0], rows(d.b_h[:, None])[:, 0]])[None]  # (1, 2·G·H)
+def build_onnx_model(d: Data):
+    """One LSTM/GRU node with d's weights, written by lstmcore.convert.to_onnx (opset 14):
+    X (T, B, I) -> Y (T, B, H), Y_h (, Y_c) (1, B, H)."""
+    import lstmcore
     if d.variant == "proj":
         raise NotImplementedError("ONNX's LSTM has no projection")
-    outputs = ["Y", "Y_h"] + (["Y_c"] if d.cell == "lstm" else [])
-    attrs = {"hidden_size": H, "direction": "forward"}
-    inputs = ["X", "W", "R", "B"]
-    extra = []
-    if d.variant == "hard_sigmoid":
-        attrs["activations"] = ["HardSigmoid", "Tanh", "Tanh"]  # ONNX's default alpha 0.2, beta 0.5
-    if d.variant == "peepholes":
-        # ONNX's P is (1, 3H) in the order i, o, f; ours (3, H) is i, f, o
-        inputs += ["", "", "", "P"]
-        extra.append(numpy_helper.from_array(
-            np.concatenate([d.peepholes[0], d.peepholes[2], d.peepholes[1]])[None].astype(np.float32), "P"))
-    if d.cell == "gru":
-        attrs["linear_before_reset"] = 1                  # PyTorch's (and lstmcore's reset_after=True) GRU
-    node = helper.make_node("LSTM" if d.cell == "lstm" else "GRU", inputs, outputs, **attrs)
-    f32 = TensorProto.FLOAT
-    graph = helper.make_graph(
-        [node], f"{d.cell}_T{d.T}_B{d.B}_H{H}",
-        [helper.make_tensor_value_info("X", f32, [d.T, d.B, d.I])],
-        [helper.make_tensor_value_info("Y", f32, [d.T, 1, d.B, H]),
-         helper.make_tensor_value_info("Y_h", f32, [1, d.B, H])]
-        + ([helper.make_tensor_value_info("Y_c", f32, [1, d.B, H])] if d.cell == "lstm" else []),
-        initializer=[numpy_helper.from_array(W.astype(np.float32), "W"),
-                     numpy_helper.from_array(R.astype(np.float32), "R"),
-                     numpy_helper.from_array(Bv.astype(np.float32), "B")] + extra,
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 14)], producer_name="lstmcore-bench")
-    model.ir_version = 8  # old enough for any ONNX Runtime that runs opset 14
-    onnx.checker.check_model(model)
-    return model
+    # sigmoid_general's clip=1e30 only moves lstmcore onto its general path: ORT runs the plain cell
+    opts = {"peepholes": {"peepholes": True}, "hard_sigmoid": {"activations": ["hard_sigmoid", "tanh", "tanh"]}}
+    layer = (lstmcore.LSTM if d.cell == "lstm" else lstmcore.GRU)(d.I, d.H, **opts.get(d.variant, {}))
+    layer.params.update({"l0.w_x": d.w_x, "l0.w_h": d.w_h, "l0.b": d.b, "l0.b_h": d.b_h})
+    if d.peepholes is not None:
+        layer.params["l0.peepholes"] = d.peepholes
+    return lstmcore.convert.to_onnx(layer, opset=14)
 
 
 class OrtImpl:
     name = "onnxruntime"
 
-    def __init__(self, ort, onnx, d: Data, threads: int):
+    def __init__(self, ort, d: Data, threads: int):
         self.d = d
         so = ort.SessionOptions()
         so.intra_op_num_threads = threads
@@ -459,7 +423,7 @@ class OrtImpl:
         # Spin while a Run is active (the default), but stop when it returns, so ORT's idle
         # workers do not steal the cores from the implementation timed next.
         so.add_session_config_entry("session.force_spinning_stop", "1")
-        model = build_onnx_model(onnx, d)
+        model = build_onnx_model(d)
         self.sess = ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
         self.feed = {"X": d.x}
 
@@ -469,7 +433,7 @@ class OrtImpl:
     train = None  # ONNX Runtime (inference package) has no backward
 
     def infer_outputs(self, res):
-        return {"y": res[0][:, 0], "h_n": res[1][0], "c_n": res[2][0] if len(res) > 2 else None}
+        return {"y": res[0], "h_n": res[1][0], "c_n": res[2][0] if len(res) > 2 else None}
 
 
 def build_impls(mods: dict, d: Data, threads: int, notes_by_impl: dict) -> dict:
@@ -483,7 +447,7 @@ def build_impls(mods: dict, d: Data, threads: int, notes_by_impl: dict) -> dict:
             elif name == "torch":
                 impls[name] = TorchImpl(mods["torch"], d)
             else:
-                impls[name] = OrtImpl(mods["onnxruntime"], mods["onnx"], d, threads)
+                impls[name] = OrtImpl(mods["onnxruntime"], d, threads)
         except NotImplementedError as e:  # the peer has no such variant
             notes_by_impl[name] = f"n/a: {e}"
         except Exception as e:  # noqa: BLE001

@@ -61,12 +61,12 @@ import os
 
 import numpy as np
 
-from . import _core, _cuda, _variants
+from . import _core, _cuda, _formats, _onnx_graph, _variants
 from . import init as _init
 from ._functional import _prepare_lengths
 from ._types import OneShotCache
 
-__all__ = ["LSTM", "GRU", "RNN", "StackCache", "load"]
+__all__ = ["LSTM", "GRU", "RNN", "StackCache", "load", "from_config"]
 
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 _GATES = {"lstm": 4, "gru": 3, "rnn_tanh": 1, "rnn_relu": 1}
@@ -149,7 +149,7 @@ class _Recurrent:
     def _setup(self, input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional, dtype, seed,
                cell, reset_after=True, nonlinearity=None, init="torch", merge="concat", activations=None,
                activation_alpha=None, activation_beta=None, clip=None, peepholes=False, input_forget=False,
-               forget_gate=True, proj_size=0, layer_norm=False, zoneout=None):
+               forget_gate=True, proj_size=0, layer_norm=False, zoneout=None, reverse=False):
         for name, v in (("input_size", input_size), ("hidden_size", hidden_size), ("num_layers", num_layers)):
             if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
                 raise ValueError(f"{name}: expected an integer >= 1, got {v!r}")
@@ -174,6 +174,7 @@ class _Recurrent:
         self.reset_after = bool(reset_after)
         self.nonlinearity = nonlinearity
         self.cell = cell
+        self._set_reverse(reverse)
         self._set_variant(activations, activation_alpha, activation_beta, clip, peepholes, input_forget,
                           forget_gate, proj_size, layer_norm, zoneout)
         self.dtype = dt
@@ -275,6 +276,8 @@ class _Recurrent:
         if self._family == "rnn":
             cfg["nonlinearity"] = self.nonlinearity
         cfg.update(self.variant_options())
+        if self.reverse:
+            cfg["reverse"] = True
         return cfg
 
     def __repr__(self):
@@ -285,7 +288,8 @@ class _Recurrent:
             extra = f", nonlinearity={self.nonlinearity!r}"
         opts = "".join(f", {k}={getattr(self, k)!r}" for k, default in
                        (("num_layers", 1), ("bias", True), ("batch_first", False), ("dropout", 0.0),
-                        ("bidirectional", False), ("merge", "concat")) if getattr(self, k) != default)
+                        ("bidirectional", False), ("merge", "concat"), ("reverse", False))
+                       if getattr(self, k) != default)
         opts += "".join(f", {k}={v!r}" for k, v in self.variant_options().items())
         return (f"lstmcore.{type(self).__name__}({self.input_size}, {self.hidden_size}{opts}{extra}, "
                 f"dtype={self.dtype.name})")
@@ -438,6 +442,7 @@ class _Recurrent:
             x = self._x(x)
             h0, c0 = self._state(state)
         lengths = _prepare_lengths(seq_lengths) if not device else _cuda._host_lengths(seq_lengths)
+        x = self._reversed_in_time(x, lengths, device)
         weights = self._weights()
         training = bool(training)
         if dropout_seed is None:
@@ -460,7 +465,7 @@ class _Recurrent:
                                dtype=self.dtype, x=x, weights=weights, h0=h0, c0=c0, seq_lengths=lengths,
                                batch_first=self.batch_first, buffer=buffer, variant=self._variant, lib=lib,
                                device=dev)
-        return y, self._pack_state(h_n, c_n), cache
+        return self._reversed_in_time(y, lengths), self._pack_state(h_n, c_n), cache
 
     def backward(self, cache, dy=None, dstate=None):
         """Backpropagation through the stack for the forward call that made ``cache``.
@@ -480,7 +485,7 @@ class _Recurrent:
         if cache.lib is not None:  # a cache of a forward on CUDA device arrays
             dx, dh0, dc0, grads = _cuda.stack_backward(self, cache, dy, dstate)
         else:
-            dy = self._array(dy, "dy")
+            dy = self._reversed_in_time(self._array(dy, "dy"), cache.seq_lengths)
             dh_n, dc_n = self._state(dstate, "dstate")
             cache._claim()
             dx, dh0, dc0, grads = _core.stack_backward(
@@ -499,7 +504,7 @@ class _Recurrent:
                     if g is not None:
                         self.grads[f"{prefix}.{kind}"] = g
                 j += 1
-        return dx, self._pack_state(dh0, dc0)
+        return self._reversed_in_time(dx, cache.seq_lengths), self._pack_state(dh0, dc0)
 
     def step(self, x_t, state=None):
         """Advances one time step for online inference: ``y_t, state = layer.step(x_t, state)``.
@@ -509,9 +514,10 @@ class _Recurrent:
         the whole-sequence call step by step. Not defined for bidirectional layers (the
         reverse direction needs the whole sequence).
         """
-        if self.bidirectional:
-            raise ValueError("step: a bidirectional layer cannot run step by step (its reverse direction "
-                             "starts at the end of the sequence); call the layer on the whole sequence")
+        if self.bidirectional or self.reverse:
+            raise ValueError(f"step: a {'reverse' if self.reverse else 'bidirectional'} layer cannot run step by step "
+                             f"(its reverse direction starts at the end of the sequence); call the layer on the whole "
+                             f"sequence")
         if _cuda.is_device_call(x_t, *self._state_parts(state)):
             raise TypeError("x_t: step runs on the host; pass NumPy arrays (or call the layer on the whole "
                             "sequence of device arrays)")
@@ -534,57 +540,91 @@ class _Recurrent:
         arrays = {name: np.asarray(self.params[name]) for name in self.param_names()}
         np.savez(path, __config__=np.array(json.dumps(self.config())), **arrays)
 
-    # -- converters (python/lstmcore/convert.py) -------------------------------------------
+    # -- reverse-only layers (reverse=True: ONNX's direction="reverse", Keras' go_backwards) ---
+    def _set_reverse(self, reverse):
+        if not isinstance(reverse, (bool, np.bool_)):
+            raise ValueError(f"reverse: expected True or False, got {reverse!r}")
+        if reverse and self.bidirectional:
+            raise ValueError("reverse: a bidirectional layer already runs both directions; reverse=True makes a "
+                             "unidirectional layer run only the reverse one")
+        self.reverse = bool(reverse)
+
+    def _reversed_in_time(self, a, lengths, device=False):
+        """For a reverse layer, ``a`` (T, B, F) or (B, T, F) with each sequence's valid steps in
+        the opposite order (a copy; the steps past a length stay): the stack runs forward on it.
+        Other layers get ``a`` itself."""
+        if not self.reverse or a is None or np.ndim(a) != 3:  # a wrong shape is the core's to refuse
+            return a
+        if device:
+            raise TypeError("x: a reverse layer runs on the host; pass NumPy arrays")
+        t_axis = 1 if self.batch_first else 0
+        T, B = a.shape[t_axis], a.shape[1 - t_axis]
+        t = np.arange(T)[:, None]
+        n = np.full((1, B), T) if lengths is None or np.shape(lengths) != (B,) else np.asarray(lengths)[None, :]
+        idx = np.clip(np.where(t < n, n - 1 - t, t), 0, T - 1)  # (T, B); bad lengths are the core's to refuse
+        if self.batch_first:
+            return np.ascontiguousarray(np.take_along_axis(a, idx.T[:, :, None], axis=1))
+        return np.ascontiguousarray(np.take_along_axis(a, idx[:, :, None], axis=0))
+
+    # -- converters: tensors in lstmcore._formats, ONNX graphs in lstmcore._onnx_graph (the
+    #    functions of lstmcore.convert do the same for any family) -----------------------------
+    def _checked_params(self):
+        self._weights()  # refuses a broken parameter set
+        return {name: np.asarray(self.params[name]) for name in self.param_names()}
+
     @classmethod
-    def from_torch(cls, module, **kwargs):
-        """A layer with the weights and configuration of a torch.nn.LSTM / GRU / RNN."""
-        from .convert import from_torch
-        return _expect(cls, from_torch(module, **kwargs))
+    def from_torch(cls, module, *, dtype=None):
+        """A layer with the weights and configuration of a torch.nn.LSTM / GRU / RNN (all layers
+        and directions; batch_first, dropout and nonlinearity included). dtype: default the module's."""
+        return _expect(cls, from_config(*_formats.from_torch(module, dtype)))
 
     def to_torch(self):
-        """An equivalent torch.nn.LSTM / GRU / RNN (of this layer's dtype)."""
-        from .convert import to_torch
-        return to_torch(self)
+        """An equivalent torch.nn.LSTM / GRU / RNN (of this layer's dtype); PyTorch has proj_size
+        but none of the other cell options, reverse=True nor merge="sum" (refused by name)."""
+        return _formats.to_torch(self.config(), self._checked_params())
 
     @classmethod
-    def from_state_dict(cls, state_dict, **kwargs):
-        """A layer from a PyTorch state_dict (sizes, layers, directions and bias read from it)."""
-        from .convert import from_state_dict
-        return from_state_dict(state_dict, cell=cls._family, **kwargs)
+    def from_state_dict(cls, state_dict, *, nonlinearity="tanh", batch_first=False, dropout=0.0, dtype=None):
+        """A layer from a PyTorch state_dict: sizes, layers, directions, bias and proj_size read
+        from the keys and shapes; batch_first, dropout (and an RNN's nonlinearity) from the arguments."""
+        cell = cls._family if cls is not _Recurrent else "lstm"
+        return _expect(cls, from_config(*_formats.from_state_dict(state_dict, cell, nonlinearity=nonlinearity,
+                                                                 batch_first=batch_first, dropout=dropout,
+                                                                 dtype=dtype)))
 
     def state_dict(self):
-        """PyTorch's state_dict of this layer as NumPy arrays (weight_ih_l0, ...)."""
-        from .convert import to_state_dict
-        return to_state_dict(self)
+        """PyTorch's state_dict of this layer as NumPy arrays (weight_ih_l0 = w_xᵀ, ...)."""
+        return _formats.to_state_dict(self.config(), self._checked_params())
 
     @classmethod
     def from_keras(cls, weights, **kwargs):
-        """A layer from Keras ``get_weights()`` lists; see :func:`lstmcore.convert.from_keras`."""
-        from .convert import from_keras
-        return from_keras(weights, cell=cls._family, **kwargs)
+        """A layer from Keras 3 layers or their ``get_weights()`` lists; see :func:`lstmcore.convert.from_keras`."""
+        return _expect(cls, from_config(*_formats.from_keras(weights, cell=cls._family, **kwargs)))
 
     def to_keras(self):
-        """Keras ``set_weights()`` lists; see :func:`lstmcore.convert.to_keras`."""
-        from .convert import to_keras
-        return to_keras(self)
+        """Keras 3 ``set_weights()`` lists; see :func:`lstmcore.convert.to_keras`."""
+        return _formats.to_keras_weights(self.config(), self._checked_params())
 
     @classmethod
-    def from_onnx(cls, model_or_path, **kwargs):
-        """A layer from the LSTM/GRU/RNN node(s) of an ONNX model; see :func:`lstmcore.convert.from_onnx`."""
-        from .convert import from_onnx
-        return _expect(cls, from_onnx(model_or_path, **kwargs))
+    def from_onnx(cls, model_or_path, *, weights=None, return_state=False, dtype=None):
+        """A layer from the LSTM / GRU / RNN nodes of an ONNX model; see :func:`lstmcore.convert.from_onnx`."""
+        cfg, params, state = _onnx_graph.read_model(model_or_path, weights, dtype)
+        layer = _expect(cls, from_config(cfg, params))
+        return (layer, state) if return_state else layer
 
-    def to_onnx(self, path=None, **kwargs):
-        """An ONNX model of this layer; see :func:`lstmcore.convert.to_onnx`."""
-        from .convert import to_onnx
-        return to_onnx(self, path, **kwargs)
+    def to_onnx(self, path=None, *, seq_lengths=False, initial_state=False, dtype=None, opset=17, layout=0):
+        """An ONNX model of this layer (written to ``path`` when given); see :func:`lstmcore.convert.to_onnx`."""
+        model = _onnx_graph.write_model(self.config(), self._checked_params(), seq_lengths=seq_lengths,
+                                        initial_state=initial_state, dtype=dtype, opset=opset, layout=layout)
+        if path is not None:
+            _onnx_graph.onnx_module().save(model, os.fspath(path))
+        return model
 
 
-def _expect(cls, result):
-    layer = result[0] if isinstance(result, tuple) else result
+def _expect(cls, layer):
     if cls is not _Recurrent and not isinstance(layer, cls):
         raise TypeError(f"expected a model of a {cls.__name__}, got one of a {type(layer).__name__}")
-    return result
+    return layer
 
 
 class LSTM(_Recurrent):
@@ -613,12 +653,12 @@ class LSTM(_Recurrent):
                  bidirectional=False, *, dtype=np.float32, seed=None, init="torch",
                  merge="concat", activations=None, activation_alpha=None, activation_beta=None, clip=None,
                  peepholes=False, input_forget=False, forget_gate=True, proj_size=0, layer_norm=False,
-                 zoneout=None):
+                 zoneout=None, reverse=False):
         self._setup(input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional, dtype, seed,
                     cell="lstm", init=init, merge=merge, activations=activations,
                     activation_alpha=activation_alpha, activation_beta=activation_beta, clip=clip,
                     peepholes=peepholes, input_forget=input_forget, forget_gate=forget_gate, proj_size=proj_size,
-                    layer_norm=layer_norm, zoneout=zoneout)
+                    layer_norm=layer_norm, zoneout=zoneout, reverse=reverse)
 
 
 class GRU(_Recurrent):
@@ -638,11 +678,11 @@ class GRU(_Recurrent):
     def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False, dropout=0.0,
                  bidirectional=False, *, reset_after=True, dtype=np.float32, seed=None,
                  init="torch", merge="concat", activations=None, activation_alpha=None, activation_beta=None,
-                 clip=None, **lstm_options):
+                 clip=None, reverse=False, **lstm_options):
         _refuse_lstm_options("gru", lstm_options)
         self._setup(input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional, dtype, seed,
                     cell="gru", reset_after=reset_after, init=init, merge=merge, activations=activations,
-                    activation_alpha=activation_alpha, activation_beta=activation_beta, clip=clip)
+                    activation_alpha=activation_alpha, activation_beta=activation_beta, clip=clip, reverse=reverse)
 
 
 class RNN(_Recurrent):
@@ -661,18 +701,18 @@ class RNN(_Recurrent):
     def __init__(self, input_size, hidden_size, num_layers=1, nonlinearity="tanh", bias=True, batch_first=False,
                  dropout=0.0, bidirectional=False, *, dtype=np.float32, seed=None, init="torch",
                  merge="concat", activations=None, activation_alpha=None, activation_beta=None, clip=None,
-                 **lstm_options):
+                 reverse=False, **lstm_options):
         if nonlinearity not in ("tanh", "relu"):
             raise ValueError(f"nonlinearity: expected 'tanh' or 'relu', got {nonlinearity!r}")
         _refuse_lstm_options("rnn", lstm_options)
         self._setup(input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional, dtype, seed,
                     cell="rnn_" + nonlinearity, nonlinearity=nonlinearity, init=init, merge=merge,
                     activations=activations, activation_alpha=activation_alpha, activation_beta=activation_beta,
-                    clip=clip)
+                    clip=clip, reverse=reverse)
 
 
 _CLASSES = {"lstm": LSTM, "gru": GRU, "rnn": RNN}
-_VARIANT_KEYS = ("activations", "activation_alpha", "activation_beta", "clip") + _LSTM_OPTIONS
+_VARIANT_KEYS = ("activations", "activation_alpha", "activation_beta", "clip") + _LSTM_OPTIONS + ("reverse",)
 
 
 def _make(family, input_size, hidden_size, num_layers=1, bias=True, batch_first=False, dropout=0.0,
@@ -689,6 +729,24 @@ def _make(family, input_size, hidden_size, num_layers=1, bias=True, batch_first=
     if family == "rnn":
         kw["nonlinearity"] = nonlinearity
     return _CLASSES[family](input_size, hidden_size, **kw)
+
+
+def from_config(config, params):
+    """A layer from a ``config()`` dict and its parameters (what ``save`` stores), checked: the
+    names, shapes and dtypes of ``params`` must be the configuration's."""
+    family = _formats.FAMILY_OF_CELL.get(config.get("cell"))
+    if family is None:
+        raise ValueError(f"config: unknown cell {config.get('cell')!r}")
+    layer = _make(family, config["input_size"], config["hidden_size"], config["num_layers"], config["bias"],
+                  config["batch_first"], config["dropout"], config["bidirectional"], np.dtype(config["dtype"]),
+                  config.get("reset_after", True), config.get("nonlinearity", "tanh"),
+                  merge=config.get("merge", "concat"), **{k: config[k] for k in _VARIANT_KEYS if k in config})
+    missing = sorted(set(layer.param_names()) - set(params))
+    if missing:
+        raise ValueError(f"params: missing {missing}")
+    layer.params = dict(params)
+    layer._weights()
+    return layer
 
 
 def load(path):

@@ -442,3 +442,26 @@ def isa(request):
     lstmcore.set_isa(request.param)
     yield request.param
     lstmcore.set_isa(saved)
+
+
+# ----------------------------------------------------------------------------------
+# converters (test_convert.py, test_onnx_convert.py)
+
+
+def float64_copy(layer):
+    """A float64 layer with the configuration and the (float32) values of ``layer``: the exact
+    computation a float32 peer (Keras, ONNX Runtime) is compared with."""
+    from lstmcore.layers import from_config  # noqa: PLC0415
+
+    return from_config(dict(layer.config(), dtype="float64"),
+                       {k: v.astype(np.float64) for k, v in layer.params.items()})
+
+
+def assert_same_layer(a, b):
+    """Same class, config and parameters (identical arrays and dtypes): a round trip is exact."""
+    assert type(a) is type(b)
+    assert a.config() == b.config(), (a.config(), b.config())
+    assert sorted(a.params) == sorted(b.params)
+    for name in a.params:
+        assert a.params[name].dtype == b.params[name].dtype, name
+        assert np.array_equal(a.params[name], b.params[name]), name

@@ -1,13 +1,12 @@
-"""Converters of lstmcore.convert: PyTorch, Keras 3 and ONNX, both ways.
+"""Converters of lstmcore.convert: PyTorch and Keras 3, both ways (ONNX: test_onnx_convert.py).
 
 Each framework runs its own layer on the same inputs and the outputs are compared:
-PyTorch in float64 (TOL64); Keras and ONNX Runtime in float32 against lstmcore in
-float64 on the same float32-representable weights and inputs (TOL32, one float32
-computation against the exact one). Keras' float64 is not used: under the torch backend
-keras.ops.matmul promotes float64 operands to float32 (keras' result_type follows
-JAX without x64), so its float64 SimpleRNN / GRU(reset_after=False) are float32 inside.
-ONNX Runtime's LSTM has no float64 kernel. Round trips (lstmcore → format → lstmcore)
-must be exact: identical arrays.
+PyTorch in float64 (TOL64); Keras in float32 against lstmcore in float64 on the same
+float32-representable weights and inputs (TOL32, one float32 computation against the
+exact one). Keras' float64 is not used: under the torch backend keras.ops.matmul promotes
+float64 operands to float32 (keras' result_type follows JAX without x64), so its float64
+SimpleRNN / GRU(reset_after=False) are float32 inside. Round trips (lstmcore → format →
+lstmcore) must be exact: identical arrays.
 """
 from __future__ import annotations
 
@@ -16,8 +15,8 @@ import os
 import numpy as np
 import pytest
 
-from conftest import (LAYER_VARIANTS, TOL32, TOL32_PAIR, TOL64, TORCH_VARIANT_IDS, check,
-                      layer_class)
+from conftest import (LAYER_VARIANTS, TOL32, TOL32_PAIR, TOL64, TORCH_VARIANT_IDS, assert_same_layer, check,
+                      float64_copy, layer_class)
 
 import lstmcore
 from lstmcore import convert
@@ -35,32 +34,8 @@ def make_layer(variant, I=5, H=4, dtype=np.float64, seed=0, **kw):
     return layer
 
 
-def assert_same_params(a, b):
-    assert type(a) is type(b)
-    assert a.config() == b.config(), (a.config(), b.config())
-    assert sorted(a.params) == sorted(b.params)
-    for name in a.params:
-        assert a.params[name].dtype == b.params[name].dtype, name
-        assert np.array_equal(a.params[name], b.params[name]), name
-
-
 def state_parts(state, lstm):
     return list(state) if lstm else [state]
-
-
-def f32_exact(layer):
-    """A float64 copy of a float32 layer (same values)."""
-    cfg = layer.config()
-    cls = type(layer)
-    kw = dict(num_layers=cfg["num_layers"], bias=cfg["bias"], batch_first=cfg["batch_first"],
-              bidirectional=cfg["bidirectional"], dtype=np.float64)
-    if "reset_after" in cfg:
-        kw["reset_after"] = cfg["reset_after"]
-    if "nonlinearity" in cfg:
-        kw["nonlinearity"] = cfg["nonlinearity"]
-    copy = cls(cfg["input_size"], cfg["hidden_size"], **kw)
-    copy.params = {k: v.astype(np.float64) for k, v in layer.params.items()}
-    return copy
 
 
 # ----------------------------------------------------------------------------------------------
@@ -77,9 +52,9 @@ def test_torch_both_ways(variant, num_layers, bidirectional):
     assert mod.batch_first and mod.dropout == 0.1 and mod.num_layers == num_layers
     assert next(mod.parameters()).dtype == torch.float64
     back = type(layer).from_torch(mod)
-    assert_same_params(layer, back)
-    assert_same_params(layer, convert.from_torch(mod))
-    assert_same_params(layer, type(layer).from_state_dict(mod.state_dict(), batch_first=True, dropout=0.1,
+    assert_same_layer(layer, back)
+    assert_same_layer(layer, convert.from_torch(mod))
+    assert_same_layer(layer, type(layer).from_state_dict(mod.state_dict(), batch_first=True, dropout=0.1,
                                                            **({"nonlinearity": layer.nonlinearity}
                                                               if layer.cell.startswith("rnn") else {})))
     sd = layer.state_dict()
@@ -165,7 +140,7 @@ def test_keras_both_ways(keras, variant):
     # Keras -> lstmcore (float32 layer, and its exact float64 copy)
     layer = convert.from_keras(kl.get_weights(), **keras_kwargs(variant))
     assert layer.batch_first and layer.dtype == np.float32
-    ours64 = f32_exact(layer)
+    ours64 = float64_copy(layer)
     y, state = ours64(x.astype(np.float64))
     lstm = variant == "lstm"
     check("y", y, want[0], TOL32, "keras", variant)
@@ -180,7 +155,7 @@ def test_keras_both_ways(keras, variant):
     kl2(x)
     kl2.set_weights(src.to_keras())
     got = keras_run(keras, kl2, x)
-    y, state = f32_exact(src)(x.astype(np.float64))
+    y, state = float64_copy(src)(x.astype(np.float64))
     check("y (to_keras)", got[0], y, TOL32, "keras", variant)
     for k, part in enumerate(state_parts(state, lstm)):
         check(f"state[{k}] (to_keras)", got[1 + k], part[0], TOL32, "keras", variant)
@@ -188,7 +163,7 @@ def test_keras_both_ways(keras, variant):
     # b collects b + b_h
     back = convert.from_keras(src.to_keras(), **keras_kwargs(variant))
     if variant == "gru":
-        assert_same_params(src, back)
+        assert_same_layer(src, back)
     else:
         for name in src.params:
             if name.endswith(".b"):
@@ -210,7 +185,7 @@ def test_keras_bidirectional_stack(keras):
     want = keras.ops.convert_to_numpy(model(x)).astype(np.float64)
     ours = convert.from_keras([kl.get_weights() for kl in layers], cell="lstm", bidirectional=True)
     assert ours.num_layers == 2 and ours.bidirectional
-    y, _ = f32_exact(ours)(x.astype(np.float64))
+    y, _ = float64_copy(ours)(x.astype(np.float64))
     check("y", y, want, TOL32, "keras", "lstm_bi_stack")
     back = ours.to_keras()
     assert len(back) == 2 and all(len(w) == 6 for w in back)
@@ -225,110 +200,121 @@ def test_keras_refusals():
         convert.from_keras([np.zeros((3, 16)), np.zeros((4, 16)), np.zeros(16)], cell="gru", reset_after=False)
 
 
-# ----------------------------------------------------------------------------------------------
-# ONNX
+# Keras layers with the options that map onto lstmcore's cells, read from the layer objects
+# (their config and weights), from get_config() dicts with get_weights() lists, and built back
+# by to_keras_layers.
+KERAS_CASES = {
+    "lstm_relu_hard_sigmoid": ("LSTM", dict(activation="relu", recurrent_activation="hard_sigmoid")),
+    "lstm_linear_no_bias": ("LSTM", dict(activation="linear", use_bias=False)),
+    "lstm_go_backwards": ("LSTM", dict(go_backwards=True)),
+    "lstm_unit_forget_bias_off": ("LSTM", dict(unit_forget_bias=False, activation="softsign")),
+    "gru_reset_before": ("GRU", dict(reset_after=False, activation="softsign", recurrent_activation="hard_sigmoid")),
+    "gru_reset_after_elu_backwards": ("GRU", dict(reset_after=True, activation="elu", go_backwards=True)),
+    "gru_no_bias_softplus": ("GRU", dict(use_bias=False, activation="softplus", reset_after=False)),
+    "rnn_leaky_relu": ("SimpleRNN", dict(activation="leaky_relu")),
+    "rnn_sigmoid_backwards": ("SimpleRNN", dict(activation="sigmoid", go_backwards=True)),
+    "rnn_relu_no_bias": ("SimpleRNN", dict(activation="relu", use_bias=False)),
+}
 
 
-@pytest.fixture(scope="module")
-def ort():
-    pytest.importorskip("onnx")
-    return pytest.importorskip("onnxruntime")
+@pytest.mark.parametrize("case", list(KERAS_CASES))
+def test_keras_options_both_ways(keras, case):
+    B, T, I, H = 3, 7, 5, 4
+    rng = np.random.default_rng(len(case))
+    x = rng.standard_normal((B, T, I)).astype(np.float32)
+    cls, kw = KERAS_CASES[case]
+    kl = getattr(keras.layers, cls)(H, return_sequences=True, return_state=True, **kw)
+    kl(x)
+    kl.set_weights([rng.uniform(-0.6, 0.6, w.shape).astype(np.float32) for w in kl.get_weights()])
+    want = keras_run(keras, kl, x)
+    layer = convert.from_keras(kl)
+    assert layer.reverse == kw.get("go_backwards", False) and layer.bias == kw.get("use_bias", True)
+    y, state = float64_copy(layer)(x.astype(np.float64))
+    if layer.reverse:  # Keras returns a backwards layer's outputs in the order it ran them
+        y = y[:, ::-1]
+    check("y", y, want[0], TOL32, "keras", case)
+    for k, part in enumerate(state_parts(state, cls == "LSTM")):
+        check(f"state[{k}]", part[0], want[1 + k], TOL32, "keras", case)
+    # the same from the config dict and the weights, and from the class method
+    again = convert.from_keras(kl.get_weights(), getattr(lstmcore, "RNN" if cls == "SimpleRNN" else cls)._family,
+                               config=kl.get_config())
+    assert_same_layer(layer, again)
+    assert_same_layer(layer, type(layer).from_keras(kl))
+    # lstmcore -> Keras: layers built with the same options and weights compute the same
+    built = convert.to_keras_layers(layer)
+    assert len(built) == 1 and built[0].get_config()["go_backwards"] == layer.reverse
+    got = keras_run(keras, built[0], x)
+    for a, b in zip(got, want):
+        np.testing.assert_array_equal(a, b)
+    assert_same_layer(layer, convert.from_keras(built[0]))
 
 
-def ort_run(ort, model, feeds):
-    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
-    return [np.asarray(o, np.float64) for o in sess.run(None, feeds)]
+def test_keras_unit_forget_bias_initial_weights(keras):
+    # unit_forget_bias initialises the forget-gate bias to 1: carried by the weights
+    x = np.zeros((1, 2, 3), np.float32)
+    for ufb in (True, False):
+        kl = keras.layers.LSTM(4, unit_forget_bias=ufb)
+        kl(x)
+        layer = convert.from_keras(kl)
+        assert np.array_equal(layer.params["l0.b"][4:8], np.full(4, 1.0 if ufb else 0.0, np.float32))
+        assert not np.any(layer.params["l0.b"][:4]) and not np.any(layer.params["l0.b"][8:])
 
 
-@pytest.mark.parametrize("batch_first", [False, True], ids=["tm", "bf"])
-@pytest.mark.parametrize("bidirectional", [False, True], ids=["uni", "bi"])
-@pytest.mark.parametrize("num_layers", [1, 2])
-@pytest.mark.parametrize("variant", list(LAYER_VARIANTS))
-def test_onnx_runtime_and_roundtrip(ort, variant, num_layers, bidirectional, batch_first, tmp_path):
-    T, B, I, H = 6, 4, 5, 4
-    layer = make_layer(variant, I, H, dtype=np.float32, seed=num_layers, num_layers=num_layers,
-                       bidirectional=bidirectional, batch_first=batch_first)
-    lstm = variant == "lstm"
-    rng = np.random.default_rng(7)
-    x = rng.standard_normal((B, T, I) if batch_first else (T, B, I)).astype(np.float32)
-    lens = np.array([T, 2, 5, 1], np.int64)
-    S = (num_layers * layer.num_directions, B, H)
-    h0 = (0.5 * rng.standard_normal(S)).astype(np.float32)
-    c0 = (0.5 * rng.standard_normal(S)).astype(np.float32)
-    state = (h0, c0) if lstm else h0
-
-    model = layer.to_onnx(tmp_path / "m.onnx", seq_lengths=True, initial_state=True)
-    feeds = dict(X=x, sequence_lens=lens.astype(np.int32), initial_h=h0)
-    if lstm:
-        feeds["initial_c"] = c0
-    got = ort_run(ort, model, feeds)
-    exact = f32_exact(layer)
-    y, st = exact(x.astype(np.float64), tuple(s.astype(np.float64) for s in state) if lstm
-                  else state.astype(np.float64), lens)
-    key = f"{variant}/L{num_layers}/{'bi' if bidirectional else 'uni'}"
-    check("Y", got[0], y, TOL32, "onnxruntime", key)
-    for k, part in enumerate(state_parts(st, lstm)):
-        check(f"Y_{'hc'[k]}", got[1 + k], part, TOL32, "onnxruntime", key)
-
-    # a plain export (no optional inputs) runs too
-    plain = ort_run(ort, layer.to_onnx(), dict(X=x))
-    check("Y (plain export)", plain[0], exact(x.astype(np.float64))[0], TOL32, "onnxruntime", key)
-
-    # round trip: exact
-    assert_same_params(layer, convert.from_onnx(model))
-    assert_same_params(layer, type(layer).from_onnx(tmp_path / "m.onnx"))
-
-
-def test_onnx_weights_with_initial_state():
-    pytest.importorskip("onnx")
-    layer = make_layer("lstm", 3, 2, num_layers=1, bidirectional=True)
-    model = layer.to_onnx()
-    from onnx import numpy_helper
-    t = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
-    h0 = np.random.default_rng(0).standard_normal((2, 5, 2))
-    back, state = convert.from_onnx_weights("LSTM", t["W_0"], t["R_0"], t["B_0"], initial_h=h0,
-                                            direction="bidirectional")
-    assert_same_params(layer, back)
-    assert np.array_equal(state[0], h0) and not np.any(state[1])
-    gru, none = convert.from_onnx_weights("GRU", np.zeros((1, 6, 3)), np.zeros((1, 6, 2)),
-                                          linear_before_reset=1)
-    assert none is None and gru.reset_after and not gru.bias
-
-
-def test_onnx_refusals():
-    pytest.importorskip("onnx")
-    W, R = np.zeros((1, 8, 3)), np.zeros((1, 8, 2))
-    with pytest.raises(ValueError, match="reverse"):
-        convert.from_onnx_weights("LSTM", W, R, direction="reverse")
-    with pytest.raises(ValueError, match="peephole"):
-        convert.from_onnx_weights("LSTM", W, R, P=np.ones((1, 6)))
-    with pytest.raises(ValueError, match="clip"):
-        convert.from_onnx_weights("LSTM", W, R, clip=3.0)
-    with pytest.raises(ValueError, match="activations"):
-        convert.from_onnx_weights("LSTM", W, R, activations=["Sigmoid", "Tanh", "Relu"])
-    with pytest.raises(ValueError, match="op_type"):
-        convert.from_onnx_weights("Conv", W, R)
-    relu, _ = convert.from_onnx_weights("RNN", np.zeros((2, 2, 3)), np.zeros((2, 2, 2)), direction="bidirectional",
-                                        activations=["Relu", "Relu"])
-    assert relu.cell == "rnn_relu" and relu.bidirectional
-
-
-def test_onnx_float64_layers(ort):
-    # float64 layers export float64 models (checked by onnx.checker, exact round trip);
-    # ONNX Runtime's CPU recurrent kernels are float32 only, so to run there a float64
-    # layer is exported with dtype=float32
+@pytest.mark.parametrize("merge", ["concat", "sum"])
+def test_keras_bidirectional_layers_and_merge(keras, merge):
+    B, T, I, H = 2, 6, 3, 4
     rng = np.random.default_rng(5)
-    x = rng.standard_normal((5, 3, 4))
-    for variant in LAYER_VARIANTS:
-        layer = make_layer(variant, 4, 3, num_layers=2, bidirectional=True)
-        assert_same_params(layer, convert.from_onnx(layer.to_onnx()))
-        model = layer.to_onnx(dtype=np.float32)
-        got = ort_run(ort, model, dict(X=x.astype(np.float32)))
-        as32 = f32_exact(convert.from_onnx(model))
-        assert as32.dtype == np.float64
-        check("Y (exported as float32)", got[0], as32(x.astype(np.float32).astype(np.float64))[0], TOL32,
-              "onnxruntime", f"{variant}_f64_as_f32")
-        back = convert.from_onnx(model)
-        assert back.dtype == np.float32
-        for name, p in layer.params.items():
-            assert np.array_equal(back.params[name], p.astype(np.float32))
+    x = rng.standard_normal((B, T, I)).astype(np.float32)
+    kls = [keras.layers.Bidirectional(keras.layers.GRU(H, return_sequences=True, activation="softsign",
+                                                       reset_after=False), merge_mode=merge) for _ in range(2)]
+    model = keras.Sequential([keras.Input((T, I))] + kls)
+    for kl in kls:
+        kl.set_weights([rng.uniform(-0.6, 0.6, w.shape).astype(np.float32) for w in kl.get_weights()])
+    want = keras.ops.convert_to_numpy(model(x)).astype(np.float64)
+    layer = convert.from_keras(kls)
+    assert layer.num_layers == 2 and layer.bidirectional and layer.merge == merge and not layer.reset_after
+    check("y", float64_copy(layer)(x.astype(np.float64))[0], want, TOL32, "keras", f"bi_{merge}")
+    cfg_layer = convert.from_keras([kl.get_weights() for kl in kls], "gru", config=[kl.get_config() for kl in kls])
+    assert_same_layer(layer, cfg_layer)
+    built = convert.to_keras_layers(layer)
+    y = x
+    for kl in built:
+        y = kl(y)
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(y), want.astype(np.float32))
+
+
+def test_keras_refusals(keras):
+    x = np.zeros((1, 2, 3), np.float32)
+    kl = keras.layers.LSTM(4, activation="gelu")
+    kl(x)
+    with pytest.raises(ValueError, match="'gelu' has no equivalent"):
+        convert.from_keras(kl)
+    with pytest.raises(ValueError, match="Keras's LSTM uses one activation"):
+        lstmcore.LSTM(3, 4, activations=["sigmoid", "tanh", "relu"]).to_keras()
+    with pytest.raises(ValueError, match="Keras has no activation equal to leaky_relu, alpha=0.5"):
+        lstmcore.RNN(3, 4, activations=["leaky_relu"], activation_alpha=[0.5]).to_keras()
+    with pytest.raises(ValueError, match="scaled_tanh"):
+        lstmcore.GRU(3, 4, activations=["sigmoid", "scaled_tanh"]).to_keras()
+    with pytest.raises(ValueError, match="peepholes"):
+        lstmcore.LSTM(3, 4, peepholes=True).to_keras()
+    with pytest.raises(ValueError, match="reverse=True"):
+        lstmcore.LSTM(3, 4, num_layers=2, reverse=True).to_keras()
+    with pytest.raises(ValueError, match="go_backwards"):
+        convert.from_keras([[np.zeros((3, 16)), np.zeros((4, 16)), np.zeros(16)]] * 2, "lstm", go_backwards=True)
+    with pytest.raises(ValueError, match="given with Keras layers"):
+        convert.from_keras(kl, activation="relu")
+    with pytest.raises(TypeError, match="expected a Keras layer of a gru"):
+        ok = keras.layers.LSTM(4)
+        ok(x)
+        convert.from_keras(ok, "gru")
+    stateful = keras.layers.GRU(4, stateful=True)
+    stateful(x)
+    with pytest.raises(ValueError, match="stateful"):
+        convert.from_keras(stateful)
+
+
+def test_reverse_layers_have_no_torch_equivalent():
+    with pytest.raises(ValueError, match="reverse=True"):
+        lstmcore.GRU(3, 4, reverse=True).to_torch()
+    with pytest.raises(ValueError, match="reverse=True"):
+        lstmcore.RNN(3, 4, reverse=True).state_dict()
