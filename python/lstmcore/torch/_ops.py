@@ -11,7 +11,10 @@ Two doors lead to the same two functions (``run_forward`` / ``run_backward``, wh
   so a program exported with them loads wherever lstmcore.torch is imported.
 
 Neither recomputes anything in backward: the core's backward reads the gates and states its
-forward kept. A cache serves one backward (it is overwritten with gate gradients).
+forward kept. A cache serves one backward (it is overwritten with gate gradients); a second
+backward through the same graph (retain_graph=True) runs the layer's forward again for a new one
+(eagerly), or gets a copy of the buffer (compiled graphs: the operator declares that it
+overwrites the buffer, so the compiler hands it a copy when the buffer is still needed).
 """
 from __future__ import annotations
 
@@ -34,10 +37,6 @@ GATES = {"lstm": 4, "gru": 3, "rnn_tanh": 1, "rnn_relu": 1}
 SLOTS = ("weight_ih", "weight_hh", "bias_ih", "bias_hh", "weight_hr", "weight_ch",
          "ln_weight_ih", "ln_bias_ih", "ln_weight_hh", "ln_bias_hh", "ln_weight_c", "ln_bias_c")
 NSLOTS = len(SLOTS)
-
-_CONSUMED = ("lstmcore.torch: backward through this recurrent layer a second time; its training cache was "
-             "consumed by the first backward (retain_graph=True cannot keep it). Run the forward again")
-
 
 class Config:
     """What one layer call needs besides tensors: the cell, directions and layout, and the
@@ -153,22 +152,26 @@ def run_backward(cache, dy, dh_n, dc_n):
 
 
 class _Layer(torch.autograd.Function):
+    """The cache of the forward serves the first backward as it is. A backward after that (the graph
+    kept with retain_graph=True, or torch.autograd.gradcheck's repeated products) finds it consumed
+    and runs the forward again on the saved inputs (same seed, same result) for a fresh cache."""
+
     @staticmethod
     def forward(ctx, cfg, lengths, seed, x, h0, c0, *params):
         y, h_n, c_n, cache = run_forward(cfg, x, h0, c0, params, lengths, seed, True)
-        ctx.cache = cache
+        ctx.cache, ctx.cfg, ctx.lengths, ctx.seed = cache, cfg, lengths, seed
         ctx.given = (True, h0 is not None, c0 is not None, *(p is not None for p in params))
-        ctx.save_for_backward(x, h0, c0, *params)  # for torch's check of in-place changes before backward
+        ctx.save_for_backward(x, h0, c0, *params)
         ctx.set_materialize_grads(False)
         return y, h_n, c_n
 
     @staticmethod
     @once_differentiable
     def backward(ctx, dy, dh_n, dc_n):
-        ctx.saved_tensors  # noqa: B018 -- raises if an input was modified in place since forward
+        x, h0, c0, *params = ctx.saved_tensors  # raises if an input was modified in place since forward
         cache, ctx.cache = ctx.cache, None
-        if cache is None:
-            raise RuntimeError(_CONSUMED)
+        if cache is None:  # a second backward through the same graph
+            cache = run_forward(ctx.cfg, x, h0, c0, params, ctx.lengths, ctx.seed, True)[3]
         grads = run_backward(cache, dy, dh_n, dc_n)
         return (None, None, None, *(g if given else None for g, given in zip(grads, ctx.given)))
 
