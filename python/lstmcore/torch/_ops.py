@@ -296,11 +296,11 @@ layer_forward.register_autograd(_backward, setup_context=_setup_context)
 
 
 #: Tests set this to run the custom operators in eager mode too.
-FORCE_OPS = [False]
+FORCE_OPS = False
 
 
 def _traced(x):
-    return (torch.compiler.is_compiling() or FORCE_OPS[0] or type(x) is not Tensor
+    return (torch.compiler.is_compiling() or FORCE_OPS or type(x) is not Tensor
             or torch.jit.is_tracing())
 
 

@@ -1,0 +1,114 @@
+"""lstmcore.torch under torch.compile (fullgraph: no graph break, forward and backward), torch.export,
+and its custom operators run eagerly (the path compiled graphs take, with the cache rebuilt in the
+backward operator) against the eager autograd.Function path."""
+from __future__ import annotations
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+import lstmcore.torch as lt  # noqa: E402
+from conftest import TOL64  # noqa: E402
+from lstmcore.torch import _ops  # noqa: E402
+from test_torch_variants import VARIANTS, module  # noqa: E402
+
+T, B, I, H = 5, 3, 4, 6
+
+
+class Everything(torch.nn.Module):
+    """One model holding each kind: stacks with both directions, a projection, variants, cells."""
+
+    def __init__(self):
+        super().__init__()
+        self.lstm = lt.LSTM(I, H, num_layers=2, bidirectional=True, proj_size=3, batch_first=True)
+        self.gru = lt.GRU(6, H, reset_after=False, bidirectional=True, merge="sum")
+        self.cell = lt.LSTMCell(H, H, peepholes=True)
+        self.rcell = lt.RNNCell(H, H, nonlinearity="relu")
+
+    def forward(self, x, h0):
+        y, _ = self.lstm(x)
+        y, h = self.gru(y.transpose(0, 1), h0)
+        h, c = h[0], h[1]
+        for t in range(2):
+            h, c = self.cell(y[t], (h, c))
+        return self.rcell(h).sin().sum() + y.square().mean()
+
+
+def grads(model, x, h0):
+    loss = model(x, h0)
+    return loss, torch.autograd.grad(loss, [x, h0, *model.parameters()])
+
+
+def rel(a, b):
+    a, b = a.detach(), b.detach()
+    return float((a - b).norm() / max(b.norm(), 1e-300))
+
+
+def test_compile_fullgraph_forward_and_backward():
+    torch.manual_seed(0)
+    model = Everything().double()
+    x = torch.randn(B, T, I, dtype=torch.float64, requires_grad=True)
+    h0 = torch.randn(2, B, H, dtype=torch.float64, requires_grad=True)
+    want_loss, want = grads(model, x, h0)
+    compiled = torch.compile(model, fullgraph=True)  # fullgraph: a graph break is an error
+    loss, got = grads(compiled, x, h0)
+    assert rel(loss, want_loss) <= TOL64
+    assert max(rel(a, b) for a, b in zip(got, want)) <= TOL64
+    # a second step through the compiled graph
+    loss, again = grads(compiled, x, h0)
+    assert all(torch.equal(a, b) for a, b in zip(again, got))
+    # retain_graph: compiled backward graphs refuse it themselves (torch's "donated buffers")
+    loss = compiled(x, h0)
+    with pytest.raises(RuntimeError, match="retain_graph"):
+        torch.autograd.grad(loss, [x], retain_graph=True)
+
+
+def test_export():
+    torch.manual_seed(1)
+    model = Everything().eval()
+    x, h0 = torch.randn(B, T, I), torch.randn(2, B, H)
+    with torch.no_grad():
+        want = model(x, h0)
+    program = torch.export.export(model, (x, h0))
+    targets = {str(n.target) for n in program.graph.nodes if n.op == "call_function"}
+    assert "lstmcore.layer_forward.default" in targets
+    assert torch.equal(program.module()(x, h0), want)
+
+
+@pytest.mark.parametrize("variant", list(VARIANTS))
+@pytest.mark.parametrize("layers", [dict(), dict(num_layers=2, bidirectional=True, batch_first=True)],
+                         ids=["1", "2x2"])
+def test_custom_operators_eagerly_equal_the_function_path(variant, layers, monkeypatch):
+    """The operators (forward returns the cache buffer, backward rebuilds the cache from it) give the
+    same outputs and gradients as the autograd.Function that keeps the cache object, bit for bit."""
+    m, cell, kw = module(variant, **layers)
+    m.train()
+    x = torch.randn(T, B, I, dtype=torch.float64, requires_grad=True)
+    lengths = torch.tensor([T, 2, 4])
+    results = []
+    for force in (False, True):
+        monkeypatch.setattr(_ops, "FORCE_OPS", force)
+        packed = torch.nn.utils.rnn.pack_padded_sequence(x, lengths, batch_first=False, enforce_sorted=False)
+        if layers.get("batch_first"):
+            packed = torch.nn.utils.rnn.pack_padded_sequence(x.transpose(0, 1), lengths, batch_first=True,
+                                                             enforce_sorted=False)
+        torch.manual_seed(5)  # zoneout's seeds
+        out, state = m(packed)
+        h = state[0] if cell == "lstm" else state
+        loss = out.data.sin().sum() + h.square().sum()
+        results.append((out.data, torch.autograd.grad(loss, [x, *m.parameters()])))
+    (y0, g0), (y1, g1) = results
+    assert torch.equal(y0, y1)
+    assert all(torch.equal(a, b) for a, b in zip(g0, g1))
+
+
+def test_operator_path_without_grad_and_cells(monkeypatch):
+    monkeypatch.setattr(_ops, "FORCE_OPS", True)
+    m = lt.GRUCell(I, H)
+    x = torch.randn(B, I)
+    with torch.no_grad():
+        a = m(x)
+    monkeypatch.setattr(_ops, "FORCE_OPS", False)
+    with torch.no_grad():
+        b = m(x)
+    assert torch.equal(a, b)
