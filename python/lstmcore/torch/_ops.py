@@ -102,6 +102,11 @@ def _sync_threads():
 # the two calls
 
 
+def on_device(x):
+    """True for tensors that take lstmcore's CUDA path (torch CUDA tensors; tests emulate it on the CPU)."""
+    return x.is_cuda
+
+
 def _np(t):
     return None if t is None else t.detach().numpy()
 
@@ -119,11 +124,13 @@ def run_forward(cfg, x, h0, c0, params, lengths, seed, training):
     cache None unless training). ``params``: NSLOTS tensors or None, torch's layout."""
     _sync_threads()
     w_x, w_h, w_proj, layout = _adapter.core_weights(params[0], params[1], params[4])
-    if x.is_cuda:
-        d = [None if t is None else t.detach() for t in (x, params[2], params[3], h0, c0)]
+    if on_device(x):  # contiguous: lstmcore._cuda reads some strided torch tensors as if they were not
+        d = [None if t is None else t.detach().contiguous() for t in (x, params[2], params[3], h0, c0)]
+        ln = _layer_norm(params)  # the variants' keywords too, so that lstmcore refuses what it cannot run there
         res = lstmcore.forward(d[0], w_x, w_h, d[1], d[2], d[3], d[4], cell=cfg.cell, reverse=cfg.reverse,
                                seq_lengths=lengths, batch_first=cfg.batch_first, training=training,
-                               reset_after=cfg.reset_after, **layout)
+                               reset_after=cfg.reset_after, peepholes=params[5], w_proj=w_proj, layer_norm=ln,
+                               **cfg.kwargs, **layout)
         return res.y, res.h_n, res.c_n, res.cache
     ln = _layer_norm(params)
     res = lstmcore.forward(_np(x), _np(w_x), _np(w_h), _np(params[2]), _np(params[3]), _np(h0), _np(c0),
@@ -138,7 +145,7 @@ def run_backward(cache, dy, dh_n, dc_n):
     """lstmcore.backward: [dx, dh0, dc0, then one gradient per slot of SLOTS] (torch tensors or None)."""
     _sync_threads()
     if isinstance(cache.buffer, Tensor):  # a device cache: gradients stay torch tensors
-        g = lstmcore.backward(cache, *(None if t is None else t.detach() for t in (dy, dh_n, dc_n)))
+        g = lstmcore.backward(cache, *(None if t is None else t.detach().contiguous() for t in (dy, dh_n, dc_n)))
     else:
         g = lstmcore.backward(cache, _np(dy), _np(dh_n), _np(dc_n))
     dw_ih, dw_hh, dw_hr = _adapter.torch_grads(_t(g.dw_x), _t(g.dw_h), _t(g.dw_proj))
@@ -254,9 +261,9 @@ def _rebuild_cache(cfg, x, h0, c0, params, lengths, seed, buffer):
     common = dict(cell=cfg.cell, reset_after=cfg.reset_after, dtype=_NP_DTYPES[x.dtype], reverse=cfg.reverse,
                   batch_first=cfg.batch_first, has_b=params[2] is not None, has_b_h=params[3] is not None,
                   seq_lengths=None if lengths is None else np.ascontiguousarray(lengths.numpy(), dtype=np.int64))
-    if x.is_cuda:
+    if on_device(x):
         d = [None if t is None else t.detach().contiguous() for t in (x, h0, c0)]
-        return _adapter.rebuild_device_cache(x.device.index, x=d[0], w_x=w_x, w_h=w_h, h0=d[1], c0=d[2],
+        return _adapter.rebuild_device_cache(x.device.index or 0, x=d[0], w_x=w_x, w_h=w_h, h0=d[1], c0=d[2],
                                              buffer=buffer, **common)
 
     def arr(t):
