@@ -30,19 +30,25 @@ from lstmcore import _core, _cuda, _variants
 GATE_MAJOR = False
 
 
+def _transpose(a):
+    if a is None:
+        return None
+    return a.t().contiguous() if isinstance(a, torch.Tensor) else np.ascontiguousarray(a.T)
+
+
 def core_weights(w_ih, w_hh, w_hr):
-    """(w_x, w_h, w_proj, keywords for lstmcore.forward) from torch's matrices (torch tensors)."""
+    """(w_x, w_h, w_proj, keywords for lstmcore.forward) from torch's matrices (NumPy arrays for the
+    host path, detached torch tensors for the device path)."""
     if GATE_MAJOR:
-        return w_ih.detach(), w_hh.detach(), (None if w_hr is None else w_hr.detach()), {"weight_layout": "gate_major"}
-    t = [None if w is None else w.detach().t().contiguous() for w in (w_ih, w_hh, w_hr)]
-    return t[0], t[1], t[2], {}
+        return w_ih, w_hh, w_hr, {"weight_layout": "gate_major"}
+    return _transpose(w_ih), _transpose(w_hh), _transpose(w_hr), {}
 
 
 def torch_grads(dw_x, dw_h, dw_proj):
-    """The core's weight gradients (torch tensors) in torch's layout, C-contiguous."""
+    """The core's weight gradients (as backward returned them) in torch's layout, C-contiguous."""
     if GATE_MAJOR:
         return dw_x, dw_h, dw_proj
-    return tuple(None if g is None else g.t().contiguous() for g in (dw_x, dw_h, dw_proj))
+    return _transpose(dw_x), _transpose(dw_h), _transpose(dw_proj)
 
 
 # ------------------------------------------------------------------------------------------

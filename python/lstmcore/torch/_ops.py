@@ -123,20 +123,21 @@ def run_forward(cfg, x, h0, c0, params, lengths, seed, training):
     """lstmcore.forward for one layer: (y, h_n, c_n, cache), torch tensors (c_n None for GRU/RNN,
     cache None unless training). ``params``: NSLOTS tensors or None, torch's layout."""
     _sync_threads()
-    w_x, w_h, w_proj, layout = _adapter.core_weights(params[0], params[1], params[4])
     if on_device(x):  # contiguous: lstmcore._cuda reads some strided torch tensors as if they were not
-        d = [None if t is None else t.detach().contiguous() for t in (x, params[2], params[3], h0, c0)]
-        ln = _layer_norm(params)  # the variants' keywords too, so that lstmcore refuses what it cannot run there
-        res = lstmcore.forward(d[0], w_x, w_h, d[1], d[2], d[3], d[4], cell=cfg.cell, reverse=cfg.reverse,
+        d = [None if t is None else t.detach().contiguous() for t in (x, h0, c0, *params)]
+        x, h0, c0, p = d[0], d[1], d[2], d[3:]
+        w_x, w_h, w_proj, layout = _adapter.core_weights(p[0], p[1], p[4])
+        ln = _layer_norm(p)  # the variants' keywords too, so that lstmcore refuses what it cannot run there
+        res = lstmcore.forward(x, w_x, w_h, p[2], p[3], h0, c0, cell=cfg.cell, reverse=cfg.reverse,
                                seq_lengths=lengths, batch_first=cfg.batch_first, training=training,
-                               reset_after=cfg.reset_after, peepholes=params[5], w_proj=w_proj, layer_norm=ln,
+                               reset_after=cfg.reset_after, peepholes=p[5], w_proj=w_proj, layer_norm=ln,
                                **cfg.kwargs, **layout)
         return res.y, res.h_n, res.c_n, res.cache
-    ln = _layer_norm(params)
-    res = lstmcore.forward(_np(x), _np(w_x), _np(w_h), _np(params[2]), _np(params[3]), _np(h0), _np(c0),
-                           cell=cfg.cell, reverse=cfg.reverse, seq_lengths=_np(lengths), batch_first=cfg.batch_first,
-                           training=training, reset_after=cfg.reset_after, peepholes=_np(params[5]),
-                           w_proj=_np(w_proj), layer_norm=None if ln is None else tuple(_np(v) for v in ln),
+    p = [None if t is None else t.detach().numpy() for t in params]
+    w_x, w_h, w_proj, layout = _adapter.core_weights(p[0], p[1], p[4])
+    res = lstmcore.forward(_np(x), w_x, w_h, p[2], p[3], _np(h0), _np(c0), cell=cfg.cell, reverse=cfg.reverse,
+                           seq_lengths=_np(lengths), batch_first=cfg.batch_first, training=training,
+                           reset_after=cfg.reset_after, peepholes=p[5], w_proj=w_proj, layer_norm=_layer_norm(p),
                            seed=None if seed is None else int(seed), **cfg.kwargs, **layout)
     return _t(res.y), _t(res.h_n), _t(res.c_n), res.cache
 
@@ -148,10 +149,10 @@ def run_backward(cache, dy, dh_n, dc_n):
         g = lstmcore.backward(cache, *(None if t is None else t.detach().contiguous() for t in (dy, dh_n, dc_n)))
     else:
         g = lstmcore.backward(cache, _np(dy), _np(dh_n), _np(dc_n))
-    dw_ih, dw_hh, dw_hr = _adapter.torch_grads(_t(g.dw_x), _t(g.dw_h), _t(g.dw_proj))
+    dw_ih, dw_hh, dw_hr = _adapter.torch_grads(g.dw_x, g.dw_h, g.dw_proj)
     ln = g.dlayer_norm if g.dlayer_norm is not None else (None,) * 6
-    return [_t(g.dx), _t(g.dh0), _t(g.dc0), dw_ih, dw_hh, _t(g.db), _t(g.db_h), dw_hr, _t(g.dpeepholes),
-            *(_t(v) for v in ln)]
+    return [_t(g.dx), _t(g.dh0), _t(g.dc0), _t(dw_ih), _t(dw_hh), _t(g.db), _t(g.db_h), _t(dw_hr),
+            _t(g.dpeepholes), *(_t(v) for v in ln)]
 
 
 # ------------------------------------------------------------------------------------------
@@ -257,23 +258,23 @@ def _layer_backward_fake(x, h0, c0, *rest):
 
 def _rebuild_cache(cfg, x, h0, c0, params, lengths, seed, buffer):
     """The Cache that run_forward's lstmcore.forward returned, from the same inputs and its buffer."""
-    w_x, w_h, w_proj, _ = _adapter.core_weights(params[0], params[1], params[4])
     common = dict(cell=cfg.cell, reset_after=cfg.reset_after, dtype=_NP_DTYPES[x.dtype], reverse=cfg.reverse,
                   batch_first=cfg.batch_first, has_b=params[2] is not None, has_b_h=params[3] is not None,
                   seq_lengths=None if lengths is None else np.ascontiguousarray(lengths.numpy(), dtype=np.int64))
     if on_device(x):
-        d = [None if t is None else t.detach().contiguous() for t in (x, h0, c0)]
+        d = [None if t is None else t.detach().contiguous() for t in (x, h0, c0, params[0], params[1])]
+        w_x, w_h, _, _ = _adapter.core_weights(d[3], d[4], None)
         return _adapter.rebuild_device_cache(x.device.index or 0, x=d[0], w_x=w_x, w_h=w_h, h0=d[1], c0=d[2],
                                              buffer=buffer, **common)
 
     def arr(t):
         return None if t is None else np.ascontiguousarray(t.detach().numpy())
 
-    ln = _layer_norm(params)
-    ln = None if ln is None else tuple(arr(v) for v in ln)
-    peep, proj = arr(params[5]), arr(w_proj)
-    variant = _adapter.variant_field(cfg.cell, cfg.kwargs, None if seed is None else int(seed), peep, proj, ln)
-    return _adapter.rebuild_cache(x=arr(x), w_x=arr(w_x), w_h=arr(w_h), h0=arr(h0), c0=arr(c0),
+    p = [arr(t) for t in params]
+    w_x, w_h, w_proj, _ = _adapter.core_weights(p[0], p[1], p[4])
+    ln = _layer_norm(p)
+    variant = _adapter.variant_field(cfg.cell, cfg.kwargs, None if seed is None else int(seed), p[5], w_proj, ln)
+    return _adapter.rebuild_cache(x=arr(x), w_x=w_x, w_h=w_h, h0=arr(h0), c0=arr(c0),
                                   buffer=buffer.numpy(), variant=variant, **common)
 
 
