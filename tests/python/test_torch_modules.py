@@ -626,3 +626,31 @@ def test_torch_module_db_samples(dtype):
                     assert err <= bound, (label, err, bound)
                 count += 1
     assert count >= 80
+
+
+def test_import_lstmcore_does_not_import_torch():
+    import subprocess
+    import sys
+    code = ("import sys, lstmcore; assert 'torch' not in sys.modules, 'torch'; "
+            "assert 'lstmcore.torch' not in sys.modules, 'lstmcore.torch'")
+    import os
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        [os.path.dirname(os.path.dirname(os.path.abspath(lstmcore.__file__))), os.environ.get("PYTHONPATH", "")]))
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert done.returncode == 0, done.stderr
+
+
+def test_autocast_inputs_of_another_dtype_run_in_the_weights_dtype():
+    """Under torch.autocast a bfloat16 activation reaching the module runs in float32 (the weights')."""
+    torch.manual_seed(0)
+    lin, ours = nn.Linear(I, I), lt.GRU(I, H)
+    theirs = nn.GRU(I, H)
+    theirs.load_state_dict(ours.state_dict())
+    x = torch.randn(T, B, I)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        a = lin(x)
+        assert a.dtype == torch.bfloat16
+        y, _ = ours(a)
+    assert y.dtype == torch.float32
+    want, _ = theirs(a.float())
+    assert rel(y, want) <= TOL32
