@@ -73,6 +73,23 @@ def _lstm_only(cell, **given):
             raise ValueError(f"{name}: the {cell} cell has no such option (it is an LSTM option)")
 
 
+def _set_variant(module, cell, proj_size, activations, activation_alpha, activation_beta, clip, reset_after,
+                 peepholes, layer_norm, input_forget, forget_gate, zoneout, check=True):
+    """Checks the cell-variant keywords (ValueError naming the option) and keeps them on the module."""
+    _lstm_only(cell, peepholes=peepholes, layer_norm=layer_norm, input_forget=input_forget,
+               forget_gate=not forget_gate, zoneout=zoneout is not None)
+    if cell != "gru" and reset_after is not True:
+        raise ValueError(f"reset_after: the {cell} cell has no such option (it is a GRU option)")
+    module._cell = cell
+    module.reset_after = bool(reset_after)
+    module.peepholes = bool(peepholes)
+    module.layer_norm = bool(layer_norm)
+    module._options = _variant_options(cell, activations, activation_alpha, activation_beta, clip, input_forget,
+                                       forget_gate, zoneout)
+    if check:
+        _check_variant(cell, reset_after, module._options, peepholes, layer_norm, proj_size)
+
+
 def _variant_repr(module):
     parts = []
     for name, value in module._options:
@@ -170,18 +187,9 @@ class RNNBase(nn.Module):
         cell = _MODES[mode]
         if merge not in ("concat", "sum"):
             raise ValueError(f"merge: expected 'concat' or 'sum', got {merge!r}")
-        _lstm_only(cell, peepholes=peepholes, layer_norm=layer_norm, input_forget=input_forget,
-                   forget_gate=not forget_gate, zoneout=zoneout is not None)
-        if cell != "gru" and reset_after is not True:
-            raise ValueError(f"reset_after: the {cell} cell has no such option (it is a GRU option)")
-        self._cell = cell
         self.merge = merge
-        self.reset_after = bool(reset_after)
-        self.peepholes = bool(peepholes)
-        self.layer_norm = bool(layer_norm)
-        self._options = _variant_options(cell, activations, activation_alpha, activation_beta, clip, input_forget,
-                                         forget_gate, zoneout)
-        _check_variant(cell, reset_after, self._options, peepholes, layer_norm, proj_size)
+        _set_variant(self, cell, proj_size, activations, activation_alpha, activation_beta, clip, reset_after,
+                     peepholes, layer_norm, input_forget, forget_gate, zoneout)
         self._configs = {}
 
         gate_size = GATES[cell] * hidden_size
@@ -505,18 +513,8 @@ class RNNCellBase(nn.Module):
         self.input_size = input_size
         self.hidden_size = hidden_size
         self.bias = bias
-        _lstm_only(cell, peepholes=peepholes, layer_norm=layer_norm, input_forget=input_forget,
-                   forget_gate=not forget_gate, zoneout=zoneout is not None)
-        if cell != "gru" and reset_after is not True:
-            raise ValueError(f"reset_after: the {cell} cell has no such option (it is a GRU option)")
-        self._cell = cell
-        self.reset_after = bool(reset_after)
-        self.peepholes = bool(peepholes)
-        self.layer_norm = bool(layer_norm)
-        self._options = _variant_options(cell, activations, activation_alpha, activation_beta, clip, input_forget,
-                                         forget_gate, zoneout)
-        if input_size > 0 and hidden_size > 0:
-            _check_variant(cell, reset_after, self._options, peepholes, layer_norm, 0)
+        _set_variant(self, cell, 0, activations, activation_alpha, activation_beta, clip, reset_after, peepholes,
+                     layer_norm, input_forget, forget_gate, zoneout, check=input_size > 0 and hidden_size > 0)
         self._cfg = Config(cell, self.reset_after, False, False, self._options)
         G = num_chunks * hidden_size
         self.weight_ih = nn.Parameter(torch.empty((G, input_size), **factory_kwargs))
