@@ -13,7 +13,7 @@ import warnings
 import numpy as np
 import torch
 from torch import Tensor, nn
-from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
+from torch.nn.utils.rnn import PackedSequence
 
 import lstmcore
 
@@ -190,7 +190,7 @@ class RNNBase(nn.Module):
         self.merge = merge
         _set_variant(self, cell, proj_size, activations, activation_alpha, activation_beta, clip, reset_after,
                      peepholes, layer_norm, input_forget, forget_gate, zoneout)
-        self._configs = {}
+        self._make_configs()
 
         gate_size = GATES[cell] * hidden_size
         real_hidden_size = proj_size if proj_size > 0 else hidden_size
@@ -280,17 +280,17 @@ class RNNBase(nn.Module):
 
     def __setstate__(self, state):
         super().__setstate__(state)
-        self._configs = {}
+        self._make_configs()
+
+    def _make_configs(self):
+        """The Config of each direction and layout, made here (torch.compile cannot trace their making)."""
+        self._configs = {(d, bf): Config(self._cell, self.reset_after, d == 1, bf, self._options)
+                         for d in (0, 1) for bf in (False, True)}
 
     # --- forward
 
-    def _config(self, direction):
-        key = (direction, self.batch_first)
-        cfg = self._configs.get(key)
-        if cfg is None:
-            cfg = self._configs[key] = Config(self._cell, self.reset_after, direction == 1, self.batch_first,
-                                              self._options)
-        return cfg
+    def _config(self, direction, packed=False):
+        return self._configs[direction, bool(self.batch_first) and not packed]  # packed input runs time-major
 
     def _params(self, j):
         p = self._parameters
@@ -328,7 +328,8 @@ class RNNBase(nn.Module):
         batch_dim = 0 if self.batch_first else 1
         if packed:
             self._check_input(input.data, True)
-            x, lengths = pad_packed_sequence(input, batch_first=self.batch_first)
+            x, lengths, order = _unpack(input)  # time-major, whatever batch_first says
+            batch_dim = 1
         else:
             if not isinstance(input, Tensor):
                 raise TypeError(f"input: expected a Tensor or a PackedSequence, got {type(input).__name__}")
@@ -339,7 +340,7 @@ class RNNBase(nn.Module):
             batched = input.dim() == 3
             x = input if batched else input.unsqueeze(batch_dim)
             self._check_input(x, False)
-        B = x.size(0) if self.batch_first else x.size(1)
+        B = x.size(batch_dim)
         if x.size(1 - batch_dim) == 0:
             raise RuntimeError("input: Expected sequence length to be larger than 0 in RNN")
         h0 = c0 = None
@@ -381,7 +382,7 @@ class RNNBase(nn.Module):
 
         all_params = [self._params(j) for j in range(L * D)]
         grad = _needs_grad(x, (h0, c0), [p for ps in all_params for p in ps])
-        zoneout = self._config(0).zoneout
+        zoneout = self._config(0, packed).zoneout
         if zoneout and grad and not self.training:
             raise RuntimeError("zoneout: gradients in eval() mode are not supported (lstmcore's training pass "
                                "draws zoneout masks); use train(), or torch.no_grad() for inference")
@@ -392,7 +393,7 @@ class RNNBase(nn.Module):
             outs = []
             for d in range(D):
                 j = k * D + d
-                y, h, c = _ops.layer(self._config(d), layer_input, None if h0 is None else h0[j],
+                y, h, c = _ops.layer(self._config(d, packed), layer_input, None if h0 is None else h0[j],
                                      None if c0 is None else c0[j], all_params[j], lengths,
                                      _seed(core_training, zoneout), grad, core_training)
                 outs.append(y)
@@ -410,7 +411,7 @@ class RNNBase(nn.Module):
         hidden = torch.stack(h_n, 0)
         cell = torch.stack(c_n, 0) if lstm else None
         if packed:
-            output = _pack_like(output, lengths, input, self.batch_first)
+            output = _pack_like(output, input, order)
         elif not batched:
             output = output.squeeze(batch_dim)
             hidden = hidden.squeeze(1)
@@ -431,13 +432,29 @@ class RNNBase(nn.Module):
         return output, ((hidden, cell) if lstm else hidden)
 
 
-def _pack_like(padded, lengths, like, batch_first):
-    """The padded output as a PackedSequence with the batch order of the input ``like``."""
-    sorted_indices = like.sorted_indices
-    if sorted_indices is not None:
-        padded = padded.index_select(0 if batch_first else 1, sorted_indices)
-        lengths = lengths.index_select(0, sorted_indices.cpu())
-    data = pack_padded_sequence(padded, lengths, batch_first=batch_first, enforce_sorted=True).data
+def _unpack(packed):
+    """A PackedSequence as (x, lengths, order): x (T, B, I) zero-padded, in the batch's own order;
+    lengths (B,) int64 on the CPU; order: the rows of the time-major (T·B) grid of the sorted batch
+    that the packed rows fill, in packed order. Tensor operations only (no Python loop over the
+    data), so torch.compile traces them."""
+    data, batch_sizes, sorted_indices, unsorted_indices = packed
+    T = batch_sizes.size(0)
+    B = sorted_indices.size(0) if sorted_indices is not None else int(batch_sizes[0])
+    filled = torch.arange(B, device=batch_sizes.device)[None, :] < batch_sizes[:, None]  # (T, B), sorted batch
+    order = torch.argsort((~filled).flatten().to(torch.uint8), stable=True)[:data.size(0)].to(data.device)
+    x = data.new_zeros((T * B, data.size(1))).index_copy(0, order, data).view(T, B, data.size(1))
+    lengths = filled.sum(0)
+    if unsorted_indices is not None:
+        x = x.index_select(1, unsorted_indices)
+        lengths = lengths.index_select(0, unsorted_indices.to(lengths.device))
+    return x, lengths.to(device="cpu", dtype=torch.int64), order
+
+
+def _pack_like(padded, like, order):
+    """The time-major padded output (batch in its own order) as a PackedSequence laid out as ``like``."""
+    if like.sorted_indices is not None:
+        padded = padded.index_select(1, like.sorted_indices)
+    data = padded.reshape(-1, padded.size(2)).index_select(0, order)
     return PackedSequence(data, like.batch_sizes, like.sorted_indices, like.unsorted_indices)
 
 
