@@ -231,7 +231,8 @@ def main():
     print(f"\nTraining step: embedding → {args.layers}-layer RNN (H {args.hidden}) → linear, B {args.batch}, "
           f"T {args.T}, float32, {args.threads} threads; {results['cpu']} ({', '.join(results['cpu_flags'])})"
           + (f"; env {env_extra}" if env_extra else "") + "\n")
-    print("| cell | torch.nn ms/step | lstmcore.torch ms/step | torch / lstmcore | goal | lstmcore RNN after torch / alone | losses agree |")
+    print("| cell | torch.nn ms/step | lstmcore.torch ms/step | torch / lstmcore | goal "
+          "| lstmcore RNN after torch / alone | losses agree |")
     print("|---|--:|--:|--:|--:|--:|---|")
     for cell, t, c, ratio, goal, slow, agree in rows:
         print(f"| {cell.upper()} | {1e3 * t:.1f} | {1e3 * c:.1f} | {ratio:.2f}× | ≥ {goal}× | {slow:.2f} | "

@@ -8,7 +8,6 @@ argument passed in the wrong place shows up. With a GPU, the real thing against 
 """
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")

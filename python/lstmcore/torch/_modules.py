@@ -18,7 +18,7 @@ from torch.nn.utils.rnn import PackedSequence
 import lstmcore
 
 from . import _ops
-from ._ops import GATES, NSLOTS, Config
+from ._ops import GATES, Config
 
 _FLOAT_DTYPES = (torch.float32, torch.float64)
 _MODES = {"LSTM": "lstm", "GRU": "gru", "RNN_TANH": "rnn_tanh", "RNN_RELU": "rnn_relu"}

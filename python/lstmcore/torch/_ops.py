@@ -12,9 +12,9 @@ Two doors lead to the same two functions (``run_forward`` / ``run_backward``, wh
 
 Neither recomputes anything in backward: the core's backward reads the gates and states its
 forward kept. A cache serves one backward (it is overwritten with gate gradients); a second
-backward through the same graph (retain_graph=True) runs the layer's forward again for a new one
-(eagerly), or gets a copy of the buffer (compiled graphs: the operator declares that it
-overwrites the buffer, so the compiler hands it a copy when the buffer is still needed).
+backward through the same graph (retain_graph=True, gradcheck) runs the layer's forward again for
+a new one (eagerly). The backward operator declares that it overwrites the buffer, so compiled
+graphs stay correct whatever they do with it (inductor's refuse retain_graph=True altogether).
 """
 from __future__ import annotations
 
@@ -37,6 +37,7 @@ GATES = {"lstm": 4, "gru": 3, "rnn_tanh": 1, "rnn_relu": 1}
 SLOTS = ("weight_ih", "weight_hh", "bias_ih", "bias_hh", "weight_hr", "weight_ch",
          "ln_weight_ih", "ln_bias_ih", "ln_weight_hh", "ln_bias_hh", "ln_weight_c", "ln_bias_c")
 NSLOTS = len(SLOTS)
+
 
 class Config:
     """What one layer call needs besides tensors: the cell, directions and layout, and the
