@@ -260,5 +260,11 @@ def test_zoneout_random_in_train_expectation_in_eval():
     with torch.no_grad():
         e1, e2 = m(x)[0], m(x)[0]
     assert torch.equal(e1, e2)
-    with pytest.raises(RuntimeError, match="zoneout"):
-        m(x.requires_grad_())
+    y = m(x.requires_grad_())[0]  # eval() without no_grad: the expectation, and a backward is refused
+    assert torch.equal(y.detach(), e1)
+    with pytest.raises(RuntimeError, match="zoneout: no gradients in eval"):
+        y.sum().backward()
+    c, _, _ = module("lstm-zoneout", cls_table=CELL_CLASSES)
+    h, _ = c.eval()(x[0])
+    with pytest.raises(RuntimeError, match="zoneout: no gradients in eval"):
+        h.sum().backward()

@@ -133,6 +133,33 @@ def _autocast(x, dtype):
     return x
 
 
+_ZONEOUT_EVAL = ("zoneout: no gradients in eval() mode (lstmcore's training pass, which backward needs, draws "
+                 "zoneout masks; eval() uses their expectation): train the module in train() mode")
+
+
+def _refusing_anchor(zoneout, grad, training, x, states, params):
+    """With zoneout in eval() mode and gradients wanted: a tensor that requires grad, to which the
+    results are attached by _RefuseBackward (a backward through them is refused); else None."""
+    if not (zoneout and grad and not training):
+        return None
+    for t in (x, *states, *(p for ps in params for p in ps)):
+        if t is not None and t.requires_grad:
+            return t
+    return None
+
+
+class _RefuseBackward(torch.autograd.Function):
+    """The value of ``t``, in the graph of ``anchor``; its backward raises (zoneout in eval mode)."""
+
+    @staticmethod
+    def forward(ctx, anchor, t):
+        return t.clone()
+
+    @staticmethod
+    def backward(ctx, grad):
+        raise RuntimeError(_ZONEOUT_EVAL)
+
+
 # ------------------------------------------------------------------------------------------
 # LSTM, GRU, RNN
 
@@ -383,9 +410,8 @@ class RNNBase(nn.Module):
         all_params = [self._params(j) for j in range(L * D)]
         grad = _needs_grad(x, (h0, c0), [p for ps in all_params for p in ps])
         zoneout = self._config(0, packed).zoneout
-        if zoneout and grad and not self.training:
-            raise RuntimeError("zoneout: gradients in eval() mode are not supported (lstmcore's training pass "
-                               "draws zoneout masks); use train(), or torch.no_grad() for inference")
+        anchor = _refusing_anchor(zoneout, grad, self.training, x, (h0, c0), all_params)
+        grad = grad and anchor is None
         core_training = grad or (zoneout and self.training)
         h_n, c_n = [], []
         layer_input = x
@@ -410,6 +436,9 @@ class RNNBase(nn.Module):
         output = layer_input
         hidden = torch.stack(h_n, 0)
         cell = torch.stack(c_n, 0) if lstm else None
+        if anchor is not None:
+            output, hidden, cell = (None if t is None else _RefuseBackward.apply(anchor, t)
+                                    for t in (output, hidden, cell))
         if packed:
             output = _pack_like(output, input, order)
         elif not batched:
@@ -620,12 +649,13 @@ class RNNCellBase(nn.Module):
         cfg = self._cfg
         grad = _needs_grad(input, (h, c), params)
         zoneout = cfg.zoneout
-        if zoneout and grad and not self.training:
-            raise RuntimeError("zoneout: gradients in eval() mode are not supported (lstmcore's training pass "
-                               "draws zoneout masks); use train(), or torch.no_grad() for inference")
+        anchor = _refusing_anchor(zoneout, grad, self.training, input, (h, c), [params])
+        grad = grad and anchor is None
         training = grad or (zoneout and self.training)
         _, h_n, c_n = _ops.layer(cfg, input.unsqueeze(0), h, c, params, None,
                                  _seed(training, zoneout), grad, training)
+        if anchor is not None:
+            h_n, c_n = (None if t is None else _RefuseBackward.apply(anchor, t) for t in (h_n, c_n))
         if d == 1:
             h_n = h_n.squeeze(0)
             c_n = None if c_n is None else c_n.squeeze(0)
