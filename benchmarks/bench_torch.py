@@ -109,7 +109,7 @@ def worker(args):
         opt.step()
         return loss
 
-    first_loss = float(step())
+    first_loss = float(step().detach())
     for _ in range(args.warmup):
         step()
     times = []
