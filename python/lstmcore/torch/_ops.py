@@ -166,23 +166,32 @@ class _Layer(torch.autograd.Function):
     and runs the forward again on the saved inputs (same seed, same result) for a fresh cache."""
 
     @staticmethod
-    def forward(ctx, cfg, lengths, seed, x, h0, c0, *params):
+    def forward(ctx, cfg, lengths, seed, slots, x, h0, c0, *given):
+        # only the parameters present travel as arguments (fewer for autograd to walk); `slots` says where
+        params = [None] * NSLOTS
+        for k, p in zip(slots, given):
+            params[k] = p
         y, h_n, c_n, cache = run_forward(cfg, x, h0, c0, params, lengths, seed, True)
-        ctx.cache, ctx.cfg, ctx.lengths, ctx.seed = cache, cfg, lengths, seed
-        ctx.given = (True, h0 is not None, c0 is not None, *(p is not None for p in params))
-        ctx.save_for_backward(x, h0, c0, *params)
+        ctx.cache, ctx.cfg, ctx.lengths, ctx.seed, ctx.slots = cache, cfg, lengths, seed, slots
+        ctx.states = (h0 is not None, c0 is not None)
+        ctx.save_for_backward(x, h0, c0, *given)
         ctx.set_materialize_grads(False)
         return y, h_n, c_n
 
     @staticmethod
     @once_differentiable
     def backward(ctx, dy, dh_n, dc_n):
-        x, h0, c0, *params = ctx.saved_tensors  # raises if an input was modified in place since forward
+        x, h0, c0, *given = ctx.saved_tensors  # raises if an input was modified in place since forward
         cache, ctx.cache = ctx.cache, None
         if cache is None:  # a second backward through the same graph
+            params = [None] * NSLOTS
+            for k, p in zip(ctx.slots, given):
+                params[k] = p
             cache = run_forward(ctx.cfg, x, h0, c0, params, ctx.lengths, ctx.seed, True)[3]
-        grads = run_backward(cache, dy, dh_n, dc_n)
-        return (None, None, None, *(g if given else None for g, given in zip(grads, ctx.given)))
+        g = run_backward(cache, dy, dh_n, dc_n)
+        has_h0, has_c0 = ctx.states
+        return (None, None, None, None, g[0], g[1] if has_h0 else None, g[2] if has_c0 else None,
+                *(g[3 + k] for k in ctx.slots))
 
 
 # ------------------------------------------------------------------------------------------
@@ -323,6 +332,7 @@ def layer(cfg, x, h0, c0, params, lengths, seed, grad, training):
                                                           grad or training)
         return y, h_n, (c_n if cfg.cell == "lstm" else None)
     if grad:
-        return _Layer.apply(cfg, lengths, seed, x, h0, c0, *params)
+        slots = tuple(k for k, p in enumerate(params) if p is not None)
+        return _Layer.apply(cfg, lengths, seed, slots, x, h0, c0, *(params[k] for k in slots))
     y, h_n, c_n, _ = run_forward(cfg, x, h0, c0, params, lengths, seed, training)
     return y, h_n, c_n
