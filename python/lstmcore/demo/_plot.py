@@ -29,6 +29,18 @@ def save(fig, out, name):
     return path
 
 
+def finish(ax, xlabel, ylabel, title=None, log=False):
+    """The common dressing of an axes: labels, title, log y scale, grid, legend."""
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    if title:
+        ax.set_title(title)
+    if log:
+        ax.set_yscale("log")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8)
+
+
 def smooth(values, window):
     """Running mean over ``window`` steps (the first ones over what there is)."""
     v = np.asarray(values, np.float64)
@@ -49,12 +61,7 @@ def loss_curves(ax, runs, labels, ylabel="training loss", log=True, scale=1.0):
             x = np.arange(1, y.size + 1) / spe
             ax.plot(x, y, color=COLOURS[k % len(COLOURS)], **STYLE[engine],
                     label=f"{name}, {LABELS[engine]} ({run.seconds_per_epoch(engine):.2g} s/epoch)")
-    ax.set_xlabel("epoch (training batches, running mean over a fifth of an epoch)")
-    ax.set_ylabel(ylabel)
-    if log:
-        ax.set_yscale("log")
-    ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=8)
+    finish(ax, "epoch (training batches, running mean over a fifth of an epoch)", ylabel, log=log)
 
 
 def confusion(ax, matrix, title):

@@ -73,10 +73,7 @@ def run(settings):
         ax_fc.plot(years[test], f, color=_plot.COLOURS[0], **_plot.STYLE[engine],
                    label=f"GRU, {LABELS[engine]} (RMSE {rmse[engine]:.1f})")
     ax_fc.axvline(years[split] - 0.5, color="0.5", lw=0.8)
-    ax_fc.set_xlabel("year (right of the line: held out, forecast one year ahead)")
-    ax_fc.set_ylabel("yearly sunspot number")
-    ax_fc.set_title("sunspots: one-step-ahead forecasts on the held-out years")
-    ax_fc.grid(True, alpha=0.3)
-    ax_fc.legend(fontsize=8)
+    _plot.finish(ax_fc, "year (right of the line: held out, forecast one year ahead)",
+                 "yearly sunspot number", "sunspots: one-step-ahead forecasts on the held-out years")
     _plot.save(fig, settings.out, "sunspots.png")
     return [row], [r]
