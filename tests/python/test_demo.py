@@ -34,8 +34,6 @@ from conftest import TOL32_PAIR, TOL64, rel_err
 
 for _name in ("torch", "tqdm", "matplotlib", "sklearn", "statsmodels"):
     pytest.importorskip(_name)
-if importlib.util.find_spec("lstmcore.torch") is None:
-    pytest.skip("lstmcore.torch (the PyTorch backend) is not in this tree", allow_module_level=True)
 
 import torch  # noqa: E402
 
@@ -53,6 +51,8 @@ RUNS = ("adding LSTM", "adding RNN", "digits rows", "digits pixels", "sunspots G
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
     """Runs `all --quick` at the test's sizes once: (output folder, what it printed)."""
+    if importlib.util.find_spec("lstmcore.torch") is None:
+        pytest.skip("lstmcore.torch (the PyTorch backend) is not in this tree")
     out = tmp_path_factory.mktemp("demo") / "out"
     threads = lstmcore.get_num_threads(), torch.get_num_threads()
     import contextlib  # noqa: PLC0415
