@@ -82,7 +82,8 @@ def test_writes_every_file(demo):
         assert set(r["values"]) == set(ENGINES) and set(r["seconds_per_epoch"]) == set(ENGINES)
         assert all(math.isfinite(v) for v in r["values"].values()), r
         assert all(t > 0 for t in r["seconds_per_epoch"].values()), r
-        assert r["speedup"] == pytest.approx(r["seconds_per_epoch"]["torch"] / r["seconds_per_epoch"]["lstmcore"])
+        t = r["seconds_per_epoch"]
+        assert r["speedup"] == pytest.approx(t["torch"] / t["lstmcore"])
     table = (out / "summary.md").read_text()
     assert table.startswith("| task | model | metric |")
     assert sum(line.startswith("| ") for line in table.splitlines()) == len(rows) + 1

@@ -119,7 +119,8 @@ def run(settings):
                      ls="-" if when == "after training" else ":")
     ax_grad.axvspan(0, max(s["steps"] // 10, 1) - 0.5, color="0.85", lw=0)
     ax_grad.axvspan(s["steps"] // 2 - 0.5, s["steps"] - 1, color="0.93", lw=0)
-    _plot.finish(ax_grad, "step t (shaded: where the markers can be)", "‖∂L/∂x_t‖ / its largest value",
+    _plot.finish(ax_grad, "step t (shaded: where the markers can be)",
+                 "‖∂L/∂x_t‖ / its largest value",
                  "gradient of a loss on the last step (lstmcore.backward)", log=True)
     _plot.save(fig, settings.out, "adding.png")
     return rows, runs

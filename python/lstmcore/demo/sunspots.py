@@ -68,7 +68,8 @@ def run(settings):
     ax_loss.set_title("sunspots: training loss")
     shown = slice(max(split - 3 * s["test"], 0), len(spots))
     ax_fc.plot(years[shown], spots[shown], color="k", lw=1.2, label="observed")
-    ax_fc.plot(years[test], spots[test - 1], color="0.6", ls=":", label=f"last year's value (RMSE {naive:.1f})")
+    ax_fc.plot(years[test], spots[test - 1], color="0.6", ls=":",
+               label=f"last year's value (RMSE {naive:.1f})")
     for engine, f in forecast.items():
         ax_fc.plot(years[test], f, color=_plot.COLOURS[0], **_plot.STYLE[engine],
                    label=f"GRU, {LABELS[engine]} (RMSE {rmse[engine]:.1f})")
