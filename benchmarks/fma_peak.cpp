@@ -44,6 +44,17 @@ constexpr int NACC_BF16 = 24;
 constexpr float kMul = 0.9999999f;
 constexpr float kAdd = 1e-7f;
 
+// The sum of every lane of n vectors (keeps the accumulators live: the loops cannot be dropped).
+__attribute__((target("avx512f"))) inline float sum_lanes(const __m512* acc, int n) {
+    __m512 s = acc[0];
+    for (int k = 1; k < n; ++k) s = _mm512_add_ps(s, acc[k]);
+    alignas(64) float lanes[16];
+    _mm512_store_ps(lanes, s);
+    float r = 0.f;
+    for (float v : lanes) r += v;
+    return r;
+}
+
 __attribute__((target("avx512f"), noinline)) float kernel_avx512(long iters) {
     constexpr int NACC = NACC_AVX512;
     __m512 acc[NACC];
@@ -54,13 +65,7 @@ __attribute__((target("avx512f"), noinline)) float kernel_avx512(long iters) {
 #pragma GCC unroll 32
         for (int k = 0; k < NACC; ++k) acc[k] = _mm512_fmadd_ps(acc[k], m, a);
     }
-    __m512 s = acc[0];
-    for (int k = 1; k < NACC; ++k) s = _mm512_add_ps(s, acc[k]);
-    alignas(64) float lanes[16];
-    _mm512_store_ps(lanes, s);
-    float r = 0.f;
-    for (float v : lanes) r += v;
-    return r;
+    return sum_lanes(acc, NACC);
 }
 
 __attribute__((target("avx2,fma"), noinline)) float kernel_avx2(long iters) {
@@ -94,13 +99,7 @@ __attribute__((target("avx512f,avx512bf16"), noinline)) float kernel_bf16(long i
 #pragma GCC unroll 32
         for (int k = 0; k < NACC; ++k) acc[k] = _mm512_dpbf16_ps(acc[k], a, b);
     }
-    __m512 s = acc[0];
-    for (int k = 1; k < NACC; ++k) s = _mm512_add_ps(s, acc[k]);
-    alignas(64) float lanes[16];
-    _mm512_store_ps(lanes, s);
-    float r = 0.f;
-    for (float v : lanes) r += v;
-    return r;
+    return sum_lanes(acc, NACC);
 }
 
 __attribute__((noinline)) float kernel_scalar(long iters) {

@@ -21,32 +21,15 @@ import time
 import traceback
 from pathlib import Path
 
-import numpy as np
-
 from . import engines as E
+from .outputs import save_outputs
 from .timing import TimingOptions, measure, summarize
 from .util import log
 
 
-# Outputs above this many elements are saved as an evenly strided subsample (the same elements in
-# every engine, whose outputs have the same shapes): the relative norm over 4M elements spread over
-# the whole array is the whole array's to a few digits, and the grid's largest cases would
-# otherwise write hundreds of MB between timed runs.
-MAX_SAVED = 1 << 22
-
-
 def _save_outputs(outdir: str | None, engine: str, case_id: str, outs: dict) -> None:
-    if not outdir:
-        return
-    arrays = {}
-    for k, v in outs.items():
-        if v is None:
-            continue
-        a = np.asarray(v, dtype=np.float32).ravel()
-        if a.size > MAX_SAVED:
-            a = a[::-(-a.size // MAX_SAVED)]
-        arrays[k] = np.ascontiguousarray(a)
-    np.savez(Path(outdir) / f"{engine}__{case_id}.npz", **arrays)
+    if outdir:
+        save_outputs(Path(outdir) / f"{engine}__{case_id}.npz", outs)
 
 
 def _describe(case: dict) -> str:

@@ -36,10 +36,11 @@ REQUIRES = {
     # the ONNX model is written by lstmcore's converter; lstmcore computes nothing in that process
     "onnxruntime": ("onnxruntime", "onnx", "lstmcore"),
 }
+# Short names for reports ("cpp-step" is no engine class here: the step mode runs step_cpp.cpp itself).
 SHORT = {"lstmcore": "lstmcore", "lstmcore-padded": "lstmcore padded", "lstmcore-bf16": "lstmcore bf16",
          "lstmcore-step": "lstmcore step", "lstmcore-fwd1": "lstmcore forward(T=1)", "torch": "torch",
          "torch-padded": "torch padded", "torch-autocast": "torch autocast", "torch-cell": "torch cell",
-         "onnxruntime": "ORT"}
+         "onnxruntime": "ORT", "cpp-step": "C++ forward(T=1)"}
 
 
 def import_modules(names) -> tuple[dict, list[str]]:

@@ -12,7 +12,8 @@ from pathlib import Path
 from . import cases as C
 from . import engines as E
 from . import machine
-from .runner import TOL_BF16, TOL_F32, Runner, check_key
+from .outputs import TOL_BF16, TOL_F32, save_outputs
+from .runner import Runner, check_key
 from .timing import TimingOptions
 from .util import geomean, log, thread_env
 
@@ -79,6 +80,21 @@ def _peer_pairs(engines):
     return lambda case: [(e, ref, TOL_F32) for e in engines if ref and e != ref]
 
 
+def _per_config(args, runner: Runner, engines: list[str], pairs, make_batch, describe=None) -> list[dict]:
+    """One batch of cases per config (make_batch(label, T, B, H)), every engine over it in its own
+    process, the engines' order rotating from config to config."""
+    out = []
+    for k, (label, (T, B, H)) in enumerate(args.configs):
+        batch = make_batch(label, T, B, H)
+        log(f"{label} (T={T}, B={B}, I=H={H}): {len(batch)} case(s)" + (f", {describe(batch)}" if describe else ""))
+        out += runner.run_batch(batch, engines, pairs, rounds=args.rounds, rotate=k)
+    return out
+
+
+def _plain_cases(args, label, T, B, H, **kw) -> list[dict]:
+    return [C.make_case(cell, mode, T, B, H, config=label, **kw) for cell in args.cells for mode in args.modes]
+
+
 def _start(args, mode: str):
     log(f"== {mode} ({args.threads} thread(s)) ==")
     return time.perf_counter()
@@ -108,15 +124,16 @@ def run_compass(args) -> dict:
     t0 = _start(args, "compass configs")
     peaks = _peaks(args)
     engines = _wanted(args, ["lstmcore", "torch", "onnxruntime"])
-    out = []
+
+    def make_batch(label, T, B, H):
+        batch = _plain_cases(args, label, T, B, H)
+        if "lstm" in args.cells and label in args.variant_configs:
+            batch += [C.make_case("lstm", mode, T, B, H, config=label, variant=v)
+                      for v in args.variants for mode in args.modes]
+        return batch
+
     with _runner(args) as runner:
-        for k, (label, (T, B, H)) in enumerate(args.configs):
-            batch = [C.make_case(cell, mode, T, B, H, config=label) for cell in args.cells for mode in args.modes]
-            if "lstm" in args.cells and label in args.variant_configs:
-                batch += [C.make_case("lstm", mode, T, B, H, config=label, variant=v)
-                          for v in args.variants for mode in args.modes]
-            log(f"{label} (T={T}, B={B}, I=H={H}): {len(batch)} case(s)")
-            out += runner.run_batch(batch, engines, _peer_pairs(engines), rounds=args.rounds, rotate=k)
+        out = _per_config(args, runner, engines, _peer_pairs(engines), make_batch)
         for res in out:
             _ratios(res)
         peaks = _finish_peaks(args, peaks)
@@ -200,16 +217,17 @@ def run_varlen(args) -> dict:
             p.append(("torch-padded", "lstmcore-padded", TOL_F32))
         return p
 
-    out = []
+    def make_batch(label, T, B, H):
+        return _plain_cases(args, label, T, B, H, lengths=C.spread_lengths(T, B, args.seed, args.lengths_from),
+                            tag="lengths")
+
+    def describe(batch):
+        lengths, T = batch[0]["lengths"], batch[0]["T"]
+        return (f"lengths over [{min(lengths)}, {max(lengths)}]: "
+                f"{100 * C.useful_fraction(lengths, T):.1f}% useful work")
+
     with _runner(args) as runner:
-        for k, (label, (T, B, H)) in enumerate(args.configs):
-            lengths = C.spread_lengths(T, B, args.seed, args.lengths_from)
-            batch = [C.make_case(cell, mode, T, B, H, config=label, lengths=lengths, tag="lengths")
-                     for cell in args.cells for mode in args.modes]
-            frac = C.useful_fraction(lengths, T)
-            log(f"{label} (T={T}, B={B}, I=H={H}), lengths over [{min(lengths)}, {max(lengths)}]: "
-                f"{100 * frac:.1f}% useful work")
-            out += runner.run_batch(batch, engines, pairs, rounds=args.rounds, rotate=k)
+        out = _per_config(args, runner, engines, pairs, make_batch, describe)
         meta = _meta(args, "varlen", runner, _finish_peaks(args, peaks), t0)
     for res in out:
         e = {n: r.get("median_ms") for n, r in res["engines"].items()}
@@ -243,20 +261,21 @@ def run_step(args) -> dict:
     def pairs(case):
         return [(e, ref, TOL_F32) for e in [*engines, "cpp-step"] if ref and e != ref]
 
-    out = []
+    cpp = {}
     with _runner(args) as runner:
         exe, why = (None, "not requested") if "lstmcore" not in args.impls else compile_step_cpp(args.cpp_build)
-        for k, (label, (T, B, H)) in enumerate(args.configs):
+
+        def make_batch(label, T, B, H):
+            # the C++ program first: its final state joins the batch's comparison
             batch = [C.make_case(cell, "step", T, B, H, config=label) for cell in args.cells]
-            cpp = {}
             for case in batch:
                 cpp[case["id"]] = (run_step_cpp(exe, case, args, runner.dir) if exe is not None
                                    else {"note": f"n/a: {why}"})
-            log(f"step {label}: {T} steps walked, B={B}, I=H={H}")
-            res_batch = runner.run_batch(batch, engines, pairs, rounds=args.rounds, rotate=k)
-            for res in res_batch:
-                res["engines"]["cpp-step"] = cpp[res["case"]["id"]]
-            out += res_batch
+            return batch
+
+        out = _per_config(args, runner, engines, pairs, make_batch)
+        for res in out:
+            res["engines"]["cpp-step"] = cpp[res["case"]["id"]]
         peaks = _finish_peaks(args, peaks)
         meta = _meta(args, "step", runner, peaks, t0)
     for res in out:
@@ -294,7 +313,7 @@ def run_step_cpp(exe: Path, case: dict, args, workdir: Path) -> dict:
     outs = {"h_n": np.fromfile(folder / "h_n.f32", dtype=np.float32).reshape(d.B, d.H)}
     if case["cell"] == "lstm":
         outs["c_n"] = np.fromfile(folder / "c_n.f32", dtype=np.float32).reshape(d.B, d.H)
-    np.savez(workdir / f"cpp-step__{case['id']}.npz", **outs)
+    save_outputs(workdir / f"cpp-step__{case['id']}.npz", outs)
     us = float(kv["us_per_step"])
     log(f"  {'C++ forward(T=1)':>22s}  {case['cell']} step B{d.B} H{d.H}: {us / 1e3:10.4f} ms")
     return {"median_ms": us / 1e3, "min_ms": float(kv["min_us_per_step"]) / 1e3, "samples": int(kv["samples"]),
@@ -313,7 +332,7 @@ def run_after_peer(args) -> dict:
     out = []
     with _runner(args) as runner:
         for k, (label, (T, B, H)) in enumerate(args.configs):
-            batch = [C.make_case(cell, mode, T, B, H, config=label) for cell in args.cells for mode in args.modes]
+            batch = _plain_cases(args, label, T, B, H)
             log(f"{label} (T={T}, B={B}, I=H={H})")
             # lstmcore alone in its own process and lstmcore after each predecessor in a shared
             # one, in alternating order from config to config
@@ -380,12 +399,8 @@ def run_bf16(args) -> dict:
             p.append(("lstmcore-bf16", "lstmcore", TOL_BF16))
         return p
 
-    out = []
     with _runner(args) as runner:
-        for k, (label, (T, B, H)) in enumerate(args.configs):
-            batch = [C.make_case(cell, mode, T, B, H, config=label) for cell in args.cells for mode in args.modes]
-            log(f"{label} (T={T}, B={B}, I=H={H})")
-            out += runner.run_batch(batch, engines, pairs, rounds=args.rounds, rotate=k)
+        out = _per_config(args, runner, engines, pairs, lambda label, T, B, H: _plain_cases(args, label, T, B, H))
         peaks = _finish_peaks(args, peaks)
         meta = _meta(args, "bf16", runner, peaks, t0)
     for res in out:

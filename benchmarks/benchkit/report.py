@@ -7,7 +7,9 @@ from . import engines as E
 from .machine import cpu_summary
 from .util import fmt, markdown_table
 
-SHORT = E.SHORT | {"cpp-step": "C++ forward(T=1)"}
+SHORT = E.SHORT
+# A timing whose interquartile range exceeds this fraction of its median is listed in the notes.
+NOISY_IQR = 0.2
 
 
 def _x(v, spec=".2f"):
@@ -16,6 +18,22 @@ def _x(v, spec=".2f"):
 
 def _pct(v):
     return "n/a" if v is None else f"{100 * v:+.0f}%"
+
+
+def _where(case: dict) -> str:
+    return f"{case['config']} ({case['T']},{case['B']},{case['H']})"
+
+
+def _ms(engines: dict, name: str) -> str:
+    return fmt(engines.get(name, {}).get("median_ms"), ".3f")
+
+
+def _table_and_notes(out: list[str], results: dict, head: list[str], rows: list[list[str]]) -> str:
+    """The mode's table (three left-aligned columns), the agreement lines and the notes."""
+    out.append(markdown_table(head, rows, left=3))
+    out += _checks_lines(results)
+    out += footer(results)
+    return "\n".join(out)
 
 
 def header(results: dict, title: str) -> list[str]:
@@ -54,6 +72,13 @@ def footer(results: dict) -> list[str]:
                 grouped.setdefault((SHORT.get(name, name), rec["note"]), []).append(res["case"]["id"])
         for n in res.get("notes", []):
             grouped.setdefault(("", n), []).append(res["case"]["id"])
+    noisy = [(res["case"]["id"], SHORT.get(name, name), rec["iqr_rel"]) for res in results["cases"]
+             for name, rec in res.get("engines", {}).items() if (rec.get("iqr_rel") or 0) > NOISY_IQR]
+    if noisy:
+        worst = sorted(noisy, key=lambda t: -t[2])[:3]
+        notes.append(f"{len(noisy)} timing(s) spread by more than {100 * NOISY_IQR:.0f}% of their median (interquartile "
+                     "range), e.g. " + "; ".join(f"{who} {cid} {100 * q:.0f}%" for cid, who, q in worst)
+                     + ": rerun those (--rounds 3 pools three processes' samples)")
     for (who, n), ids in grouped.items():
         where = ids[0] if len(ids) == 1 else f"{len(ids)} cases: {', '.join(ids[:3])}{', ...' if len(ids) > 3 else ''}"
         notes.append(f"{who + ': ' if who else ''}{n} ({where})")
@@ -102,8 +127,8 @@ def render_compass(results: dict) -> str:
     for res in results["cases"]:
         c, eng = res["case"], res["engines"]
         cell = c["cell"].upper() + ("" if c["variant"] == "plain" else f" {c['variant']}")
-        r = [f"{c['config']} ({c['T']},{c['B']},{c['H']})", cell, c["mode"]]
-        r += [fmt(eng.get(i, {}).get("median_ms"), ".3f") for i in impls]
+        r = [_where(c), cell, c["mode"]]
+        r += [_ms(eng, i) for i in impls]
         r += [fmt(eng.get(i, {}).get("gflops"), ".1f") for i in impls]
         if "lstmcore" in impls:
             r += [_x(res["ratios"].get(p)) + _warn(res, p) for p in peers]
@@ -133,13 +158,13 @@ def render_grid(results: dict) -> str:
     out.append("ratio = peer time / lstmcore time (> 1: lstmcore faster); best peer = the faster of torch and "
                "ONNX Runtime (forward), torch (training). Geometric means over the shapes.")
     out.append("")
-    head = ["cell", "mode", "shapes", "geomean vs best peer", "vs torch", "vs ORT", "worst (H, B: ratio)",
+    head = ["cell", "mode", "shapes", "geomean vs best peer", "vs torch", "vs ORT", "worst shapes",
             f"below the goal's minimum", "goal (geomean, min)"]
     rows = []
     for key, v in list(s["per_cell_mode"].items()) + [(f"both/{m}", v) for m, v in s["per_mode"].items()]:
         cell, mode = key.split("/")
-        worst = ", ".join(f"{w['cell'].upper() if cell == 'both' else ''}{' ' if cell == 'both' else ''}"
-                          f"{w['H']}, {w['B']}: {w['ratio']:.2f}" for w in v["worst"])
+        worst = "; ".join(f"{w['cell'].upper() + ' ' if cell == 'both' else ''}H{w['H']} B{w['B']}: {w['ratio']:.2f}"
+                          for w in v["worst"])
         rows.append([cell.upper() if cell != "both" else "**both**", mode, f"{v['n_measured']}/{v['n']}",
                      _x(v["geomean_best"]), _x(v["geomean_torch"]), _x(v["geomean_onnxruntime"]), worst or "n/a",
                      str(v["below_goal_min"]), f"≥ {v['goal']['geomean']}, ≥ {v['goal']['min']}"])
@@ -155,8 +180,8 @@ def render_grid(results: dict) -> str:
         c, e = res["case"], res["engines"]
         lc = e.get("lstmcore", {})
         rows.append([c["cell"].upper(), c["mode"], str(c["H"]), str(c["B"]),
-                     fmt(lc.get("median_ms"), ".3f"), fmt(e.get("torch", {}).get("median_ms"), ".3f"),
-                     fmt(e.get("onnxruntime", {}).get("median_ms"), ".3f"),
+                     fmt(lc.get("median_ms"), ".3f"), _ms(e, "torch"),
+                     _ms(e, "onnxruntime"),
                      _x(res["ratios"].get("torch")), _x(res["ratios"].get("onnxruntime")),
                      fmt(lc.get("gflops"), ".1f"), fmt(None if lc.get("frac_peak") is None else 100 * lc["frac_peak"], ".0f")])
     out.append(markdown_table(head, rows, left=2))
@@ -172,12 +197,11 @@ def grid_tables(results: dict) -> str:
     by = {(r["case"]["cell"], r["case"]["mode"], r["case"]["H"], r["case"]["B"]): r for r in results["cases"]}
     cells = list(dict.fromkeys(r["case"]["cell"] for r in results["cases"]))
     modes = list(dict.fromkeys(r["case"]["mode"] for r in results["cases"]))
-    parts = []
+    rows = []
     for cell in cells:
         for mode in modes:
-            rows = []
             for H in g["H"]:
-                row = [f"{cell.upper()} {mode} H={H}"]
+                row = [f"{cell.upper()} {'forward' if mode == 'infer' else 'training'}", str(H)]
                 for B in g["B"]:
                     r = by.get((cell, mode, H, B))
                     v = r["ratios"].get("best") if r else None
@@ -185,9 +209,7 @@ def grid_tables(results: dict) -> str:
                     bad = " ⚠" if r and r.get("mismatch") else ""
                     row.append(fmt(v, ".2f") + mark + bad)
                 rows.append(row)
-            parts.append(markdown_table(["", *[f"B={B}" for B in g["B"]]], rows))
-            parts.append("")
-    return "\n".join(parts).rstrip()
+    return markdown_table(["", "H", *[f"B={B}" for B in g["B"]]], rows)
 
 
 def render_varlen(results: dict) -> str:
@@ -204,19 +226,16 @@ def render_varlen(results: dict) -> str:
     rows = []
     for res in results["cases"]:
         c, e = res["case"], res["engines"]
-        rows.append([f"{c['config']} ({c['T']},{c['B']},{c['H']})", c["cell"].upper(), c["mode"],
+        rows.append([_where(c), c["cell"].upper(), c["mode"],
                      f"{100 * res['useful_fraction']:.1f}%",
-                     fmt(e.get("lstmcore", {}).get("median_ms"), ".3f"),
-                     fmt(e.get("lstmcore-padded", {}).get("median_ms"), ".3f"),
+                     _ms(e, "lstmcore"),
+                     _ms(e, "lstmcore-padded"),
                      f"{_x(res['speedups']['lstmcore'])} ({res['limit']:.2f}×)",
-                     fmt(e.get("torch", {}).get("median_ms"), ".3f"), fmt(e.get("torch-padded", {}).get("median_ms"), ".3f"),
+                     _ms(e, "torch"), _ms(e, "torch-padded"),
                      _x(res["speedups"]["torch"]), _x(res["ratios"]["torch"]) + _warn(res, "torch"),
-                     fmt(e.get("onnxruntime", {}).get("median_ms"), ".3f"),
+                     _ms(e, "onnxruntime"),
                      _x(res["ratios"]["onnxruntime"]) + _warn(res, "onnxruntime")])
-    out.append(markdown_table(head, rows, left=3))
-    out += _checks_lines(results)
-    out += footer(results)
-    return "\n".join(out)
+    return _table_and_notes(out, results, head, rows)
 
 
 def render_step(results: dict) -> str:
@@ -242,18 +261,15 @@ def render_step(results: dict) -> str:
                 continue
             t = rec.get("median_ms")
             bn, b1 = res["bound_us"].get(str(n)), res["bound_us"].get("1")
-            rows.append([f"{c['config']} ({c['T']},{c['B']},{c['H']})", c["cell"].upper(), SHORT[name],
+            rows.append([_where(c), c["cell"].upper(), SHORT[name],
                          fmt(None if t is None else t * 1e3, ".2f"),
                          _x(ref / t if (ref and t) else None) + _warn(res, name),
                          fmt(None if not (t and bn) else t * 1e3 / bn, ".1f"),
                          fmt(None if not (t and b1) else t * 1e3 / b1, ".1f")])
-        rows.append([f"{c['config']} ({c['T']},{c['B']},{c['H']})", c["cell"].upper(), "arithmetic bound",
+        rows.append([_where(c), c["cell"].upper(), "arithmetic bound",
                      f"{fmt(res['bound_us'].get(str(n)), '.2f')} ({n} thr) / {fmt(res['bound_us'].get('1'), '.2f')} (1 thr)",
                      "", "1.0", "1.0"])
-    out.append(markdown_table(head, rows, left=3))
-    out += _checks_lines(results)
-    out += footer(results)
-    return "\n".join(out)
+    return _table_and_notes(out, results, head, rows)
 
 
 def render_after_peer(results: dict) -> str:
@@ -272,7 +288,7 @@ def render_after_peer(results: dict) -> str:
     rows = []
     for res in results["cases"]:
         c, t, s = res["case"], res["times_ms"], res["slowdown"]
-        rows.append([f"{c['config']} ({c['T']},{c['B']},{c['H']})", c["cell"].upper(), c["mode"],
+        rows.append([_where(c), c["cell"].upper(), c["mode"],
                      fmt(t.get("alone"), ".3f"), fmt(t.get("after_lstmcore"), ".3f"), fmt(t.get("after_torch"), ".3f"),
                      fmt(t.get("after_onnxruntime"), ".3f"), _pct(s.get("after_torch")),
                      _pct(s.get("after_onnxruntime")), _pct(s.get("after_lstmcore"))])
@@ -300,15 +316,12 @@ def render_bf16(results: dict) -> str:
         def er(name):
             v = err.get(name)
             return "n/a" if not v else f"{fmt(v['y'], '.1e')} ({fmt(v['max'], '.1e')})"
-        rows.append([f"{c['config']} ({c['T']},{c['B']},{c['H']})", c["cell"].upper(), c["mode"],
-                     fmt(e.get("torch", {}).get("median_ms"), ".3f"), fmt(e.get("torch-autocast", {}).get("median_ms"), ".3f"),
-                     _x(r["torch_f32_vs_autocast"]), fmt(e.get("lstmcore", {}).get("median_ms"), ".3f"),
+        rows.append([_where(c), c["cell"].upper(), c["mode"],
+                     _ms(e, "torch"), _ms(e, "torch-autocast"),
+                     _x(r["torch_f32_vs_autocast"]), _ms(e, "lstmcore"),
                      fmt(e.get("lstmcore-bf16", {}).get("median_ms"), ".3f"), _x(r["autocast_vs_lstmcore_bf16"]),
                      _x(r["autocast_vs_lstmcore_f32"]), er("torch-autocast"), er("lstmcore-bf16")])
-    out.append(markdown_table(head, rows, left=3))
-    out += _checks_lines(results)
-    out += footer(results)
-    return "\n".join(out)
+    return _table_and_notes(out, results, head, rows)
 
 
 RENDER = {"compass": render_compass, "grid": render_grid, "varlen": render_varlen, "step": render_step,

@@ -16,38 +16,11 @@ import time
 from pathlib import Path
 
 from . import engines as E
+from .outputs import compare_files
 from .timing import summarize
 from .util import log, thread_env
 
 BENCH_PY = Path(__file__).resolve().parent.parent / "bench.py"
-
-# float32 engines against each other: summation orders differ, ~1e-6 .. 1e-5 over <= 100 steps.
-TOL_F32 = 1e-3
-# bfloat16 against float32: operands rounded to 8 significant bits, ~3e-3 observed for torch.
-TOL_BF16 = 5e-2
-
-
-def rel_err(a, ref):
-    import numpy as np
-    a = np.asarray(a, dtype=np.float64)
-    ref = np.asarray(ref, dtype=np.float64)
-    if a.shape != ref.shape:
-        return float("inf")
-    den = float(np.linalg.norm(ref))
-    num = float(np.linalg.norm(a - ref))
-    if not np.isfinite(num):
-        return float("inf")
-    return num / den if den > 0 else num
-
-
-def compare_files(a_path: Path, ref_path: Path, tol: float, against: str) -> dict:
-    import numpy as np
-    with np.load(a_path) as a, np.load(ref_path) as r:
-        per = {k: rel_err(a[k], r[k]) for k in r.files if k in a.files}
-    worst = max(per.values()) if per else None
-    return {"against": against, "rel_err": per, "max_rel_err": worst, "tol": tol,
-            "ok": worst is not None and worst <= tol}
-
 
 class Runner:
     """Starts children, collects their records. Use as a context manager (owns a temp folder)."""
@@ -137,7 +110,7 @@ class Runner:
                     chk = res["checks"][check_key(name, ref)] = compare_files(a, b, tol, ref)
                     chk["engine"] = name
                     if not chk["ok"]:
-                        log(f"  MISMATCH {c['id']}: {E.SHORT[name]} vs {E.SHORT[ref]}: "
+                        log(f"  MISMATCH {c['id']}: {E.SHORT.get(name, name)} vs {E.SHORT.get(ref, ref)}: "
                             + ", ".join(f"{k} {v:.1e}" for k, v in chk["rel_err"].items()))
             for name in engines:
                 (self.dir / f"{name}__{c['id']}.npz").unlink(missing_ok=True)
