@@ -49,7 +49,8 @@ def _runner(args) -> Runner:
 def _meta(args, mode: str, runner: Runner, peaks: dict, t_start: float) -> dict:
     meta = machine.machine_meta(args.threads)
     meta["loadavg_start"] = args._loadavg_start
-    meta.update(mode=mode, quick=args.quick, seed=args.seed, dtype="float32", rounds=args.rounds,
+    meta.update(mode=mode, quick=args.quick, seed=args.seed, rounds=args.rounds,
+                dtype="float32 and bfloat16" if mode == "bf16" else "float32",
                 timing=timing_options(args).to_dict(), impls=args.impls,
                 engines_versions={k: v.get("versions") for k, v in runner.headers.items()},
                 fma_peak=peaks, notes=list(args._notes) + runner.notes,
@@ -72,7 +73,12 @@ def _ratios(res: dict, base: str = "lstmcore", peers=PEERS) -> None:
         best = min(times, key=times.get)
         res["ratios"]["best"] = times[best] / b
         res["best_peer"] = best
-    res["mismatch"] = sorted(k for k, c in res["checks"].items() if not c["ok"])
+    res["mismatch"] = _mismatches(res)
+
+
+def _mismatches(res: dict) -> list[str]:
+    """The comparisons of a case ("A vs B") above their tolerance."""
+    return sorted(k for k, c in res["checks"].items() if not c["ok"])
 
 
 def _peer_pairs(engines):
@@ -108,12 +114,17 @@ def _finish_peaks(args, peaks):
     return machine.remeasure_peaks(peaks, enabled=not args.no_fma_peak)
 
 
-def _frac_peak(results_cases, peak: dict) -> None:
-    g = peak.get("gflops")
-    for res in results_cases:
+def _against_peers(args, runner: Runner, out: list[dict], peaks: dict, t0: float, mode: str) -> dict:
+    """Ratios to the peers, each engine's fraction of the FMA peak (measured again now); the meta."""
+    for res in out:
+        _ratios(res)
+    peaks = _finish_peaks(args, peaks)
+    g = peaks[args.threads].get("gflops")
+    for res in out:
         for rec in res["engines"].values():
             if rec.get("gflops") and g:
                 rec["frac_peak"] = rec["gflops"] / g
+    return _meta(args, mode, runner, peaks, t0)
 
 
 # --------------------------------------------------------------------------------------------
@@ -134,11 +145,7 @@ def run_compass(args) -> dict:
 
     with _runner(args) as runner:
         out = _per_config(args, runner, engines, _peer_pairs(engines), make_batch)
-        for res in out:
-            _ratios(res)
-        peaks = _finish_peaks(args, peaks)
-        _frac_peak(out, peaks[args.threads])
-        meta = _meta(args, "compass", runner, peaks, t0)
+        meta = _against_peers(args, runner, out, peaks, t0, "compass")
     return {"mode": "compass", "meta": meta, "cases": out, "memory": []}
 
 
@@ -159,11 +166,7 @@ def run_grid(args) -> dict:
                 log(f"grid {cell.upper()} H={H}: B in {list(args.grid_b)}, {', '.join(args.modes)}")
                 out += runner.run_batch(batch, engines, _peer_pairs(engines), rounds=args.rounds, rotate=k)
                 k += 1
-        for res in out:
-            _ratios(res)
-        peaks = _finish_peaks(args, peaks)
-        _frac_peak(out, peaks[args.threads])
-        meta = _meta(args, "grid", runner, peaks, t0)
+        meta = _against_peers(args, runner, out, peaks, t0, "grid")
     meta.update(grid={"T": args.grid_t, "H": list(args.grid_h), "B": list(args.grid_b)}, goals=GOALS)
     return {"mode": "grid", "meta": meta, "cases": out, "summary": grid_summary(out, args.cells, args.modes)}
 
@@ -240,7 +243,7 @@ def run_varlen(args) -> dict:
         res["speedups"] = {"lstmcore": div("lstmcore-padded", "lstmcore"), "torch": div("torch-padded", "torch"),
                            "onnxruntime": None}
         res["ratios"] = {"torch": div("torch", "lstmcore"), "onnxruntime": div("onnxruntime", "lstmcore")}
-        res["mismatch"] = sorted(k for k, c in res["checks"].items() if not c["ok"])
+        res["mismatch"] = _mismatches(res)
     meta.update(lengths_from=args.lengths_from, goal_speedup=VARLEN_GOAL)
     return {"mode": "varlen", "meta": meta, "cases": out}
 
@@ -282,7 +285,7 @@ def run_step(args) -> dict:
         flops = res["case"]["flops"]
         res["bound_us"] = {str(n): (flops / (p["gflops"] * 1e9) * 1e6 if p.get("gflops") else None)
                            for n, p in peaks.items()}
-        res["mismatch"] = sorted(k for k, c in res["checks"].items() if not c["ok"])
+        res["mismatch"] = _mismatches(res)
     meta.update(goal_us=STEP_GOAL_US, cpp_build=str(args.cpp_build))
     return {"mode": "step", "meta": meta, "cases": out}
 
@@ -417,7 +420,7 @@ def run_bf16(args) -> dict:
             chk = res["checks"].get(check_key(name, "torch"))
             if chk:
                 res["errors"][name] = {"y": chk["rel_err"].get("y"), "max": chk["max_rel_err"]}
-        res["mismatch"] = sorted(k for k, c in res["checks"].items() if not c["ok"])
+        res["mismatch"] = _mismatches(res)
     meta.update(goal_ratio=BF16_GOAL, bf16_peak_note="fma_peak's bf16_gflops: vdpbf16ps, 4 FLOPs per lane")
     return {"mode": "bf16", "meta": meta, "cases": out}
 
