@@ -235,10 +235,11 @@ class Bump {
   T* next_;
 };
 
-template <typename T, class Ops>
-void walk_forward(const StackSpec& s, const Dims& dims, const SequenceOptions& options, const StackForwardArgs<T>& a,
-                  Ops& ops) {
-  const Plan p(s, dims);
+// Every check of a forward call, before anything runs: sizes, options, required pointers,
+// no output sharing memory with an input or another output. Returns the plan.
+template <typename T>
+Plan check_forward(const StackSpec& s, const Dims& dims, const SequenceOptions& options, const StackForwardArgs<T>& a) {
+  Plan p(s, dims);
   check_options(p, options);
   require(a.x, "x");
   check_weights(p, a.weights);
@@ -252,22 +253,29 @@ void walk_forward(const StackSpec& s, const Dims& dims, const SequenceOptions& o
     require_absent(a.c_n, "c_n", s.cell.cell);
   }
   const bool training = a.cache != nullptr;
-  {
-    detail::Spans spans;
-    spans.input("x", a.x, p.rows * p.I);
-    weight_spans(spans, p, a.weights);
-    spans.input("h0", a.h0, p.L * p.D * p.B * p.R);
-    spans.input("c0", a.c0, p.L * p.D * p.B * p.H);
-    spans.input("seq_lengths", options.seq_lengths, p.B);
-    spans.output("y", a.y, p.layer_rows);
-    spans.output("h_n", a.h_n, p.L * p.D * p.B * p.R);
-    spans.output("c_n", a.c_n, p.L * p.D * p.B * p.H);
-    spans.output("cache", a.cache, p.cache_total());
-    spans.output("workspace", a.workspace, p.forward_workspace(training));
-    spans.check();
-  }
+  detail::Spans spans;
+  spans.input("x", a.x, p.rows * p.I);
+  weight_spans(spans, p, a.weights);
+  spans.input("h0", a.h0, p.L * p.D * p.B * p.R);
+  spans.input("c0", a.c0, p.L * p.D * p.B * p.H);
+  spans.input("seq_lengths", options.seq_lengths, p.B);
+  spans.output("y", a.y, p.layer_rows);
+  spans.output("h_n", a.h_n, p.L * p.D * p.B * p.R);
+  spans.output("c_n", a.c_n, p.L * p.D * p.B * p.H);
+  spans.output("cache", a.cache, p.cache_total());
+  spans.output("workspace", a.workspace, p.forward_workspace(training));
+  spans.check();
+  return p;
+}
 
-  Bump<T> ws(ops.prepare(p, training ? Pass::training : Pass::inference, a.workspace, p.forward_workspace(training)));
+template <typename T, class Ops>
+void walk_forward(const StackSpec& s, const Dims& dims, const SequenceOptions& options, const StackForwardArgs<T>& a,
+                  Ops& ops) {
+  const Plan p = check_forward(s, dims, options, a);
+  const bool training = a.cache != nullptr;
+
+  Bump<T> ws(
+      ops.prepare(p, training ? Pass::training : Pass::inference, a.workspace, p.forward_workspace(training)));
   T* ydir[2] = {nullptr, nullptr};
   if (p.D == 2) {
     ydir[0] = ws.take(p.rows * p.R);
@@ -315,10 +323,11 @@ void walk_forward(const StackSpec& s, const Dims& dims, const SequenceOptions& o
   }
 }
 
-template <typename T, class Ops>
-void walk_backward(const StackSpec& s, const Dims& dims, const SequenceOptions& options,
-                   const StackBackwardArgs<T>& a, Ops& ops) {
-  const Plan p(s, dims);
+// Every check of a backward call, as check_forward.
+template <typename T>
+Plan check_backward(const StackSpec& s, const Dims& dims, const SequenceOptions& options,
+                    const StackBackwardArgs<T>& a) {
+  Plan p(s, dims);
   check_options(p, options);
   require(a.x, "x");
   check_weights(p, a.weights);
@@ -366,6 +375,13 @@ void walk_backward(const StackSpec& s, const Dims& dims, const SequenceOptions& 
     spans.output("workspace", a.workspace, p.backward_workspace());
     spans.check();
   }
+  return p;
+}
+
+template <typename T, class Ops>
+void walk_backward(const StackSpec& s, const Dims& dims, const SequenceOptions& options,
+                   const StackBackwardArgs<T>& a, Ops& ops) {
+  const Plan p = check_backward(s, dims, options, a);
 
   Bump<T> ws(ops.prepare(p, Pass::backward, a.workspace, p.backward_workspace()));
   T* between[2] = {nullptr, nullptr};  // dL/d(input of layer k), k >= 1
