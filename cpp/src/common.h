@@ -104,20 +104,28 @@ class Spans {
   std::vector<Span> spans_;
 };
 
+// The inputs forward and backward of one layer share: x, w_x, w_h, h0, c0, the lengths.
+template <typename A>
+void layer_input_spans(Spans& s, const CellSpec& spec, const Dims& d, const SequenceOptions& o, const A& a,
+                       std::int64_t R) {
+  const std::int64_t GH = gate_count(spec.cell) * d.hidden;
+  s.input("x", a.x, d.steps * d.batch * d.input);
+  s.input("w_x", a.w_x, d.input * GH);
+  s.input("w_h", a.w_h, R * GH);
+  s.input("h0", a.h0, d.batch * R);
+  s.input("c0", a.c0, d.batch * d.hidden);
+  s.input("seq_lengths", o.seq_lengths, d.batch);
+}
+
 // The arguments of a single-layer call as spans: R the width of h (P with a projection,
 // else H), cache_elems the cache's size (forward: when a cache is given).
 template <typename T>
 void forward_spans(Spans& s, const CellSpec& spec, const Dims& d, const SequenceOptions& o, const ForwardArgs<T>& a,
                    std::int64_t R, std::int64_t cache_elems) {
-  const std::int64_t T_ = d.steps, B = d.batch, I = d.input, H = d.hidden, GH = gate_count(spec.cell) * H;
-  s.input("x", a.x, T_ * B * I);
-  s.input("w_x", a.w_x, I * GH);
-  s.input("w_h", a.w_h, R * GH);
+  const std::int64_t T_ = d.steps, B = d.batch, H = d.hidden, GH = gate_count(spec.cell) * H;
+  layer_input_spans(s, spec, d, o, a, R);
   s.input("b", a.b, GH);
   s.input("b_h", a.b_h, GH);
-  s.input("h0", a.h0, B * R);
-  s.input("c0", a.c0, B * H);
-  s.input("seq_lengths", o.seq_lengths, B);
   s.output("y", a.y, T_ * B * R);
   s.output("h_n", a.h_n, B * R);
   s.output("c_n", a.c_n, B * H);
@@ -128,12 +136,7 @@ template <typename T>
 void backward_spans(Spans& s, const CellSpec& spec, const Dims& d, const SequenceOptions& o,
                     const BackwardArgs<T>& a, std::int64_t R, std::int64_t cache_elems) {
   const std::int64_t T_ = d.steps, B = d.batch, I = d.input, H = d.hidden, GH = gate_count(spec.cell) * H;
-  s.input("x", a.x, T_ * B * I);
-  s.input("w_x", a.w_x, I * GH);
-  s.input("w_h", a.w_h, R * GH);
-  s.input("h0", a.h0, B * R);
-  s.input("c0", a.c0, B * H);
-  s.input("seq_lengths", o.seq_lengths, B);
+  layer_input_spans(s, spec, d, o, a, R);
   s.input("dy", a.dy, T_ * B * R);
   s.input("dh_n", a.dh_n, B * R);
   s.input("dc_n", a.dc_n, B * H);

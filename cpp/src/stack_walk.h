@@ -184,9 +184,15 @@ inline void check_weights(const Plan& p, const LayerWeights<T>* w) {
     }
 }
 
-// Every layer's weights (inputs) as spans, for the overlap check.
+// The inputs forward and backward share, as spans for the overlap check: x, every
+// layer's weights, the initial states, the lengths.
 template <typename T>
-inline void weight_spans(detail::Spans& s, const Plan& p, const LayerWeights<T>* w) {
+inline void input_spans(detail::Spans& s, const Plan& p, const SequenceOptions& o, const T* x,
+                        const LayerWeights<T>* w, const T* h0, const T* c0) {
+  s.input("x", x, p.rows * p.I);
+  s.input("h0", h0, p.L * p.D * p.B * p.R);
+  s.input("c0", c0, p.L * p.D * p.B * p.H);
+  s.input("seq_lengths", o.seq_lengths, p.B);
   const i64 GH = p.G * p.H;
   for (i64 k = 0; k < p.L; ++k)
     for (i64 d = 0; d < p.D; ++d) {
@@ -254,11 +260,7 @@ Plan check_forward(const StackSpec& s, const Dims& dims, const SequenceOptions& 
   }
   const bool training = a.cache != nullptr;
   detail::Spans spans;
-  spans.input("x", a.x, p.rows * p.I);
-  weight_spans(spans, p, a.weights);
-  spans.input("h0", a.h0, p.L * p.D * p.B * p.R);
-  spans.input("c0", a.c0, p.L * p.D * p.B * p.H);
-  spans.input("seq_lengths", options.seq_lengths, p.B);
+  input_spans(spans, p, options, a.x, a.weights, a.h0, a.c0);
   spans.output("y", a.y, p.layer_rows);
   spans.output("h_n", a.h_n, p.L * p.D * p.B * p.R);
   spans.output("c_n", a.c_n, p.L * p.D * p.B * p.H);
@@ -349,11 +351,7 @@ Plan check_backward(const StackSpec& s, const Dims& dims, const SequenceOptions&
   }
   {
     detail::Spans spans;
-    spans.input("x", a.x, p.rows * p.I);
-    weight_spans(spans, p, a.weights);
-    spans.input("h0", a.h0, p.L * p.D * p.B * p.R);
-    spans.input("c0", a.c0, p.L * p.D * p.B * p.H);
-    spans.input("seq_lengths", options.seq_lengths, p.B);
+    input_spans(spans, p, options, a.x, a.weights, a.h0, a.c0);
     spans.input("dy", a.dy, p.layer_rows);
     spans.input("dh_n", a.dh_n, p.L * p.D * p.B * p.R);
     spans.input("dc_n", a.dc_n, p.L * p.D * p.B * p.H);

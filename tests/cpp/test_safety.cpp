@@ -17,19 +17,6 @@ using lstmcore::InvalidArgument;
 
 namespace {
 
-// The message of the InvalidArgument thrown by f, or a marker when another or none is.
-template <class F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const InvalidArgument& e) {
-    return e.what();
-  } catch (const std::exception& e) {
-    return std::string("<wrong type> ") + e.what();
-  }
-  return "<no exception>";
-}
-
 bool has(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
 
 // One LSTM call's buffers, all inside one arena, so that a test can make any two of them
