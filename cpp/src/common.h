@@ -151,31 +151,35 @@ void backward_spans(Spans& s, const CellSpec& spec, const Dims& d, const Sequenc
 }
 
 // A cell variant's parameters (inputs) and their gradients (outputs); `prefix` names a
-// stack's layer ("weights[3]." / "grads[3].").
-template <typename T>
-void variant_param_spans(Spans& s, const VariantParams<T>& v, std::int64_t H, std::int64_t P, std::int64_t GH,
-                         const std::string& prefix = "") {
-  s.input(prefix + "peepholes", v.peepholes, 3 * H);
-  s.input(prefix + "w_proj", v.w_proj, H * P);
-  s.input(prefix + "ln_gain_x", v.ln_gain_x, GH);
-  s.input(prefix + "ln_bias_x", v.ln_bias_x, GH);
-  s.input(prefix + "ln_gain_h", v.ln_gain_h, GH);
-  s.input(prefix + "ln_bias_h", v.ln_bias_h, GH);
-  s.input(prefix + "ln_gain_c", v.ln_gain_c, H);
-  s.input(prefix + "ln_bias_c", v.ln_bias_c, H);
+// stack's layer ("weights[3] (layer 1, reverse)." / "grads[3] ..."). P: the projection size.
+template <typename P>
+void variant_spans(Spans& s, bool gradients, const P* const (&ptrs)[8], std::int64_t H, std::int64_t proj,
+                   std::int64_t GH, const std::string& prefix) {
+  static const char* const names[] = {"peepholes", "w_proj",    "ln_gain_x", "ln_bias_x",
+                                      "ln_gain_h", "ln_bias_h", "ln_gain_c", "ln_bias_c"};
+  const std::int64_t counts[] = {3 * H, H * proj, GH, GH, GH, GH, H, H};
+  for (int k = 0; k < 8; ++k) {
+    if (gradients)
+      s.output(prefix + "d" + names[k], ptrs[k], counts[k]);
+    else
+      s.input(prefix + names[k], ptrs[k], counts[k]);
+  }
 }
 
 template <typename T>
-void variant_grad_spans(Spans& s, const VariantGrads<T>& g, std::int64_t H, std::int64_t P, std::int64_t GH,
+void variant_param_spans(Spans& s, const VariantParams<T>& v, std::int64_t H, std::int64_t proj, std::int64_t GH,
+                         const std::string& prefix = "") {
+  const T* const ptrs[8] = {v.peepholes, v.w_proj,    v.ln_gain_x, v.ln_bias_x,
+                            v.ln_gain_h, v.ln_bias_h, v.ln_gain_c, v.ln_bias_c};
+  variant_spans(s, false, ptrs, H, proj, GH, prefix);
+}
+
+template <typename T>
+void variant_grad_spans(Spans& s, const VariantGrads<T>& g, std::int64_t H, std::int64_t proj, std::int64_t GH,
                         const std::string& prefix = "") {
-  s.output(prefix + "dpeepholes", g.dpeepholes, 3 * H);
-  s.output(prefix + "dw_proj", g.dw_proj, H * P);
-  s.output(prefix + "dln_gain_x", g.dln_gain_x, GH);
-  s.output(prefix + "dln_bias_x", g.dln_bias_x, GH);
-  s.output(prefix + "dln_gain_h", g.dln_gain_h, GH);
-  s.output(prefix + "dln_bias_h", g.dln_bias_h, GH);
-  s.output(prefix + "dln_gain_c", g.dln_gain_c, H);
-  s.output(prefix + "dln_bias_c", g.dln_bias_c, H);
+  const T* const ptrs[8] = {g.dpeepholes, g.dw_proj,    g.dln_gain_x, g.dln_bias_x,
+                            g.dln_gain_h, g.dln_bias_h, g.dln_gain_c, g.dln_bias_c};
+  variant_spans(s, true, ptrs, H, proj, GH, prefix);
 }
 
 // A counter-based random generator (splitmix64's output function): the same key and

@@ -143,6 +143,15 @@ TEST(errors_overlapping_outputs) {
     v.peepholes = a.fa.y + 1;
     const std::string e = error_of([&] { lstmcore::variant_forward<double>(a.spec, vo, a.d, a.o, a.fa, v); });
     CHECK_MSG(has(e, "y: overlaps the input peepholes"), e);
+    std::vector<double> peepholes(3 * 6, 0.1);
+    v.peepholes = peepholes.data();
+    lstmcore::variant_forward<double>(a.spec, vo, a.d, a.o, a.fa, v);
+    a.ba.cache = cache.data();
+    lstmcore::VariantGrads<double> g;
+    g.dpeepholes = a.ba.dw_x + 3;  // a variant's gradient over another output
+    const std::string e2 = error_of([&] { lstmcore::variant_backward<double>(a.spec, vo, a.d, a.o, a.ba, v, g); });
+    CHECK_MSG((has(e2, "dpeepholes: overlaps the output dw_x") || has(e2, "dw_x: overlaps the output dpeepholes")),
+              e2);
   }
   {  // a stack names the layer
     const Dims d{4, 2, 3, 5};
