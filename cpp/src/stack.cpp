@@ -93,8 +93,7 @@ int threads_for_glue(const cpu::Context& c, i64 n) {
 
 // out (n) = a + b.
 template <typename T>
-void sum_directions(const cpu::Context& c, const T* a, const T* b, i64 n, T* out) {
-  (void)c;
+void sum_directions([[maybe_unused]] const cpu::Context& c, const T* a, const T* b, i64 n, T* out) {
 #ifdef _OPENMP
 #pragma omp parallel for num_threads(threads_for_glue(c, n)) schedule(static)
 #endif
@@ -103,8 +102,7 @@ void sum_directions(const cpu::Context& c, const T* a, const T* b, i64 n, T* out
 
 // out (rows, 2H) = [a | b] per row.
 template <typename T>
-void concat_directions(const cpu::Context& c, const T* a, const T* b, i64 rows, i64 H, T* out) {
-  (void)c;
+void concat_directions([[maybe_unused]] const cpu::Context& c, const T* a, const T* b, i64 rows, i64 H, T* out) {
 #ifdef _OPENMP
 #pragma omp parallel for num_threads(threads_for_glue(c, rows * 2 * H)) schedule(static)
 #endif
@@ -116,8 +114,7 @@ void concat_directions(const cpu::Context& c, const T* a, const T* b, i64 rows, 
 
 // a (rows, H), b (rows, H) = the halves of in (rows, 2H).
 template <typename T>
-void split_directions(const cpu::Context& c, const T* in, i64 rows, i64 H, T* a, T* b) {
-  (void)c;
+void split_directions([[maybe_unused]] const cpu::Context& c, const T* in, i64 rows, i64 H, T* a, T* b) {
 #ifdef _OPENMP
 #pragma omp parallel for num_threads(threads_for_glue(c, rows * 2 * H)) schedule(static)
 #endif
@@ -129,8 +126,7 @@ void split_directions(const cpu::Context& c, const T* in, i64 rows, i64 H, T* a,
 
 // out[i] (op)= in[i] over n values.
 template <typename T>
-void add_values(const cpu::Context& c, T* out, const T* in, i64 n) {
-  (void)c;
+void add_values([[maybe_unused]] const cpu::Context& c, T* out, const T* in, i64 n) {
 #ifdef _OPENMP
 #pragma omp parallel for num_threads(threads_for_glue(c, n)) schedule(static)
 #endif
@@ -138,8 +134,7 @@ void add_values(const cpu::Context& c, T* out, const T* in, i64 n) {
 }
 
 template <typename T>
-void multiply_values(const cpu::Context& c, T* out, const T* in, i64 n) {
-  (void)c;
+void multiply_values([[maybe_unused]] const cpu::Context& c, T* out, const T* in, i64 n) {
 #ifdef _OPENMP
 #pragma omp parallel for num_threads(threads_for_glue(c, n)) schedule(static)
 #endif
