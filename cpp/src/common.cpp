@@ -1,4 +1,6 @@
-// Cell names, threads, build facts and the size arithmetic every entry point shares.
+// Cell names, threads, build facts, the size arithmetic and the argument checks every
+// entry point shares.
+#include <algorithm>
 #include <atomic>
 #ifdef _OPENMP
 #include <omp.h>
@@ -7,10 +9,7 @@
 #include <sstream>
 
 #include "common.h"
-#include "cpu/isa.h"
 #include "lstmcore/cuda.h"
-
-#include <algorithm>
 
 namespace lstmcore {
 LSTMCORE_INLINE_NAMESPACE_BEGIN
@@ -111,6 +110,29 @@ void check_lengths(const Dims& d, const SequenceOptions& o) {
   }
 }
 
+void Spans::add(std::string name, const void* p, std::int64_t count, std::size_t elem, Role role) {
+  if (!p || count <= 0) return;
+  const auto begin = reinterpret_cast<std::uintptr_t>(p);
+  spans_.push_back({std::move(name), begin, begin + static_cast<std::uintptr_t>(count) * elem, role});
+}
+
+void Spans::check() const {
+  std::vector<const Span*> order;
+  order.reserve(spans_.size());
+  for (const Span& s : spans_) order.push_back(&s);
+  std::sort(order.begin(), order.end(), [](const Span* a, const Span* b) { return a->begin < b->begin; });
+  for (std::size_t i = 0; i < order.size(); ++i)
+    for (std::size_t j = i + 1; j < order.size() && order[j]->begin < order[i]->end; ++j) {
+      const Span* a = order[i];
+      const Span* b = order[j];
+      if (a->role == Role::input && b->role == Role::input) continue;  // inputs may share memory
+      if (a->role == Role::input) std::swap(a, b);                       // name the output first
+      const char* what = b->role == Role::input ? "the input " : "the output ";
+      throw InvalidArgument(a->name + ": overlaps " + what + b->name +
+                            "; an output must not share memory with any input or other output");
+    }
+}
+
 void require(const void* p, const char* name) {
   if (!p) throw InvalidArgument(std::string(name) + ": required, got a null pointer");
 }
@@ -128,15 +150,6 @@ std::size_t cache_size(const CellSpec& spec, const Dims& dims) {
   const std::int64_t per_row = spec.cell == Cell::lstm || spec.cell == Cell::gru ? 5 : 1;
   return static_cast<std::size_t>(dims.steps * dims.batch * per_row * dims.hidden);
 }
-
-namespace cpu {
-int threads_for(std::int64_t work) {
-  // Below a few thousand values a thread's start-up costs more than it saves.
-  const int n = get_num_threads();
-  if (work < 4096) return 1;
-  return static_cast<int>(std::min<std::int64_t>(n, work / 2048));
-}
-}  // namespace cpu
 
 LSTMCORE_INLINE_NAMESPACE_END
 }  // namespace lstmcore

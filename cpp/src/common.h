@@ -1,9 +1,13 @@
 // Internal helpers shared by the validation and dispatch layer.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
+#include <string>
+#include <vector>
 
 #include "lstmcore/recurrent.h"
+#include "lstmcore/variants.h"
 
 // Functions the CUDA kernels share with the host code (a no-op outside nvcc).
 #if defined(__CUDACC__)
@@ -65,6 +69,117 @@ void check_backward_args(const CellSpec& spec, const Dims& d, const SequenceOpti
     require_absent(a.dc_n, "dc_n", spec.cell);
     require_absent(a.dc0, "dc0", spec.cell);
   }
+}
+
+// The memory of a call's arguments, for the check that no output shares memory with
+// an input or another output (the precondition of recurrent.h, checked). Byte ranges
+// come from the dims; absent (null) arguments take no room. Inputs may share memory with
+// each other; an in/out argument (backward's cache) counts as an output.
+class Spans {
+ public:
+  enum class Role { input, output, inout };
+
+  template <typename P>
+  void input(std::string name, const P* p, std::int64_t count) {
+    add(std::move(name), p, count, sizeof(P), Role::input);
+  }
+  template <typename P>
+  void output(std::string name, const P* p, std::int64_t count) {
+    add(std::move(name), p, count, sizeof(P), Role::output);
+  }
+  template <typename P>
+  void inout(std::string name, const P* p, std::int64_t count) {
+    add(std::move(name), p, count, sizeof(P), Role::inout);
+  }
+  // InvalidArgument naming both arguments of the first overlap found.
+  void check() const;
+
+ private:
+  struct Span {
+    std::string name;
+    std::uintptr_t begin, end;
+    Role role;
+  };
+  void add(std::string name, const void* p, std::int64_t count, std::size_t elem, Role role);
+  std::vector<Span> spans_;
+};
+
+// The inputs forward and backward of one layer share: x, w_x, w_h, h0, c0, the lengths.
+template <typename A>
+void layer_input_spans(Spans& s, const CellSpec& spec, const Dims& d, const SequenceOptions& o, const A& a,
+                       std::int64_t R) {
+  const std::int64_t GH = gate_count(spec.cell) * d.hidden;
+  s.input("x", a.x, d.steps * d.batch * d.input);
+  s.input("w_x", a.w_x, d.input * GH);
+  s.input("w_h", a.w_h, R * GH);
+  s.input("h0", a.h0, d.batch * R);
+  s.input("c0", a.c0, d.batch * d.hidden);
+  s.input("seq_lengths", o.seq_lengths, d.batch);
+}
+
+// The arguments of a single-layer call as spans: R the width of h (P with a projection,
+// else H), cache_elems the cache's size (forward: when a cache is given).
+template <typename T>
+void forward_spans(Spans& s, const CellSpec& spec, const Dims& d, const SequenceOptions& o, const ForwardArgs<T>& a,
+                   std::int64_t R, std::int64_t cache_elems) {
+  const std::int64_t T_ = d.steps, B = d.batch, H = d.hidden, GH = gate_count(spec.cell) * H;
+  layer_input_spans(s, spec, d, o, a, R);
+  s.input("b", a.b, GH);
+  s.input("b_h", a.b_h, GH);
+  s.output("y", a.y, T_ * B * R);
+  s.output("h_n", a.h_n, B * R);
+  s.output("c_n", a.c_n, B * H);
+  s.output("cache", a.cache, cache_elems);
+}
+
+template <typename T>
+void backward_spans(Spans& s, const CellSpec& spec, const Dims& d, const SequenceOptions& o,
+                    const BackwardArgs<T>& a, std::int64_t R, std::int64_t cache_elems) {
+  const std::int64_t T_ = d.steps, B = d.batch, I = d.input, H = d.hidden, GH = gate_count(spec.cell) * H;
+  layer_input_spans(s, spec, d, o, a, R);
+  s.input("dy", a.dy, T_ * B * R);
+  s.input("dh_n", a.dh_n, B * R);
+  s.input("dc_n", a.dc_n, B * H);
+  s.inout("cache", a.cache, cache_elems);
+  s.output("dx", a.dx, T_ * B * I);
+  s.output("dh0", a.dh0, B * R);
+  s.output("dc0", a.dc0, B * H);
+  s.output("dw_x", a.dw_x, I * GH);
+  s.output("dw_h", a.dw_h, R * GH);
+  s.output("db", a.db, GH);
+  s.output("db_h", a.db_h, GH);
+}
+
+// A cell variant's parameters (inputs) and their gradients (outputs); `prefix` names a
+// stack's layer ("weights[3] (layer 1, reverse)." / "grads[3] ..."). P: the projection size.
+template <typename P>
+void variant_spans(Spans& s, bool gradients, const P* const (&ptrs)[8], std::int64_t H, std::int64_t proj,
+                   std::int64_t GH, const std::string& prefix) {
+  static const char* const names[] = {"peepholes", "w_proj",    "ln_gain_x", "ln_bias_x",
+                                      "ln_gain_h", "ln_bias_h", "ln_gain_c", "ln_bias_c"};
+  const std::int64_t counts[] = {3 * H, H * proj, GH, GH, GH, GH, H, H};
+  for (int k = 0; k < 8; ++k) {
+    if (gradients)
+      s.output(prefix + "d" + names[k], ptrs[k], counts[k]);
+    else
+      s.input(prefix + names[k], ptrs[k], counts[k]);
+  }
+}
+
+template <typename T>
+void variant_param_spans(Spans& s, const VariantParams<T>& v, std::int64_t H, std::int64_t proj, std::int64_t GH,
+                         const std::string& prefix = "") {
+  const T* const ptrs[8] = {v.peepholes, v.w_proj,    v.ln_gain_x, v.ln_bias_x,
+                            v.ln_gain_h, v.ln_bias_h, v.ln_gain_c, v.ln_bias_c};
+  variant_spans(s, false, ptrs, H, proj, GH, prefix);
+}
+
+template <typename T>
+void variant_grad_spans(Spans& s, const VariantGrads<T>& g, std::int64_t H, std::int64_t proj, std::int64_t GH,
+                        const std::string& prefix = "") {
+  const T* const ptrs[8] = {g.dpeepholes, g.dw_proj,    g.dln_gain_x, g.dln_bias_x,
+                            g.dln_gain_h, g.dln_bias_h, g.dln_gain_c, g.dln_bias_c};
+  variant_spans(s, true, ptrs, H, proj, GH, prefix);
 }
 
 // A counter-based random generator (splitmix64's output function): the same key and

@@ -33,6 +33,9 @@ template <typename T>
 void forward(const CellSpec& spec, const Dims& d, const SequenceOptions& o, const ForwardArgs<T>& a,
              const DeviceOptions& dev) {
   detail::check_forward_args(spec, d, o, a);
+  detail::Spans spans;
+  detail::forward_spans(spans, spec, d, o, a, d.hidden, static_cast<std::int64_t>(cache_size(spec, d)));
+  spans.check();
 #ifdef LSTMCORE_WITH_CUDA
   backend::forward(spec, d, o, a, dev);
 #else
@@ -45,6 +48,9 @@ template <typename T>
 void backward(const CellSpec& spec, const Dims& d, const SequenceOptions& o, const BackwardArgs<T>& a,
               const DeviceOptions& dev) {
   detail::check_backward_args(spec, d, o, a);
+  detail::Spans spans;
+  detail::backward_spans(spans, spec, d, o, a, d.hidden, static_cast<std::int64_t>(cache_size(spec, d)));
+  spans.check();
 #ifdef LSTMCORE_WITH_CUDA
   backend::backward(spec, d, o, a, dev);
 #else
@@ -54,23 +60,22 @@ void backward(const CellSpec& spec, const Dims& d, const SequenceOptions& o, con
 }
 
 namespace {
-// What can be checked before anything is queued: sizes, options, the variant.
-void check_stack(const StackSpec& spec, const Dims& d, const SequenceOptions& o) {
-  const stack_walk::Plan p(spec, d);
-  stack_walk::check_options(p, o);
+// The cell variants run on the CPU only.
+void refuse_variant(const stack_walk::Plan& p) {
   if (p.variant)
     throw InvalidArgument("variant: the CUDA backend runs the plain cells only; cell variants run on the CPU");
 }
 }  // namespace
 
+// Everything is checked before the device is touched (the walk checks again).
 template <typename T>
 void stack_forward(const StackSpec& spec, const Dims& d, const SequenceOptions& o, const StackForwardArgs<T>& a,
                    const DeviceOptions& dev) {
-  check_stack(spec, d, o);
+  refuse_variant(stack_walk::Plan(spec, d));
+  stack_walk::check_forward(spec, d, o, a);
 #ifdef LSTMCORE_WITH_CUDA
   backend::stack_forward(spec, d, o, a, dev);
 #else
-  (void)a;
   (void)dev;
   not_built();
 #endif
@@ -79,11 +84,11 @@ void stack_forward(const StackSpec& spec, const Dims& d, const SequenceOptions& 
 template <typename T>
 void stack_backward(const StackSpec& spec, const Dims& d, const SequenceOptions& o, const StackBackwardArgs<T>& a,
                     const DeviceOptions& dev) {
-  check_stack(spec, d, o);
+  refuse_variant(stack_walk::Plan(spec, d));
+  stack_walk::check_backward(spec, d, o, a);
 #ifdef LSTMCORE_WITH_CUDA
   backend::stack_backward(spec, d, o, a, dev);
 #else
-  (void)a;
   (void)dev;
   not_built();
 #endif

@@ -1,33 +1,31 @@
-// Validation and dispatch for every cell: checks the arguments once (common.cpp), then
-// hands them to the CPU kernels (cpp/src/cpu/), which assume they are valid.
+// The entry points of recurrent.h: read the settings once (cpu::capture), check the
+// arguments (common.h), then run the CPU path (cpu/call.h), which assumes them valid.
 #include "lstmcore/recurrent.h"
 
-#include <type_traits>
-
 #include "common.h"
-#include "cpu/isa.h"
+#include "cpu/call.h"
 
 namespace lstmcore {
 LSTMCORE_INLINE_NAMESPACE_BEGIN
 
 template <typename T>
 void forward(const CellSpec& spec, const Dims& d, const SequenceOptions& o, const ForwardArgs<T>& a) {
+  const cpu::Context ctx = cpu::capture();
   detail::check_forward_args(spec, d, o, a);
-  const cpu::KernelTable& k = cpu::kernels();
-  if constexpr (std::is_same_v<T, float>)
-    k.forward_f32(spec, d, o, a);
-  else
-    k.forward_f64(spec, d, o, a);
+  detail::Spans spans;
+  detail::forward_spans(spans, spec, d, o, a, d.hidden, static_cast<std::int64_t>(cache_size(spec, d)));
+  spans.check();
+  cpu::run_forward(ctx, spec, d, o, a);
 }
 
 template <typename T>
 void backward(const CellSpec& spec, const Dims& d, const SequenceOptions& o, const BackwardArgs<T>& a) {
+  const cpu::Context ctx = cpu::capture();
   detail::check_backward_args(spec, d, o, a);
-  const cpu::KernelTable& k = cpu::kernels();
-  if constexpr (std::is_same_v<T, float>)
-    k.backward_f32(spec, d, o, a);
-  else
-    k.backward_f64(spec, d, o, a);
+  detail::Spans spans;
+  detail::backward_spans(spans, spec, d, o, a, d.hidden, static_cast<std::int64_t>(cache_size(spec, d)));
+  spans.check();
+  cpu::run_backward(ctx, spec, d, o, a);
 }
 
 template void forward<float>(const CellSpec&, const Dims&, const SequenceOptions&, const ForwardArgs<float>&);

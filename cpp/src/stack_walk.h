@@ -3,10 +3,13 @@
 // order of the per-layer calls and of the glue between layers. What runs where comes
 // from an Ops object:
 //
-//   T* scratch(T* given, i64 n)        the caller's scratch, or n elements owned by ops
+//   T* prepare(plan, pass, given, n)   before the walk: the glue's scratch (the caller's
+//                                      `given`, or n elements owned by ops), and whatever
+//                                      else ops' layers need for this plan and pass
 //   directions(plan, k, f)             f(0), f(1) (or f(0) alone), maybe concurrently
-//   forward(cell, variant, dims, options, ForwardArgs, VariantParams)     one layer
-//   backward(cell, variant, dims, options, BackwardArgs, VariantParams, VariantGrads)
+//   forward(d, cell, variant, dims, options, ForwardArgs, VariantParams)   one layer,
+//                                      direction d
+//   backward(d, cell, variant, dims, options, BackwardArgs, VariantParams, VariantGrads)
 //   sum(a, b, n, out)                  out = a + b
 //   concat(a, b, rows, R, out)         out (rows, 2R) = [a | b]
 //   split(in, rows, R, a, b)           the halves of in (rows, 2R)
@@ -61,8 +64,12 @@ inline bool is_plain(const VariantOptions& o, Cell cell) {
          o.zoneout_c == 0.0;
 }
 
+// Which walk a plan is prepared for.
+enum class Pass { inference, training, backward };
+
 // Sizes of one stack and the offsets of its cache regions (elements).
 struct Plan {
+  CellSpec cell;
   i64 L = 0, D = 0, T = 0, B = 0, I = 0, H = 0, G = 0;
   i64 R = 0;           // the width of h: the projection size P, or H
   const VariantOptions* variant = nullptr;  // a non-plain cell variant, or nullptr
@@ -81,6 +88,7 @@ struct Plan {
     if (!(s.dropout >= 0.0 && s.dropout <= 1.0))
       throw InvalidArgument("dropout: expected p in [0, 1], got " + std::to_string(s.dropout));
     detail::check_dims(s.cell, d);
+    cell = s.cell;
     L = s.num_layers;
     D = s.directions;
     T = d.steps;
@@ -176,6 +184,28 @@ inline void check_weights(const Plan& p, const LayerWeights<T>* w) {
     }
 }
 
+// The inputs forward and backward share, as spans for the overlap check: x, every
+// layer's weights, the initial states, the lengths.
+template <typename T>
+inline void input_spans(detail::Spans& s, const Plan& p, const SequenceOptions& o, const T* x,
+                        const LayerWeights<T>* w, const T* h0, const T* c0) {
+  s.input("x", x, p.rows * p.I);
+  s.input("h0", h0, p.L * p.D * p.B * p.R);
+  s.input("c0", c0, p.L * p.D * p.B * p.H);
+  s.input("seq_lengths", o.seq_lengths, p.B);
+  const i64 GH = p.G * p.H;
+  for (i64 k = 0; k < p.L; ++k)
+    for (i64 d = 0; d < p.D; ++d) {
+      const LayerWeights<T>& l = w[k * p.D + d];
+      const std::string name = layer_name("weights", k, d, p) + ".";
+      s.input(name + "w_x", l.w_x, p.layer_dims(k).input * GH);
+      s.input(name + "w_h", l.w_h, p.R * GH);
+      s.input(name + "b", l.b, GH);
+      s.input(name + "b_h", l.b_h, GH);
+      if (p.variant) detail::variant_param_spans(s, l.variant, p.H, p.R, GH, name);
+    }
+}
+
 inline const VariantOptions* Plan::variant_of(const StackSpec& s, i64 k, i64 d, VariantOptions& buf) const {
   if (!variant) return nullptr;
   buf = *variant;
@@ -211,10 +241,11 @@ class Bump {
   T* next_;
 };
 
-template <typename T, class Ops>
-void walk_forward(const StackSpec& s, const Dims& dims, const SequenceOptions& options, const StackForwardArgs<T>& a,
-                  Ops& ops) {
-  const Plan p(s, dims);
+// Every check of a forward call, before anything runs: sizes, options, required pointers,
+// no output sharing memory with an input or another output. Returns the plan.
+template <typename T>
+Plan check_forward(const StackSpec& s, const Dims& dims, const SequenceOptions& options, const StackForwardArgs<T>& a) {
+  Plan p(s, dims);
   check_options(p, options);
   require(a.x, "x");
   check_weights(p, a.weights);
@@ -228,8 +259,25 @@ void walk_forward(const StackSpec& s, const Dims& dims, const SequenceOptions& o
     require_absent(a.c_n, "c_n", s.cell.cell);
   }
   const bool training = a.cache != nullptr;
+  detail::Spans spans;
+  input_spans(spans, p, options, a.x, a.weights, a.h0, a.c0);
+  spans.output("y", a.y, p.layer_rows);
+  spans.output("h_n", a.h_n, p.L * p.D * p.B * p.R);
+  spans.output("c_n", a.c_n, p.L * p.D * p.B * p.H);
+  spans.output("cache", a.cache, p.cache_total());
+  spans.output("workspace", a.workspace, p.forward_workspace(training));
+  spans.check();
+  return p;
+}
 
-  Bump<T> ws(ops.scratch(a.workspace, p.forward_workspace(training)));
+template <typename T, class Ops>
+void walk_forward(const StackSpec& s, const Dims& dims, const SequenceOptions& options, const StackForwardArgs<T>& a,
+                  Ops& ops) {
+  const Plan p = check_forward(s, dims, options, a);
+  const bool training = a.cache != nullptr;
+
+  Bump<T> ws(
+      ops.prepare(p, training ? Pass::training : Pass::inference, a.workspace, p.forward_workspace(training)));
   T* ydir[2] = {nullptr, nullptr};
   if (p.D == 2) {
     ydir[0] = ws.take(p.rows * p.R);
@@ -260,7 +308,7 @@ void walk_forward(const StackSpec& s, const Dims& dims, const SequenceOptions& o
       f.h_n = p.state_h(a.h_n, k, d);
       f.c_n = p.state_c(a.c_n, k, d);
       f.cache = training ? a.cache + p.cell_offset(k, d) : nullptr;
-      ops.forward(s.cell, p.variant_of(s, k, d, vbuf), dk, o, f, w.variant);
+      ops.forward(d, s.cell, p.variant_of(s, k, d, vbuf), dk, o, f, w.variant);
     });
     if (p.D == 2) {
       if (p.sum)
@@ -277,10 +325,11 @@ void walk_forward(const StackSpec& s, const Dims& dims, const SequenceOptions& o
   }
 }
 
-template <typename T, class Ops>
-void walk_backward(const StackSpec& s, const Dims& dims, const SequenceOptions& options,
-                   const StackBackwardArgs<T>& a, Ops& ops) {
-  const Plan p(s, dims);
+// Every check of a backward call, as check_forward.
+template <typename T>
+Plan check_backward(const StackSpec& s, const Dims& dims, const SequenceOptions& options,
+                    const StackBackwardArgs<T>& a) {
+  Plan p(s, dims);
   check_options(p, options);
   require(a.x, "x");
   check_weights(p, a.weights);
@@ -300,8 +349,39 @@ void walk_backward(const StackSpec& s, const Dims& dims, const SequenceOptions& 
     require_absent(a.dc_n, "dc_n", s.cell.cell);
     require_absent(a.dc0, "dc0", s.cell.cell);
   }
+  {
+    detail::Spans spans;
+    input_spans(spans, p, options, a.x, a.weights, a.h0, a.c0);
+    spans.input("dy", a.dy, p.layer_rows);
+    spans.input("dh_n", a.dh_n, p.L * p.D * p.B * p.R);
+    spans.input("dc_n", a.dc_n, p.L * p.D * p.B * p.H);
+    spans.inout("cache", a.cache, p.cache_total());
+    spans.output("dx", a.dx, p.rows * p.I);
+    spans.output("dh0", a.dh0, p.L * p.D * p.B * p.R);
+    spans.output("dc0", a.dc0, p.L * p.D * p.B * p.H);
+    const i64 GH = p.G * p.H;
+    for (i64 k = 0; k < p.L; ++k)
+      for (i64 d = 0; d < p.D; ++d) {
+        const LayerGradients<T>& g = a.grads[k * p.D + d];
+        const std::string name = layer_name("grads", k, d, p) + ".";
+        spans.output(name + "dw_x", g.dw_x, p.layer_dims(k).input * GH);
+        spans.output(name + "dw_h", g.dw_h, p.R * GH);
+        spans.output(name + "db", g.db, GH);
+        spans.output(name + "db_h", g.db_h, GH);
+        if (p.variant) detail::variant_grad_spans(spans, g.variant, p.H, p.R, GH, name);
+      }
+    spans.output("workspace", a.workspace, p.backward_workspace());
+    spans.check();
+  }
+  return p;
+}
 
-  Bump<T> ws(ops.scratch(a.workspace, p.backward_workspace()));
+template <typename T, class Ops>
+void walk_backward(const StackSpec& s, const Dims& dims, const SequenceOptions& options,
+                   const StackBackwardArgs<T>& a, Ops& ops) {
+  const Plan p = check_backward(s, dims, options, a);
+
+  Bump<T> ws(ops.prepare(p, Pass::backward, a.workspace, p.backward_workspace()));
   T* between[2] = {nullptr, nullptr};  // dL/d(input of layer k), k >= 1
   for (i64 i = 0; i < std::min<i64>(p.L - 1, 2); ++i) between[i] = ws.take(p.layer_rows);
   T* dydir[2] = {nullptr, nullptr};
@@ -342,7 +422,7 @@ void walk_backward(const StackSpec& s, const Dims& dims, const SequenceOptions& 
       b.dw_h = g.dw_h;
       b.db = g.db;
       b.db_h = g.db_h;
-      ops.backward(s.cell, p.variant_of(s, k, d, vbuf), dk, o, b, w.variant, g.variant);
+      ops.backward(d, s.cell, p.variant_of(s, k, d, vbuf), dk, o, b, w.variant, g.variant);
     });
     // Both directions read the same input: their gradients add.
     if (p.D == 2) ops.add_into(dx, static_cast<const T*>(dx_reverse), p.rows * dk.input);

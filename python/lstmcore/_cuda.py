@@ -416,10 +416,11 @@ def forward(x, w_x, w_h, b=None, b_h=None, h0=None, c0=None, *, cell="lstm", rev
         out_views["c_n"] = lib.view(c_n)
     if cache_buffer is not None:
         out_views["cache"] = lib.view(cache_buffer)
-    _core.cuda_forward(cell, bool(reset_after), dt.name, T, B, I, H, *(_ptr(views, n) for n in
-                       ("x", "w_x", "w_h", "b", "b_h", "h0", "c0")),
-                       *(_ptr(out_views, n) for n in ("y", "h_n", "c_n", "cache")),
-                       lengths, bool(reverse), bool(batch_first), device, lib.stream(device), _settings["tf32"])
+    _core.cuda_forward(cell=cell, reset_after=bool(reset_after), dtype=dt.name, T=T, B=B, I=I, H=H,
+                       **{n: _ptr(views, n) for n in ("x", "w_x", "w_h", "b", "b_h", "h0", "c0")},
+                       **{n: _ptr(out_views, n) for n in ("y", "h_n", "c_n", "cache")},
+                       seq_lengths=lengths, reverse=bool(reverse), batch_first=bool(batch_first), device=device,
+                       stream=lib.stream(device), allow_tf32=_settings["tf32"])
     cache = None
     if training:
         # The cache refers to the arrays forward read (converted copies where it made any).
@@ -468,12 +469,12 @@ def backward(cache, dy=None, dh_n=None, dc_n=None):
     gviews = {n: lib.view(a) for n, a in grads.items() if a is not None}
     inputs = {n: lib.view(getattr(cache, n)) for n in ("x", "w_x", "w_h", "h0", "c0") if getattr(cache, n) is not None}
     inputs["cache"] = lib.view(cache.buffer)
-    _core.cuda_backward(cache.cell, cache.reset_after, dt.name, T, B, I, H,
-                        *(_ptr(inputs, n) for n in ("x", "w_x", "w_h", "h0", "c0", "cache")),
-                        *(_ptr(views, n) for n in ("dy", "dh_n", "dc_n")),
-                        *(_ptr(gviews, n) for n in ("dx", "dh0", "dc0", "dw_x", "dw_h", "db", "db_h")),
-                        cache.seq_lengths, cache.reverse, cache.batch_first, dev, lib.stream(dev),
-                        _settings["tf32"])
+    _core.cuda_backward(cell=cache.cell, reset_after=cache.reset_after, dtype=dt.name, T=T, B=B, I=I, H=H,
+                        **{n: _ptr(inputs, n) for n in ("x", "w_x", "w_h", "h0", "c0", "cache")},
+                        **{n: _ptr(views, n) for n in ("dy", "dh_n", "dc_n")},
+                        **{n: _ptr(gviews, n) for n in ("dx", "dh0", "dc0", "dw_x", "dw_h", "db", "db_h")},
+                        seq_lengths=cache.seq_lengths, reverse=cache.reverse, batch_first=cache.batch_first,
+                        device=dev, stream=lib.stream(dev), allow_tf32=_settings["tf32"])
     return Gradients(*(grads[n] for n in ("dx", "dh0", "dc0", "dw_x", "dw_h", "db", "db_h")))
 
 
@@ -526,11 +527,12 @@ def stack_forward(layer, x, state, lengths, training, seed, weights):
         out["c_n"] = lib.view(c_n)
     if buffer is not None:
         out["cache"] = lib.view(buffer)
-    _core.cuda_stack_forward(layer.cell, layer.reset_after, L, D, layer.dropout, seed, layer.merge, dt.name, T, B, I,
-                             H, vx.ptr, _addresses(lib, dev_weights), _ptr(views, named[1][0]),
-                             _ptr(views, named[2][0]),
-                             *(_ptr(out, k) for k in ("y", "h_n", "c_n", "cache")), lengths, layer.batch_first,
-                             device, lib.stream(device), _settings["tf32"])
+    _core.cuda_stack_forward(cell=layer.cell, reset_after=layer.reset_after, L=L, D=D, dropout=layer.dropout,
+                             seed=seed, merge=layer.merge, dtype=dt.name, T=T, B=B, I=I, H=H, x=vx.ptr,
+                             weights=_addresses(lib, dev_weights), h0=_ptr(views, named[1][0]),
+                             c0=_ptr(views, named[2][0]), **{k: _ptr(out, k) for k in ("y", "h_n", "c_n", "cache")},
+                             seq_lengths=lengths, batch_first=layer.batch_first, device=device,
+                             stream=lib.stream(device), allow_tf32=_settings["tf32"])
     keep = {k: (views[k].obj if k in views else None) for k, _ in named}
     return (y, h_n, c_n, buffer, keep["x"], dev_weights, keep[named[1][0]], keep[named[2][0]], lib, device)
 
@@ -568,10 +570,14 @@ def stack_backward(layer, cache, dy, dstate):
         grads.append((lib.empty((rows, G * H), dt, dev), lib.empty((H, G * H), dt, dev),
                       None if b is None else lib.empty((G * H,), dt, dev),
                       None if b_h is None else lib.empty((G * H,), dt, dev)))
-    _core.cuda_stack_backward(cache.cell, cache.reset_after, L, D, cache.dropout, cache.dropout_seed, cache.merge,
-                              dt.name, T, B, I, H, vx.ptr, _addresses(lib, cache.weights),
-                              *(_address(lib, a) for a in (cache.h0, cache.c0, cache.buffer)),
-                              *(_ptr(views, n) for n, _ in named),
-                              *(_address(lib, a) for a in (dx, dh0, dc0)), _addresses(lib, grads),
-                              cache.seq_lengths, cache.batch_first, dev, lib.stream(dev), _settings["tf32"])
+    _core.cuda_stack_backward(cell=cache.cell, reset_after=cache.reset_after, L=L, D=D, dropout=cache.dropout,
+                              seed=cache.dropout_seed, merge=cache.merge, dtype=dt.name, T=T, B=B, I=I, H=H,
+                              x=vx.ptr, weights=_addresses(lib, cache.weights),
+                              **dict(zip(("h0", "c0", "cache"),
+                                         (_address(lib, a) for a in (cache.h0, cache.c0, cache.buffer)))),
+                              **dict(zip(("dy", "dh_n", "dc_n"), (_ptr(views, n) for n, _ in named))),
+                              **dict(zip(("dx", "dh0", "dc0"), (_address(lib, a) for a in (dx, dh0, dc0)))),
+                              grads=_addresses(lib, grads), seq_lengths=cache.seq_lengths,
+                              batch_first=cache.batch_first, device=dev, stream=lib.stream(dev),
+                              allow_tf32=_settings["tf32"])
     return dx, dh0, dc0, grads

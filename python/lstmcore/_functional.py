@@ -284,5 +284,10 @@ def set_isa(name):
 
 
 def build_info():
-    """A one-line description of the compiled core (version, OpenMP, threads, Eigen)."""
+    """A one-line description of the compiled core (version, OpenMP, threads, instruction sets, CUDA)."""
     return _core.build_info()
+
+
+def release_memory():
+    """Frees the scratch memory the core keeps for later calls (at most 256 MiB in all)."""
+    _core.release_memory()

@@ -1,5 +1,5 @@
 """The cell variants' keyword arguments: checks, defaults and the calls into the core's
-general path (``_core.forward_variant`` / ``backward_variant``). ``forward`` comes here
+general path (``_core.forward`` / ``backward`` with a variant). ``forward`` comes here
 only when an option differs from the plain cell; the plain cell keeps its packed kernels.
 """
 from __future__ import annotations
@@ -125,17 +125,17 @@ def _core_options(opts):
 
 def forward(cell, reset_after, a, lengths, reverse, batch_first, training, out, opts):
     peepholes, w_proj, ln = params(a)
-    return _core.forward_variant(cell, bool(reset_after), a["x"], a["w_x"], a["w_h"], a["b"], a["b_h"], a["h0"],
-                                 a["c0"], lengths, bool(reverse), bool(batch_first), bool(training), out,
-                                 _core_options(opts), peepholes, w_proj, ln)
+    return _core.forward(cell, bool(reset_after), a["x"], a["w_x"], a["w_h"], a["b"], a["b_h"], a["h0"],
+                         a["c0"], lengths, bool(reverse), bool(batch_first), bool(training), out,
+                         _core_options(opts), peepholes, w_proj, ln)
 
 
 def backward(cache, g):
     peepholes, w_proj, ln = cache.variant["params"]
-    r = _core.backward_variant(cache.cell, cache.reset_after, cache.x, cache.w_x, cache.w_h, cache.h0, cache.c0,
-                               cache.seq_lengths, cache.reverse, cache.batch_first, cache.buffer, cache.has_b,
-                               cache.has_b_h, g["dy"], g["dh_n"], g["dc_n"], _core_options(cache.variant["options"]),
-                               peepholes, w_proj, ln)
+    r = _core.backward(cache.cell, cache.reset_after, cache.x, cache.w_x, cache.w_h, cache.h0, cache.c0,
+                       cache.seq_lengths, cache.reverse, cache.batch_first, cache.buffer, cache.has_b,
+                       cache.has_b_h, g["dy"], g["dh_n"], g["dc_n"], _core_options(cache.variant["options"]),
+                       peepholes, w_proj, ln)
     return Gradients.with_extras(r[:7], dpeepholes=r[7], dw_proj=r[8], dlayer_norm=r[9])
 
 

@@ -1,12 +1,15 @@
-// Checks that turn NumPy arrays into raw pointers for the core: dtype, layout and
-// shape, each failure named after the argument. The Python layer has already
-// converted what it may convert; anything still off here is the caller's error.
+// The helpers every binding file shares (defined here or in shared.cpp): checks that
+// turn NumPy arrays into raw pointers for the core (dtype, layout and shape, each
+// failure named after the argument), new result arrays, and the readers of the options
+// the Python layer passes. The Python layer has already converted what it may convert;
+// anything still off here is the caller's error.
 #pragma once
 
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -55,6 +58,15 @@ template <typename T>
 py::array_t<T> new_array(const std::vector<std::int64_t>& shape) {
   return py::array_t<T>(std::vector<py::ssize_t>(shape.begin(), shape.end()));
 }
+
+// An optional result: the array, or None.
+template <typename T>
+py::object optional_result(const std::optional<py::array_t<T>>& a) {
+  return a ? py::object(*a) : py::object(py::none());
+}
+
+// The (B,) int64 lengths, or nullptr for None.
+const std::int64_t* lengths_pointer(py::handle seq_lengths, std::int64_t batch);
 
 // True for float32, false for float64, TypeError naming `name` otherwise.
 inline bool is_float32(const py::array& x, const char* name) {

@@ -8,20 +8,20 @@
 #include <string>
 
 namespace lstmcore_py {
-void register_recurrent(pybind11::module_& m);
-void register_stack(pybind11::module_& m);
-void register_variants(pybind11::module_& m);
+void register_layer(pybind11::module_& m);  // layer_binding.cpp: one layer, plain or variant
+void register_stack(pybind11::module_& m);  // stack_binding.cpp
+
+// Shared by the binding files (shared.cpp):
 
 // The options dict of the Python layer (python/lstmcore/_variants.py: "activations",
 // "clip", "input_forget", "forget_gate", "peepholes", "layer_norm", "zoneout", "seed")
-// into o, over the defaults already there. Defined in variants_binding.cpp.
+// into o, over the defaults already there.
 void read_variant_options(const pybind11::dict& opts, lstmcore::VariantOptions& o);
 
 // ValueError naming `name` when a cell-state array is given to a cell without a cell state.
-// Defined in recurrent_binding.cpp.
 void require_no_state(lstmcore::Cell cell, pybind11::handle obj, const char* name);
 
-// "concat" or "sum" (ValueError otherwise). Defined in stack_binding.cpp.
+// "concat" or "sum" (ValueError otherwise).
 lstmcore::Merge parse_merge(const std::string& merge);
 
 #ifdef LSTMCORE_WITH_CUDA

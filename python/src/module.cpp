@@ -1,11 +1,10 @@
 // The extension module lstmcore._core: a list of register_* calls plus the
 // process-wide settings. All arithmetic lives in the C++ core.
 #include <lstmcore/lstmcore.h>
+#include <lstmcore/testing.h>
 
 #include <pybind11/numpy.h>
 #include <pybind11/stl.h>
-
-#include "cpu/isa.h"
 
 #include "bindings.h"
 
@@ -13,9 +12,8 @@ namespace py = pybind11;
 
 PYBIND11_MODULE(_core, m) {
   m.doc() = "lstmcore's compiled core; use the functions of the lstmcore package instead.";
-  lstmcore_py::register_recurrent(m);
+  lstmcore_py::register_layer(m);
   lstmcore_py::register_stack(m);
-  lstmcore_py::register_variants(m);
 #ifdef LSTMCORE_WITH_CUDA
   lstmcore_py::register_cuda(m);
 #endif
@@ -25,27 +23,22 @@ PYBIND11_MODULE(_core, m) {
   m.def("available_isas", &lstmcore::available_isas);
   m.def("get_isa", &lstmcore::get_isa);
   m.def("set_isa", &lstmcore::set_isa, py::arg("name"));
+  m.def("release_memory", &lstmcore::release_memory,
+        "Frees the scratch blocks kept for later calls (and those of running calls when they return).");
+  m.def("kept_memory", &lstmcore::kept_memory, "Bytes of scratch kept for later calls.");
   m.def(
       "_activation",
       [](const std::string& name, py::array x) {
         // The kernels' vectorised exp / expm1 / sigmoid / tanh (current variant), for tests.
-        using lstmcore::cpu::Activation;
-        Activation f;
-        if (name == "exp") f = Activation::exp;
-        else if (name == "expm1") f = Activation::expm1;
-        else if (name == "sigmoid") f = Activation::sigmoid;
-        else if (name == "tanh") f = Activation::tanh;
-        else throw py::value_error("name: expected exp, expm1, sigmoid or tanh, got '" + name + "'");
-        const auto& k = lstmcore::cpu::kernels();
         if (x.dtype().is(py::dtype::of<float>())) {
           auto in = py::array_t<float, py::array::c_style | py::array::forcecast>::ensure(x);
           py::array_t<float> out(in.request().shape);
-          k.activation_f32(f, in.data(), out.mutable_data(), in.size());
+          lstmcore::testing::kernel_activation(name, in.data(), out.mutable_data(), in.size());
           return py::array(out);
         }
         auto in = py::array_t<double, py::array::c_style | py::array::forcecast>::ensure(x);
         py::array_t<double> out(in.request().shape);
-        k.activation_f64(f, in.data(), out.mutable_data(), in.size());
+        lstmcore::testing::kernel_activation(name, in.data(), out.mutable_data(), in.size());
         return py::array(out);
       },
       py::arg("name"), py::arg("x"));

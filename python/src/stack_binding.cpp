@@ -184,19 +184,10 @@ CheckedWeights<T> check_weights(const StackProblem& p, const py::sequence& weigh
 }
 
 template <typename T>
-py::array_t<T> new_array(const std::vector<int64_t>& shape) {
-  return py::array_t<T>(std::vector<py::ssize_t>(shape.begin(), shape.end()));
-}
-
-const int64_t* lengths_pointer(const StackProblem& p, py::handle seq_lengths) {
-  return optional_input<int64_t>(seq_lengths, "seq_lengths", {{p.dims.batch}, "(B,)"});
-}
-
-template <typename T>
 py::tuple stack_forward_t(const StackProblem& p, const py::array& x, const py::sequence& weights, py::handle h0,
                           py::handle c0, py::handle seq_lengths, bool training) {
   lstmcore::SequenceOptions options = p.options;
-  options.seq_lengths = lengths_pointer(p, seq_lengths);
+  options.seq_lengths = lengths_pointer(seq_lengths, p.dims.batch);
   CheckedWeights<T> w = check_weights<T>(p, weights);
   lstmcore::StackForwardArgs<T> a;
   a.x = checked<T>(x, "x", p.rows(p.dims.input, "I")).data();
@@ -228,7 +219,7 @@ py::tuple stack_backward_t(const StackProblem& p, const py::array& x, const py::
                            py::handle c0, py::handle seq_lengths, const py::array& cache, py::handle dy,
                            py::handle dh_n, py::handle dc_n) {
   lstmcore::SequenceOptions options = p.options;
-  options.seq_lengths = lengths_pointer(p, seq_lengths);
+  options.seq_lengths = lengths_pointer(seq_lengths, p.dims.batch);
   CheckedWeights<T> w = check_weights<T>(p, weights);
   lstmcore::StackBackwardArgs<T> a;
   a.x = checked<T>(x, "x", p.rows(p.dims.input, "I")).data();
@@ -305,12 +296,6 @@ py::tuple stack_backward_t(const StackProblem& p, const py::array& x, const py::
   return py::make_tuple(dx, dh0, dc0 ? py::object(*dc0) : py::object(py::none()), grads);
 }
 
-bool is_float32(const py::array& x) {
-  if (x.dtype().is(py::dtype::of<float>())) return true;
-  if (x.dtype().is(py::dtype::of<double>())) return false;
-  throw py::type_error("x: expected dtype float32 or float64, got " + std::string(py::str(x.dtype())));
-}
-
 lstmcore::StackSpec make_spec(const std::string& cell, bool reset_after, int64_t num_layers, int directions,
                               double dropout, uint64_t seed, const std::string& merge,
                               const StackVariant* variant = nullptr) {
@@ -327,12 +312,6 @@ lstmcore::StackSpec make_spec(const std::string& cell, bool reset_after, int64_t
 
 }  // namespace
 
-lstmcore::Merge parse_merge(const std::string& merge) {
-  if (merge == "concat") return lstmcore::Merge::concat;
-  if (merge == "sum") return lstmcore::Merge::sum;
-  throw py::value_error("merge: expected 'concat' or 'sum', got '" + merge + "'");
-}
-
 void register_stack(py::module_& m) {
   m.def(
       "stack_forward",
@@ -341,7 +320,7 @@ void register_stack(py::module_& m) {
          bool batch_first, bool training, const std::string& merge, py::object variant) {
         const StackProblem p = make_stack_problem(cell, reset_after, num_layers, directions, dropout, seed, x, weights,
                                                   batch_first, merge, variant);
-        if (is_float32(x)) return stack_forward_t<float>(p, x, weights, h0, c0, seq_lengths, training);
+        if (is_float32(x, "x")) return stack_forward_t<float>(p, x, weights, h0, c0, seq_lengths, training);
         return stack_forward_t<double>(p, x, weights, h0, c0, seq_lengths, training);
       },
       py::arg("cell"), py::arg("reset_after"), py::arg("num_layers"), py::arg("directions"), py::arg("dropout"),
@@ -358,7 +337,7 @@ void register_stack(py::module_& m) {
          const std::string& merge, py::object variant) {
         const StackProblem p = make_stack_problem(cell, reset_after, num_layers, directions, dropout, seed, x, weights,
                                                   batch_first, merge, variant);
-        if (is_float32(x))
+        if (is_float32(x, "x"))
           return stack_backward_t<float>(p, x, weights, h0, c0, seq_lengths, cache, dy, dh_n, dc_n);
         return stack_backward_t<double>(p, x, weights, h0, c0, seq_lengths, cache, dy, dh_n, dc_n);
       },

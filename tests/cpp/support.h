@@ -51,6 +51,20 @@ void for_each_isa(F&& f) {
   }
 }
 
+// The message of the InvalidArgument thrown by f, or a marker ("<no exception>",
+// "<wrong type> ...") when none or another is.
+template <class F>
+std::string error_of(F&& f) {
+  try {
+    f();
+  } catch (const lstmcore::InvalidArgument& e) {
+    return e.what();
+  } catch (const std::exception& e) {
+    return std::string("<wrong type> ") + e.what();
+  }
+  return "<no exception>";
+}
+
 // Restores the thread count a test changed.
 struct ThreadsGuard {
   int saved = lstmcore::get_num_threads();

@@ -84,18 +84,6 @@ struct Call {
   }
 };
 
-// The message of the InvalidArgument thrown by f, or "" (and a failure) when none is.
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const InvalidArgument& e) {
-    return e.what();
-  } catch (const std::exception& e) {
-    return std::string("<wrong type> ") + e.what();
-  }
-  return "<no exception>";
-}
-
 bool starts_with(const std::string& s, const std::string& prefix) { return s.compare(0, prefix.size(), prefix) == 0; }
 
 }  // namespace

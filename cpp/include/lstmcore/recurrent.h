@@ -5,17 +5,23 @@
 // Shapes use the letters of types.h. "Row-order" shapes are (T, B, ·), or (B, T, ·)
 // when SequenceOptions::batch_first is set.
 //
-// Ownership: the caller owns every buffer. Nothing is retained after a call returns.
-// Outputs are overwritten, never accumulated (their old contents are never read).
-// Inputs are never written, except the training cache, which backward consumes
-// (overwrites with gate gradients). Outputs must not overlap each other or the inputs.
+// Ownership: the caller owns every buffer; no pointer of the caller's is kept after a
+// call returns. Outputs are overwritten, never accumulated (their old contents are never
+// read). Inputs are never written, except the training cache, which backward consumes
+// (overwrites with gate gradients). No output may share memory with an input or another
+// output (seq_lengths and the cache included: the cache is an output of forward and both
+// input and output of backward); this is checked from the sizes, partial overlaps too.
+// Scratch: each call plans one workspace up front and takes it from a pool of blocks that
+// later calls reuse (at most 256 MiB kept in all; release_memory() in types.h).
 // Thread safety: calls on distinct output buffers may run concurrently from many
-// threads; each call runs on up to get_num_threads() OpenMP threads of its own.
+// threads; each call runs on up to get_num_threads() OpenMP threads of its own, with the
+// thread count and instruction set in force when it started (a set_num_threads() or
+// set_isa() made meanwhile applies to later calls).
 // Errors: InvalidArgument (before any output is written) for null required pointers,
 // sizes < 1, lengths out of range, c0 / c_n / dc_n / dc0 given for a cell without a
-// cell state, and sizes whose products overflow; what() starts with the argument's
-// name. std::bad_alloc if the internal workspace cannot be allocated. NaN and Inf in
-// the data are not errors: they propagate.
+// cell state, sizes whose products overflow and overlapping buffers; what() starts with
+// the argument's name (an overlap names both). std::bad_alloc if the workspace cannot be
+// allocated. NaN and Inf in the data are not errors: they propagate.
 #pragma once
 
 #include <cstddef>

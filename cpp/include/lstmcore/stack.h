@@ -30,7 +30,8 @@
 // come from stack_variant_seed(spec, k, d), one stream per layer and direction, distinct
 // from the dropout streams; the options' own seed is ignored.
 //
-// Ownership, threads and errors as in recurrent.h. The two directions of a layer may
+// Ownership, threads, scratch and errors as in recurrent.h (the overlap check covers every
+// layer's weights and gradients and the workspace). The two directions of a layer may
 // run concurrently (two OpenMP sections) for problems too small to share the
 // threads otherwise; results do not depend on it beyond floating-point summation.
 #pragma once
@@ -45,10 +46,10 @@
 namespace lstmcore {
 LSTMCORE_INLINE_NAMESPACE_BEGIN
 
-// The shape of the stack. Dims::input is I (the input of layer 0), Dims::hidden is H.
 // How a bidirectional layer combines its two directions' outputs.
 enum class Merge { concat, sum };
 
+// The shape of the stack. Dims::input is I (the input of layer 0), Dims::hidden is H.
 struct StackSpec {
   CellSpec cell;
   std::int64_t num_layers = 1;  // L >= 1
@@ -95,7 +96,9 @@ struct StackForwardArgs {
   // out: stack_cache_size() elements for training (dropout applies), nullptr for
   // inference. Pass it as-is to stack_backward with the same inputs.
   T* cache = nullptr;
-  // scratch: stack_forward_workspace_size() elements, or nullptr to allocate one.
+  // scratch for the glue between layers: stack_forward_workspace_size() elements, or
+  // nullptr (then it is part of the call's planned workspace; the layers' own scratch
+  // always is).
   T* workspace = nullptr;
 };
 
@@ -113,7 +116,7 @@ struct StackBackwardArgs {
   T* dh0 = nullptr;                          // out: (L·D, B, R)
   T* dc0 = nullptr;                          // out: (L·D, B, H) (LSTM: required; others: nullptr)
   const LayerGradients<T>* grads = nullptr;  // L·D entries, index k·D + d
-  // scratch: stack_backward_workspace_size() elements, or nullptr to allocate one.
+  // scratch for the glue: stack_backward_workspace_size() elements, or nullptr (as in forward).
   T* workspace = nullptr;
 };
 

@@ -66,12 +66,22 @@ class InvalidArgument : public std::invalid_argument {
   using std::invalid_argument::invalid_argument;
 };
 
-// Threads used by every later call, process-wide (thread-safe to call). n >= 1
+// Threads used by every later call, process-wide (thread-safe to call). A call reads the
+// setting (like set_isa's) once, at its entry, and keeps it to its end. n >= 1
 // (else InvalidArgument); values above the hardware's are allowed. The default is
 // OpenMP's (OMP_NUM_THREADS, else the core count). Without OpenMP the library runs on
 // one thread and set_num_threads only records the value.
 void set_num_threads(int n);
 int get_num_threads() noexcept;
+
+// Scratch memory. A call's workspace is one block planned up front from its sizes and
+// thread count. When the call returns, the block is kept for later calls (of any thread)
+// as long as the kept blocks stay within 256 MiB in all; nothing else is kept between
+// calls (no buffer of the caller's is referred to after a call returns). kept_memory():
+// the bytes kept now. release_memory(): frees every kept block now, and the blocks of
+// calls running at that moment when they return (thread-safe).
+void release_memory();
+std::size_t kept_memory() noexcept;
 
 // The CPU kernels are compiled for several instruction sets ("avx512": AVX-512 F/DQ/BW/VL
 // with FMA; "avx2": AVX2 with FMA; "generic": baseline x86-64 or any other processor)

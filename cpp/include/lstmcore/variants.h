@@ -1,10 +1,12 @@
 // lstmcore — cell variants: the options of ONNX's LSTM/GRU/RNN operators and a few
 // well-known LSTM extensions, forward and backward, on one general (non-packed) path.
 //
-// The plain cells (recurrent.h) run on packed SIMD kernels. The options below go through
-// variant_forward / variant_backward instead: Eigen GEMMs (the input projection of all
-// steps as one GEMM, one recurrent GEMM per step, the weight gradients as GEMMs after the
-// loop), elementwise passes split over batch rows with OpenMP, one workspace per call.
+// The plain cells (recurrent.h) run on packed SIMD kernels with the gates fused in. The
+// options below go through variant_forward / variant_backward instead: the input
+// projection of all steps and the weight gradients as single GEMMs (Eigen), the per-step
+// products h·w_h (and the projection) on the same packed micro-kernel as the plain cells
+// with the weights packed once per call, elementwise passes split over batch rows with
+// OpenMP, one planned workspace per call.
 // Reverse, seq_lengths, batch_first, h0/c0 and training work as for the plain cells.
 //
 // Letters as in types.h, plus P: the projection size (LSTM with proj > 0), and

@@ -14,12 +14,10 @@ LSTMCORE_INLINE_NAMESPACE_BEGIN
 namespace cpu {
 namespace {
 
+#define LSTMCORE_ENTRIES(ns, T) \
+  Entries<T> { &ns::forward<T>, &ns::backward<T>, &ns::variant_forward<T>, &ns::variant_backward<T>, &ns::activation<T> }
 #define LSTMCORE_TABLE(ns) \
-  KernelTable {                                                                                        \
-    #ns, &ns::forward<float>, &ns::forward<double>, &ns::backward<float>, &ns::backward<double>,       \
-        &ns::activation<float>, &ns::activation<double>, &ns::variant_forward<float>,                   \
-        &ns::variant_forward<double>, &ns::variant_backward<float>, &ns::variant_backward<double>       \
-  }
+  KernelTable { #ns, &ns::pack_geometry, LSTMCORE_ENTRIES(ns, float), LSTMCORE_ENTRIES(ns, double) }
 
 const KernelTable generic_table = LSTMCORE_TABLE(generic);
 #ifdef LSTMCORE_HAVE_AVX2
@@ -83,7 +81,14 @@ std::atomic<const KernelTable*>& current() {
 
 }  // namespace
 
-const KernelTable& kernels() { return *current().load(std::memory_order_acquire); }
+const KernelTable& current_kernels() { return *current().load(std::memory_order_acquire); }
+
+Context capture() {
+  Context c;
+  c.threads = get_num_threads();
+  c.kernels = &current_kernels();
+  return c;
+}
 
 }  // namespace cpu
 
@@ -94,7 +99,7 @@ std::vector<std::string> available_isas() {
   return names;
 }
 
-std::string get_isa() { return cpu::kernels().name; }
+std::string get_isa() { return cpu::current_kernels().name; }
 
 void set_isa(const std::string& name) {
   const cpu::KernelTable* t = cpu::find(name);

@@ -7,6 +7,7 @@
 #include "cpu/kernel_common.h"
 #include "cpu/kernels.h"
 #include "cpu/packed.h"
+#include "cpu/weight_gradients.h"
 
 namespace lstmcore {
 LSTMCORE_INLINE_NAMESPACE_BEGIN
@@ -14,26 +15,26 @@ namespace cpu {
 namespace LSTMCORE_ISA_NS {
 
 template <typename T>
-void gru_forward(bool reset_after, const Dims& d, const SequenceOptions& o, const ForwardArgs<T>& a) {
+void gru_forward(const Context& ctx, const ForwardPlan& plan, const Scratch& ws, bool reset_after, const Dims& d,
+                 const SequenceOptions& o, const ForwardArgs<T>& a) {
   const i64 B = d.batch, H = d.hidden, G = 3 * H, N = d.steps * d.batch;
   const Walk walk(d, o);
   const bool training = a.cache != nullptr;
 
-  Workspace<T> ws((training ? 0 : Workspace<T>::round_up(N * G)) + Workspace<T>::round_up(B * G) +
-                  Workspace<T>::round_up(B * H) + Workspace<T>::round_up(G) + Workspace<T>::round_up(H));
-  T* gates = training ? a.cache : ws.take(N * G);
+  T* gates = training ? a.cache : ws.get<T>(plan.gates);
+  const i64 ldg = training ? G : plan.gates.ld;
   T* states = training ? a.cache + N * G : nullptr;
   T* aux = training ? a.cache + N * (G + H) : nullptr;
-  T* rec = ws.take(B * G);    // h_{t-1}·w_h (reset_after=false: r, z blocks, then r and z themselves)
-  T* rh = ws.take(B * H);     // reset_after=false: r ⊙ h_{t-1}
-  T* bias = ws.take(G);       // b everywhere, plus b_h for r and z (b_h[n] sits inside the reset)
+  T* rec = ws.get<T>(plan.rec);  // h_{t-1}·w_h (reset_after=false: r, z blocks, then r and z themselves)
+  T* rh = ws.get<T>(plan.rh);    // reset_after=false: r ⊙ h_{t-1}
+  T* bias = ws.get<T>(plan.bias);  // b everywhere, plus b_h for r and z (b_h[n] sits inside the reset)
   for (i64 j = 0; j < G; ++j)
     bias[j] = (a.b ? a.b[j] : T(0)) + (a.b_h && j < 2 * H ? a.b_h[j] : T(0));
-  T* zeros = ws.take(H);
+  T* zeros = ws.get<T>(plan.zeros);
   std::memset(zeros, 0, sizeof(T) * H);
   const T* bhn = a.b_h ? a.b_h + 2 * H : zeros;
 
-  project_inputs(a.x, a.w_x, (a.b || a.b_h) ? bias : nullptr, N, d.input, G, gates);
+  project_inputs(ctx, a.x, a.w_x, (a.b || a.b_h) ? bias : nullptr, N, d.input, G, gates, ldg);
 
   T* h = a.h_n;
   copy_or_zero(h, a.h0, B * H);
@@ -50,7 +51,7 @@ void gru_forward(bool reset_after, const Dims& d, const SequenceOptions& o, cons
     h[b * H + j] = hn;
     a.y[row * H + j] = hn;
     if (training) {
-      T* gw = gates + row * G;
+      T* gw = gates + row * ldg;
       gw[j] = r;
       gw[H + j] = z;
       gw[2 * H + j] = n;
@@ -60,8 +61,7 @@ void gru_forward(bool reset_after, const Dims& d, const SequenceOptions& o, cons
   };
 
   if (reset_after) {
-    Workspace<T> rws(recurrence_workspace<T>(B, H, 3));
-    run_recurrence<T>(a.w_h, d.steps, B, H, 3, h, rws,
+    run_recurrence<T>(plan, ws, a.w_h, d.steps, B, H, h,
                       [&](i64 s, i64 u0, i64 u1, const T* h_prev, T* h_next, const T* rec) {
       for (i64 b = 0; b < B; ++b) {
         if (!walk.active(s, b)) {
@@ -69,7 +69,7 @@ void gru_forward(bool reset_after, const Dims& d, const SequenceOptions& o, cons
           continue;
         }
         const i64 row = walk.row(walk.time(s, b), b);
-        T* ga = gates + row * G;
+        T* ga = gates + row * ldg;
         const T* ra = rec + b * G;
         const T* hp = h_prev + b * H;
         T* hb = h_next + b * H;
@@ -100,15 +100,15 @@ void gru_forward(bool reset_after, const Dims& d, const SequenceOptions& o, cons
   // reset_after=false: r and z first, then the n block's GEMM on r ⊙ h_{t-1}.
   for (i64 s = 0; s < d.steps; ++s) {
     {
-      gemm<T>(false, false, B, 2 * H, H, h, H, a.w_h, G, false, rec, G);
-      for_batch(B, B * G, [&](i64 b) {
+      gemm<T>(ctx, false, false, B, 2 * H, H, h, H, a.w_h, G, false, rec, G);
+      for_batch(ctx, B, B * G, [&](i64 b) {
         T* ra = rec + b * G;
         T* rhb = rh + b * H;
         if (!walk.active(s, b)) {
           std::memset(rhb, 0, sizeof(T) * H);
           return;
         }
-        const T* ga = gates + walk.row(walk.time(s, b), b) * G;
+        const T* ga = gates + walk.row(walk.time(s, b), b) * ldg;
         LSTMCORE_SIMD
         for (i64 j = 0; j < H; ++j) {
           ra[j] = sigmoid(ga[j] + ra[j]);
@@ -116,11 +116,11 @@ void gru_forward(bool reset_after, const Dims& d, const SequenceOptions& o, cons
           rhb[j] = ra[j] * h[b * H + j];
         }
       });
-      gemm<T>(false, false, B, H, H, rh, H, a.w_h + 2 * H, G, false, rec + 2 * H, G);
-      for_batch(B, B * G, [&](i64 b) {
+      gemm<T>(ctx, false, false, B, H, H, rh, H, a.w_h + 2 * H, G, false, rec + 2 * H, G);
+      for_batch(ctx, B, B * G, [&](i64 b) {
         if (!walk.active(s, b)) return;
         const i64 row = walk.row(walk.time(s, b), b);
-        const T* ga = gates + row * G;
+        const T* ga = gates + row * ldg;
         const T* ra = rec + b * G;
         LSTMCORE_SIMD
         for (i64 j = 0; j < H; ++j) {
@@ -133,23 +133,23 @@ void gru_forward(bool reset_after, const Dims& d, const SequenceOptions& o, cons
 }
 
 template <typename T>
-void gru_backward(bool reset_after, const Dims& d, const SequenceOptions& o, const BackwardArgs<T>& a) {
-  const i64 B = d.batch, H = d.hidden, I = d.input, G = 3 * H, N = d.steps * d.batch;
+void gru_backward(const Context& ctx, const BackwardPlan& plan, const Scratch& ws, bool reset_after, const Dims& d,
+                  const SequenceOptions& o, const BackwardArgs<T>& a) {
+  const i64 B = d.batch, H = d.hidden, G = 3 * H, N = d.steps * d.batch;
   const Walk walk(d, o);
   T* gates = a.cache;
   const T* states = a.cache + N * G;
   T* aux = a.cache + N * (G + H);
 
-  Workspace<T> ws(Workspace<T>::round_up(N * H) + Workspace<T>::round_up(B * G) + 2 * Workspace<T>::round_up(B * H) +
-                  (reset_after ? backward_recurrence_workspace<T>(B, H, 3) : 0));
-  T* zeros = ws.take(B * H);
-  std::memset(zeros, 0, sizeof(T) * B * H);
-  T* h_prev = ws.take(N * H);
-  T* da_step = ws.take(B * G);  // reset_after=false: this step's recurrent-side gradient dL/d ah
-  T* drh = ws.take(B * H);      // reset_after=false: dL/d(r ⊙ h_{t-1})
+  T* zeros = ws.get<T>(plan.zeros);
+  std::memset(zeros, 0, sizeof(T) * H);
+  T* h_prev = ws.get<T>(plan.h_prev);
+  const i64 ldh = plan.h_prev.ld;
+  T* da_step = ws.get<T>(plan.da_step);  // reset_after=false: this step's recurrent-side gradient dL/d ah
+  T* drh = ws.get<T>(plan.drh);          // reset_after=false: dL/d(r ⊙ h_{t-1})
   walk.zero_padding(gates, G);
   walk.zero_padding(aux, H);
-  walk.zero_padding(h_prev, H);
+  walk.zero_padding(h_prev, H, ldh);
 
   T* dh = a.dh0;
   copy_or_zero(dh, a.dh_n, B * H);
@@ -168,7 +168,7 @@ void gru_backward(bool reset_after, const Dims& d, const SequenceOptions& o, con
     const T* dyb = a.dy ? a.dy + row * H : zeros;
     T* ga = gates + row * G;
     T* ax = aux + row * H;
-    T* hp = h_prev + row * H;
+    T* hp = h_prev + row * ldh;
     T* dhb = dh + b * H;
     LSTMCORE_SIMD
     for (i64 j = u0; j < u1; ++j) {
@@ -193,20 +193,20 @@ void gru_backward(bool reset_after, const Dims& d, const SequenceOptions& o, con
 
   if (reset_after) {
     auto active = [&](i64 s, i64 b) { return walk.active(s, b); };
-    run_backward_recurrence<T>(a.w_h, d.steps, B, H, 3, dh, ws, active, [&](i64 s, i64 u0, i64 u1, T* da) {
+    run_backward_recurrence<T>(plan, ws, a.w_h, d.steps, B, H, dh, active, [&](i64 s, i64 u0, i64 u1, T* da) {
       for (i64 b = 0; b < B; ++b) row_grad(s, b, u0, u1, da + b * G);
     });
   }
   for (i64 s = reset_after ? -1 : d.steps - 1; s >= 0; --s) {
-    for_batch(B, B * G, [&](i64 b) { row_grad(s, b, 0, H, da_step + b * G); });
+    for_batch(ctx, B, B * G, [&](i64 b) { row_grad(s, b, 0, H, da_step + b * G); });
     // reset_after=false: d(r ⊙ h) = dn·w_h[:, n]ᵀ gives dr and a path to h_{t-1}.
-    gemm<T>(false, true, B, H, H, da_step + 2 * H, G, a.w_h + 2 * H, G, false, drh, H);
-    for_batch(B, B * G, [&](i64 b) {
+    gemm<T>(ctx, false, true, B, H, H, da_step + 2 * H, G, a.w_h + 2 * H, G, false, drh, H);
+    for_batch(ctx, B, B * G, [&](i64 b) {
       T* ds = da_step + b * G;
       if (!walk.active(s, b)) return;
       const i64 row = walk.row(walk.time(s, b), b);
       T* ga = gates + row * G;
-      const T* hp = h_prev + row * H;
+      const T* hp = h_prev + row * ldh;
       const T* drb = drh + b * H;
       T* dhb = dh + b * H;
       LSTMCORE_SIMD
@@ -217,30 +217,32 @@ void gru_backward(bool reset_after, const Dims& d, const SequenceOptions& o, con
         ga[j] = ds[j] = dr;
       }
     });
-    gemm<T>(false, true, B, H, 2 * H, da_step, G, a.w_h, G, true, dh, H);
+    gemm<T>(ctx, false, true, B, H, 2 * H, da_step, G, a.w_h, G, true, dh, H);
   }
 
-  gemm<T>(false, true, N, I, G, gates, G, a.w_x, G, false, a.dx, I);
-  gemm<T>(true, false, I, G, N, a.x, I, gates, G, false, a.dw_x, G);
-  if (a.db) column_sums(gates, N, G, G, a.db);
+  WeightGradients<T> wg(N, d.input, G);
+  wg.input_side(gates, G);
   // r and z: the recurrent side sees the same gradient as the input side.
-  gemm<T>(true, false, H, 2 * H, N, h_prev, H, gates, G, false, a.dw_h, G);
-  if (reset_after) {
-    gemm<T>(true, false, H, H, N, h_prev, H, aux, H, false, a.dw_h + 2 * H, G);
-    if (a.db_h) {
-      column_sums(gates, N, 2 * H, G, a.db_h);
-      column_sums(aux, N, H, H, a.db_h + 2 * H);
-    }
-  } else {
-    gemm<T>(true, false, H, H, N, aux, H, gates + 2 * H, G, false, a.dw_h + 2 * H, G);
-    if (a.db_h) column_sums(gates, N, G, G, a.db_h);
+  wg.recurrent(H, h_prev, ldh, gates, G, 0, 2 * H);
+  if (reset_after) {  // n: dL/d ah_n (in aux) against h_{t-1}
+    wg.recurrent(H, h_prev, ldh, aux, H, 2 * H, H);
+    wg.recurrent_bias(gates, G, 0, 2 * H);
+    wg.recurrent_bias(aux, H, 2 * H, H);
+  } else {  // n: dL/d a_n against r ⊙ h_{t-1} (in aux)
+    wg.recurrent(H, aux, H, gates + 2 * H, G, 2 * H, H);
+    wg.recurrent_bias(gates, G, 0, G);
   }
+  wg.run(ctx, a);
 }
 
-template void gru_forward<float>(bool, const Dims&, const SequenceOptions&, const ForwardArgs<float>&);
-template void gru_forward<double>(bool, const Dims&, const SequenceOptions&, const ForwardArgs<double>&);
-template void gru_backward<float>(bool, const Dims&, const SequenceOptions&, const BackwardArgs<float>&);
-template void gru_backward<double>(bool, const Dims&, const SequenceOptions&, const BackwardArgs<double>&);
+#define LSTMCORE_INSTANTIATE(T)                                                                            \
+  template void gru_forward<T>(const Context&, const ForwardPlan&, const Scratch&, bool, const Dims&,         \
+                               const SequenceOptions&, const ForwardArgs<T>&);                               \
+  template void gru_backward<T>(const Context&, const BackwardPlan&, const Scratch&, bool, const Dims&,       \
+                                const SequenceOptions&, const BackwardArgs<T>&);
+LSTMCORE_INSTANTIATE(float)
+LSTMCORE_INSTANTIATE(double)
+#undef LSTMCORE_INSTANTIATE
 
 }  // namespace LSTMCORE_ISA_NS
 }  // namespace cpu

@@ -1,5 +1,6 @@
-// Internal toolkit of the CPU kernels: the time walk, GEMMs on raw pointers,
-// scalar activations, workspaces and OpenMP helpers. Not installed.
+// Internal toolkit of the CPU kernels: the time walk, GEMMs on raw pointers, the step
+// barrier and OpenMP helpers, each taking its thread count from the call's Context.
+// Not installed.
 #pragma once
 
 #include <Eigen/Core>
@@ -12,12 +13,11 @@
 #include <mutex>
 #include <cstdint>
 #include <cstring>
-#include <memory>
-#include <new>
 
 #include "lstmcore/recurrent.h"
 #include "cpu/isa.h"
 #include "cpu/math.h"
+#include "cpu/threads.h"
 
 #ifdef _OPENMP
 #include <omp.h>
@@ -59,32 +59,29 @@ struct Walk {
   i64 row(i64 t, i64 b) const { return batch_first ? b * T + t : t * B + b; }
 
   // Sets the rows of steps past each sequence's length to zero in a buffer of
-  // row-ordered vectors of `width` elements.
+  // row-ordered vectors of `width` elements, `ld` apart (default: width).
   template <typename T_>
-  void zero_padding(T_* data, i64 width) const {
+  void zero_padding(T_* data, i64 width, i64 ld = 0) const {
     if (!lengths) return;
+    const i64 stride = ld > 0 ? ld : width;
     for (i64 b = 0; b < B; ++b)
-      for (i64 t = lengths[b]; t < T; ++t) std::memset(data + row(t, b) * width, 0, sizeof(T_) * width);
+      for (i64 t = lengths[b]; t < T; ++t) std::memset(data + row(t, b) * stride, 0, sizeof(T_) * width);
   }
 };
 
 // Eigen takes its GEMM thread count from the calling thread's OpenMP setting
-// (omp_get_max_threads(), a per-thread value: concurrent callers do not race). A GEMM
-// below kParallelGemmWork multiply-adds (some 30 µs on one core) runs on one thread:
-// Eigen would split anything above ~50k, and waking a second thread costs about as much
-// as such a product, far more when the machine is busy and that thread must wait for a
-// core.
-constexpr double kParallelGemmWork = 2097152.0;
-
+// (omp_get_max_threads(), a per-thread value: concurrent callers do not race); this sets
+// it, for one product, to the call's rule (threads.h gemm_threads) and restores it.
 class GemmThreads {
  public:
-  explicit GemmThreads(double work) {
+  GemmThreads(const Context& c, double work) {
 #ifdef _OPENMP
-    const int want = work < kParallelGemmWork ? 1 : std::max(1, get_num_threads());
+    const int want = gemm_threads(c, work);
     saved_ = omp_get_max_threads();
     if (want != saved_) omp_set_num_threads(want);
     else saved_ = 0;
 #else
+    (void)c;
     (void)work;
 #endif
   }
@@ -103,8 +100,8 @@ class GemmThreads {
 // C (m × n, leading dimension ldc) = [C +] op(A) · op(B), row-major operands.
 // op(A) is m × k: A is stored m × k (lda) or, transposed, k × m (lda). Same for B.
 template <typename T>
-void gemm(bool trans_a, bool trans_b, i64 m, i64 n, i64 k, const T* A, i64 lda, const T* B, i64 ldb,
-          bool accumulate, T* C, i64 ldc) {
+void gemm(const Context& ctx, bool trans_a, bool trans_b, i64 m, i64 n, i64 k, const T* A, i64 lda, const T* B,
+          i64 ldb, bool accumulate, T* C, i64 ldc) {
   using Mat = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
   using In = Eigen::Map<const Mat, 0, Eigen::OuterStride<>>;
   using Out = Eigen::Map<Mat, 0, Eigen::OuterStride<>>;
@@ -114,7 +111,7 @@ void gemm(bool trans_a, bool trans_b, i64 m, i64 n, i64 k, const T* A, i64 lda, 
     if (!accumulate) c.setZero();
     return;
   }
-  const GemmThreads threads(static_cast<double>(m) * static_cast<double>(n) * static_cast<double>(k));
+  const GemmThreads threads(ctx, static_cast<double>(m) * static_cast<double>(n) * static_cast<double>(k));
   In a(A, trans_a ? k : m, trans_a ? m : k, Eigen::OuterStride<>(lda));
   In b(B, trans_b ? n : k, trans_b ? k : n, Eigen::OuterStride<>(ldb));
   auto run = [&](const auto& lhs, const auto& rhs) {
@@ -144,14 +141,13 @@ void column_sums(const T* data, i64 rows, i64 width, i64 ld, T* out, bool accumu
 // variable. OpenMP's barrier spins far longer (libgomp: ~300k pause instructions, several
 // milliseconds) before it sleeps; on a machine whose cores are busy with other work the
 // thread that waits then burns the very time slice its partner needs, and a recurrence
-// of T steps slows down by T such slices.
+// of T steps slows down by T such slices. wait(team) takes the team's size from the caller:
+// an OpenMP team may have fewer threads than were asked for (nested regions, limits).
 class StepBarrier {
  public:
-  explicit StepBarrier(int threads) : threads_(threads) {}
-
-  void wait() {
+  void wait(int team) {
     const unsigned gen = generation_.load(std::memory_order_acquire);
-    if (arrived_.fetch_add(1, std::memory_order_acq_rel) == threads_ - 1) {
+    if (arrived_.fetch_add(1, std::memory_order_acq_rel) == team - 1) {
       arrived_.store(0, std::memory_order_relaxed);
       generation_.fetch_add(1, std::memory_order_seq_cst);
       if (sleepers_.load(std::memory_order_seq_cst) > 0) {
@@ -179,78 +175,11 @@ class StepBarrier {
     __builtin_ia32_pause();
 #endif
   }
-  const int threads_;
   std::atomic<int> arrived_{0};
   std::atomic<unsigned> generation_{0};
   std::atomic<int> sleepers_{0};
   std::mutex mutex_;
   std::condition_variable wake_;
-};
-
-// Each calling thread keeps its last scratch block (up to kKeptWorkspaceBytes) for the
-// next call: fresh pages cost a page fault and the kernel zeroing them, which for a large
-// inference call (the T·B·G·H gate buffer) is a tenth of the run time.
-constexpr std::size_t kKeptWorkspaceBytes = std::size_t(256) << 20;
-
-struct KeptWorkspace {
-  void* data = nullptr;
-  std::size_t bytes = 0;
-  bool lent = false;
-  ~KeptWorkspace() { ::operator delete(data, std::align_val_t(64)); }
-};
-
-inline KeptWorkspace& kept_workspace() {
-  thread_local KeptWorkspace kept;
-  return kept;
-}
-
-// A 64-byte aligned scratch buffer carved into regions; allocated once per call.
-template <typename T>
-class Workspace {
- public:
-  explicit Workspace(i64 elements) {
-    std::size_t need = (static_cast<std::size_t>(elements) * sizeof(T) + 63) / 64 * 64;
-    if (need == 0) need = 64;
-    KeptWorkspace& kept = kept_workspace();
-    if (!kept.lent && need <= kKeptWorkspaceBytes) {  // borrow the thread's block
-      if (kept.bytes < need) {
-        ::operator delete(kept.data, std::align_val_t(64));
-        kept.data = nullptr;
-        kept.bytes = 0;
-        kept.data = ::operator new(need, std::align_val_t(64));
-        kept.bytes = need;
-      }
-      kept.lent = true;
-      data_ = static_cast<T*>(kept.data);
-      borrowed_ = true;
-    } else {  // nested use or too large: a block of its own
-      data_ = static_cast<T*>(::operator new(need, std::align_val_t(64)));
-    }
-  }
-  ~Workspace() {
-    if (borrowed_)
-      kept_workspace().lent = false;
-    else
-      ::operator delete(data_, std::align_val_t(64));
-  }
-  Workspace(const Workspace&) = delete;
-  Workspace& operator=(const Workspace&) = delete;
-
-  // The next `count` elements, each region starting on a 64-byte boundary.
-  T* take(i64 count) {
-    T* p = data_ + used_;
-    used_ += round_up(count);
-    return p;
-  }
-  static i64 round_up(i64 count) {
-    const i64 per_line = static_cast<i64>(64 / sizeof(T));
-    return (count + per_line - 1) / per_line * per_line;
-  }
-
- private:
-  T* data_ = nullptr;
-  bool borrowed_ = false;
-  i64 used_ = 0;
 };
 
 // Copies n elements, or writes zeros when src is null (an absent optional input).
@@ -263,28 +192,33 @@ void copy_or_zero(T* dst, const T* src, i64 n) {
     std::memset(dst, 0, sizeof(T) * n);
 }
 
-// x·w_x plus a bias row for all T·B rows in one GEMM: out (N, GH). The bias rows are
-// written first and the product accumulated onto them (one pass over out, not three).
+// x·w_x plus a bias row for all T·B rows in one GEMM: out (N, GH), row stride ld. The
+// bias rows are written first and the product accumulated onto them (one pass over out,
+// not three).
 template <typename T>
-void project_inputs(const T* x, const T* w_x, const T* bias, i64 rows, i64 input, i64 width, T* out) {
+void project_inputs(const Context& ctx, const T* x, const T* w_x, const T* bias, i64 rows, i64 input, i64 width,
+                    T* out, i64 ld) {
   if (!bias) {
-    gemm<T>(false, false, rows, width, input, x, input, w_x, width, false, out, width);
+    gemm<T>(ctx, false, false, rows, width, input, x, input, w_x, width, false, out, ld);
     return;
   }
-  for (i64 r = 0; r < rows; ++r) std::memcpy(out + r * width, bias, sizeof(T) * width);
-  gemm<T>(false, false, rows, width, input, x, input, w_x, width, true, out, width);
+  for (i64 r = 0; r < rows; ++r) std::memcpy(out + r * ld, bias, sizeof(T) * width);
+  gemm<T>(ctx, false, false, rows, width, input, x, input, w_x, width, true, out, ld);
 }
 
 // Runs f(b) for b in [0, B), split over threads when the pass is large enough.
 template <class F>
-void for_batch(i64 B, i64 work, F&& f) {
+void for_batch(const Context& ctx, i64 B, i64 work, F&& f) {
 #ifdef _OPENMP
-  const int nt = B > 1 ? threads_for(work) : 1;
+  const int nt = B > 1 ? threads_for(ctx, work) : 1;
   if (nt > 1) {
 #pragma omp parallel for num_threads(nt) schedule(static)
     for (i64 b = 0; b < B; ++b) f(b);
     return;
   }
+#else
+  (void)ctx;
+  (void)work;
 #endif
   for (i64 b = 0; b < B; ++b) f(b);
 }

@@ -5,6 +5,7 @@
 #include "cpu/kernel_common.h"
 #include "cpu/kernels.h"
 #include "cpu/packed.h"
+#include "cpu/weight_gradients.h"
 
 namespace lstmcore {
 LSTMCORE_INLINE_NAMESPACE_BEGIN
@@ -12,19 +13,19 @@ namespace cpu {
 namespace LSTMCORE_ISA_NS {
 
 template <typename T>
-void lstm_forward(const Dims& d, const SequenceOptions& o, const ForwardArgs<T>& a) {
+void lstm_forward(const Context& ctx, const ForwardPlan& plan, const Scratch& ws, const Dims& d,
+                  const SequenceOptions& o, const ForwardArgs<T>& a) {
   const i64 B = d.batch, H = d.hidden, G = 4 * H, N = d.steps * d.batch;
   const Walk walk(d, o);
   const bool training = a.cache != nullptr;
 
-  Workspace<T> ws((training ? 0 : Workspace<T>::round_up(N * G)) + Workspace<T>::round_up(G) +
-                  recurrence_workspace<T>(B, H, 4));
-  T* gates = training ? a.cache : ws.take(N * G);  // first x·w_x + biases, then activations
+  T* gates = training ? a.cache : ws.get<T>(plan.gates);  // first x·w_x + biases, then activations
+  const i64 ldg = training ? G : plan.gates.ld;
   T* cells = training ? a.cache + N * G : nullptr;
-  T* bias = ws.take(G);
+  T* bias = ws.get<T>(plan.bias);
   for (i64 j = 0; j < G; ++j) bias[j] = (a.b ? a.b[j] : T(0)) + (a.b_h ? a.b_h[j] : T(0));
 
-  project_inputs(a.x, a.w_x, (a.b || a.b_h) ? bias : nullptr, N, d.input, G, gates);
+  project_inputs(ctx, a.x, a.w_x, (a.b || a.b_h) ? bias : nullptr, N, d.input, G, gates, ldg);
 
   // The states: h in h_n (and a second buffer inside the recurrence), c in c_n.
   T* c = a.c_n;
@@ -33,7 +34,7 @@ void lstm_forward(const Dims& d, const SequenceOptions& o, const ForwardArgs<T>&
   walk.zero_padding(a.y, H);
   if (training) walk.zero_padding(cells, H);  // steps past a length: defined, never read
 
-  run_recurrence<T>(a.w_h, d.steps, B, H, 4, a.h_n, ws,
+  run_recurrence<T>(plan, ws, a.w_h, d.steps, B, H, a.h_n,
                     [&](i64 s, i64 u0, i64 u1, const T* h_prev, T* h_next, const T* rec) {
     for (i64 b = 0; b < B; ++b) {
       if (!walk.active(s, b)) {  // finished sequence: the state stays
@@ -41,7 +42,7 @@ void lstm_forward(const Dims& d, const SequenceOptions& o, const ForwardArgs<T>&
         continue;
       }
       const i64 row = walk.row(walk.time(s, b), b);
-      T* ga = gates + row * G;
+      T* ga = gates + row * ldg;
       const T* ra = rec + b * G;
       T* hb = h_next + b * H;
       T* cb = c + b * H;
@@ -71,19 +72,19 @@ void lstm_forward(const Dims& d, const SequenceOptions& o, const ForwardArgs<T>&
 }
 
 template <typename T>
-void lstm_backward(const Dims& d, const SequenceOptions& o, const BackwardArgs<T>& a) {
-  const i64 B = d.batch, H = d.hidden, I = d.input, G = 4 * H, N = d.steps * d.batch;
+void lstm_backward(const Context& ctx, const BackwardPlan& plan, const Scratch& ws, const Dims& d,
+                   const SequenceOptions& o, const BackwardArgs<T>& a) {
+  const i64 B = d.batch, H = d.hidden, G = 4 * H, N = d.steps * d.batch;
   const Walk walk(d, o);
   T* gates = a.cache;
   const T* cells = a.cache + N * G;
 
-  Workspace<T> ws(Workspace<T>::round_up(N * H) + Workspace<T>::round_up(H) +
-                  backward_recurrence_workspace<T>(B, H, 4));
-  T* h_prev = ws.take(N * H);  // h_{t-1} of every row, for dw_h
-  T* zeros = ws.take(H);       // stands in for absent optional inputs
+  T* h_prev = ws.get<T>(plan.h_prev);  // h_{t-1} of every row, for dw_h
+  const i64 ldh = plan.h_prev.ld;
+  T* zeros = ws.get<T>(plan.zeros);  // stands in for absent optional inputs
   std::memset(zeros, 0, sizeof(T) * H);
   walk.zero_padding(gates, G);
-  walk.zero_padding(h_prev, H);
+  walk.zero_padding(h_prev, H, ldh);
 
   // The carried gradients dL/dh and dL/dc live in the outputs dh0, dc0.
   T* dh = a.dh0;
@@ -92,7 +93,7 @@ void lstm_backward(const Dims& d, const SequenceOptions& o, const BackwardArgs<T
   copy_or_zero(dc, a.dc_n, B * H);
 
   auto active = [&](i64 s, i64 b) { return walk.active(s, b); };
-  run_backward_recurrence<T>(a.w_h, d.steps, B, H, 4, dh, ws, active, [&](i64 s, i64 u0, i64 u1, T* da) {
+  run_backward_recurrence<T>(plan, ws, a.w_h, d.steps, B, H, dh, active, [&](i64 s, i64 u0, i64 u1, T* da) {
     for (i64 b = 0; b < B; ++b) {
       T* ds = da + b * G;
       if (!walk.active(s, b)) {
@@ -104,7 +105,7 @@ void lstm_backward(const Dims& d, const SequenceOptions& o, const BackwardArgs<T
       const i64 prow = tp >= 0 ? walk.row(tp, b) : -1;
       T* ga = gates + row * G;
       const T* c_t = cells + row * H;
-      T* hp = h_prev + row * H;
+      T* hp = h_prev + row * ldh;
       const T* c_p;
       if (prow >= 0) {  // h_{t-1} = o_{t-1} ⊙ tanh(c_{t-1}), recomputed rather than cached
         const T* o_p = gates + prow * G + 3 * H;
@@ -138,17 +139,21 @@ void lstm_backward(const Dims& d, const SequenceOptions& o, const BackwardArgs<T
     }
   });
 
-  gemm<T>(false, true, N, I, G, gates, G, a.w_x, G, false, a.dx, I);     // dx = da·w_xᵀ
-  gemm<T>(true, false, I, G, N, a.x, I, gates, G, false, a.dw_x, G);     // dw_x = xᵀ·da
-  gemm<T>(true, false, H, G, N, h_prev, H, gates, G, false, a.dw_h, G);  // dw_h = h_prevᵀ·da
-  if (a.db) column_sums(gates, N, G, G, a.db);
-  if (a.db_h) column_sums(gates, N, G, G, a.db_h);
+  WeightGradients<T> wg(N, d.input, G);  // da is both sides' gradient
+  wg.input_side(gates, G);
+  wg.recurrent(H, h_prev, ldh, gates, G, 0, G);
+  wg.recurrent_bias(gates, G, 0, G);
+  wg.run(ctx, a);
 }
 
-template void lstm_forward<float>(const Dims&, const SequenceOptions&, const ForwardArgs<float>&);
-template void lstm_forward<double>(const Dims&, const SequenceOptions&, const ForwardArgs<double>&);
-template void lstm_backward<float>(const Dims&, const SequenceOptions&, const BackwardArgs<float>&);
-template void lstm_backward<double>(const Dims&, const SequenceOptions&, const BackwardArgs<double>&);
+#define LSTMCORE_INSTANTIATE(T)                                                                            \
+  template void lstm_forward<T>(const Context&, const ForwardPlan&, const Scratch&, const Dims&,              \
+                                const SequenceOptions&, const ForwardArgs<T>&);                              \
+  template void lstm_backward<T>(const Context&, const BackwardPlan&, const Scratch&, const Dims&,            \
+                                 const SequenceOptions&, const BackwardArgs<T>&);
+LSTMCORE_INSTANTIATE(float)
+LSTMCORE_INSTANTIATE(double)
+#undef LSTMCORE_INSTANTIATE
 
 }  // namespace LSTMCORE_ISA_NS
 }  // namespace cpu

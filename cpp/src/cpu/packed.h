@@ -59,26 +59,36 @@ struct PackedWeights {
   i64 panel = 0;     // elements per panel (K · G · W)
 };
 
-// Units per block for G gates: enough accumulators to hide FMA latency.
+// Units per block for G gates: enough accumulators to hide FMA latency. G·U is 3 or 4,
+// the widths recurrent_block's micro-kernels are instantiated for.
 inline int vectors_per_gate(i64 G) { return G >= 3 ? 1 : (G == 2 ? 2 : 4); }
 
-// Elements of a packed K × (G·H) operand.
+// The packing of a K × (G·H) operand on this variant (KernelTable::pack_geometry): what
+// the planner sizes the packed region and the tiles by.
 template <typename T>
-i64 packed_size(i64 K, i64 H, i64 G) {
-  const i64 W = vectors_per_gate(G) * Simd<T>::lanes;
-  return (H + W - 1) / W * K * G * W;
+PackGeometry geometry(i64 K, i64 H, i64 G) {
+  PackGeometry g;
+  g.K = K;
+  g.H = H;
+  g.G = G;
+  g.W = vectors_per_gate(G) * Simd<T>::lanes;
+  g.blocks = (H + g.W - 1) / g.W;
+  g.panel = K * G * g.W;
+  g.elements = g.blocks * g.panel;
+  return g;
 }
 
+// The packed operand in `out`, laid out as the planner's geometry says.
 template <typename T>
-PackedWeights<T> packed_layout(i64 K, i64 H, i64 G, T* out) {
+PackedWeights<T> packed_layout(const PackGeometry& g, T* out) {
   PackedWeights<T> p;
-  p.K = K;
-  p.H = H;
-  p.G = G;
-  p.U = vectors_per_gate(G);
-  p.W = p.U * Simd<T>::lanes;
-  p.blocks = (H + p.W - 1) / p.W;
-  p.panel = K * G * p.W;
+  p.K = g.K;
+  p.H = g.H;
+  p.G = g.G;
+  p.W = g.W;
+  p.U = static_cast<int>(g.W / Simd<T>::lanes);
+  p.blocks = g.blocks;
+  p.panel = g.panel;
   p.data = out;
   return p;
 }
@@ -98,8 +108,9 @@ inline void copy_units(T* dst, const T* src, i64 n, const PackedWeights<T>& p) {
 
 // Packs w_h (H × G·H) for the forward product h·w_h: K = H, G gate blocks.
 template <typename T>
-PackedWeights<T> pack_recurrent(const T* w_h, i64 H, i64 G, T* out) {
-  const PackedWeights<T> p = packed_layout(H, H, G, out);
+PackedWeights<T> pack_recurrent(const T* w_h, const PackGeometry& geo, T* out) {
+  const PackedWeights<T> p = packed_layout(geo, out);
+  const i64 H = geo.H, G = geo.G;
   for (i64 blk = 0; blk < p.blocks; ++blk) {
     T* dst = out + blk * p.panel;
     const i64 u0 = blk * p.W, n = std::min<i64>(p.W, H - u0);
@@ -114,10 +125,12 @@ PackedWeights<T> pack_recurrent(const T* w_h, i64 H, i64 G, T* out) {
 }
 
 // Packs op(M) for products A·op(M) as one gate block (G = 1) of n columns: M stored K × n
-// (row stride ld), or with `transposed` M stored n × K, so that op(M) = Mᵀ.
+// (row stride ld), or with `transposed` M stored n × K, so that op(M) = Mᵀ. g: the
+// geometry of (K, n, 1).
 template <typename T>
-PackedWeights<T> pack_columns(const T* m, i64 ld, i64 K, i64 n, bool transposed, T* out) {
-  const PackedWeights<T> p = packed_layout(K, n, 1, out);
+PackedWeights<T> pack_columns(const T* m, i64 ld, bool transposed, const PackGeometry& geo, T* out) {
+  const PackedWeights<T> p = packed_layout(geo, out);
+  const i64 K = geo.K, n = geo.H;
   for (i64 blk = 0; blk < p.blocks; ++blk) {
     T* dst = out + blk * p.panel;
     const i64 u0 = blk * p.W;
@@ -128,10 +141,10 @@ PackedWeights<T> pack_columns(const T* m, i64 ld, i64 K, i64 n, bool transposed,
   return p;
 }
 
-// Packs w_hᵀ (G·H × H) for the backward product da·w_hᵀ: K = G·H, one output block.
+// Packs w_hᵀ (G·H × H) for the backward product da·w_hᵀ: K = G·H, one output block of H.
 template <typename T>
-PackedWeights<T> pack_recurrent_transposed(const T* w_h, i64 H, i64 G, T* out) {
-  return pack_columns(w_h, G * H, G * H, H, true, out);
+PackedWeights<T> pack_recurrent_transposed(const T* w_h, const PackGeometry& geo, T* out) {
+  return pack_columns(w_h, geo.K, true, geo, out);
 }
 
 // out (MR × SW vectors) = A rows (MR × K, leading dimension lda) · panel columns (K × SW
@@ -245,17 +258,6 @@ inline void thread_units(i64 blocks, i64 W, i64 H, int tid, int nth, i64& b0, i6
   u1 = std::min(H, b1 * W);
 }
 
-// Threads for a packed product of `flops` per step over `blocks` column blocks: each
-// needs a useful share.
-inline int product_threads(i64 flops, i64 blocks) {
-  i64 n = std::min<i64>(get_num_threads(), blocks);
-  if (flops < 200000) n = 1;  // below ~0.2 MFLOP a barrier costs more than it saves
-  return static_cast<int>(std::max<i64>(1, n));
-}
-
-// Threads for a recurrence over B rows and G·H columns (K = H).
-inline int recurrence_threads(i64 B, i64 H, i64 G, i64 blocks) { return product_threads(2 * B * H * G * H, blocks); }
-
 // Runs body(tid, nth) on nt threads (an OpenMP team when nt > 1), or once on the caller.
 template <class Body>
 void run_on_threads(int nt, Body&& body) {
@@ -270,30 +272,22 @@ void run_on_threads(int nt, Body&& body) {
   body(0, 1);
 }
 
-// Scratch a forward recurrence needs besides its outputs: packed w_h, the second
-// state buffer, the recurrent products and each thread's tile.
-template <typename T>
-i64 recurrence_workspace(i64 B, i64 H, i64 G) {
-  const i64 W = vectors_per_gate(G) * Simd<T>::lanes;
-  return Workspace<T>::round_up(packed_size<T>(H, H, G)) + Workspace<T>::round_up(B * H) +
-         Workspace<T>::round_up(B * G * H) + std::max<i64>(1, get_num_threads()) * Workspace<T>::round_up(B * G * W);
-}
-
 // Runs `steps` steps of a recurrence whose state is h (B × H, in h_n on entry and exit).
 // Each step: rec = h_{t-1}·w_h for the calling thread's unit blocks, then
 // step(s, u0, u1, h_prev, h_next, rec) applies the cell to units [u0, u1) of every row,
 // reading h_prev and writing h_next (rows it skips must copy h_prev). One barrier per step.
+// The plan's regions: product (w_h packed, the threads and their tiles), h_other, rec.
 template <typename T, class Step>
-void run_recurrence(const T* w_h, i64 steps, i64 B, i64 H, i64 G, T* h_n, Workspace<T>& ws, Step&& step) {
-  T* packed_data = ws.take(packed_size<T>(H, H, G));
-  const PackedWeights<T> p = pack_recurrent(w_h, H, G, packed_data);
-  T* h_other = ws.take(B * H);
-  T* rec = ws.take(B * G * H);
-  const int nt = recurrence_threads(B, H, G, p.blocks);
-  const i64 tile_size = Workspace<T>::round_up(B * G * p.W);
-  T* tiles = ws.take(nt * tile_size);
+void run_recurrence(const ForwardPlan& plan, const Scratch& ws, const T* w_h, i64 steps, i64 B, i64 H, T* h_n,
+                    Step&& step) {
+  const PackedWeights<T> p = pack_recurrent(w_h, plan.product.pack, ws.get<T>(plan.product.packed));
+  T* h_other = ws.get<T>(plan.h_other);
+  T* rec = ws.get<T>(plan.rec);
+  const int nt = plan.product.threads;
+  const i64 tile_size = plan.product.tile_stride;
+  T* tiles = ws.get<T>(plan.product.tiles);
   T* final_h = h_n;
-  StepBarrier barrier(nt);
+  StepBarrier barrier;
   auto body = [&](int tid, int nth) {
     i64 b0, b1, u0, u1;
     thread_units(p.blocks, p.W, H, tid, nth, b0, b1, u0, u1);
@@ -303,20 +297,13 @@ void run_recurrence(const T* w_h, i64 steps, i64 B, i64 H, i64 G, T* h_n, Worksp
     for (i64 s = 0; s < steps; ++s) {
       for (i64 blk = b0; blk < b1; ++blk) recurrent_block(p, cur, B, blk, tile, rec);
       step(s, u0, u1, static_cast<const T*>(cur), nxt, static_cast<const T*>(rec));
-      if (nth > 1) barrier.wait();
+      if (nth > 1) barrier.wait(nth);
       std::swap(cur, nxt);
     }
     if (tid == 0) final_h = cur;
   };
   run_on_threads(nt, body);
   if (final_h != h_n) std::memcpy(h_n, final_h, sizeof(T) * B * H);
-}
-
-template <typename T>
-i64 backward_recurrence_workspace(i64 B, i64 H, i64 G) {
-  const i64 W = vectors_per_gate(1) * Simd<T>::lanes;
-  return Workspace<T>::round_up(packed_size<T>(G * H, H, 1)) + 2 * Workspace<T>::round_up(B * G * H) +
-         Workspace<T>::round_up(B * H) + std::max<i64>(1, get_num_threads()) * Workspace<T>::round_up(B * W);
 }
 
 // The backward walk (iterations steps-1 down to 0) of a recurrence with carried gradient
@@ -326,16 +313,17 @@ i64 backward_recurrence_workspace(i64 B, i64 H, i64 G) {
 // GRU) on active rows; then dh[b, u] += (da·w_hᵀ)[b, u] for active rows. One barrier per
 // iteration (da alternates between two buffers, so the next iteration may fill one while
 // slower threads still read the other).
+// The plan's regions: product (w_hᵀ packed, the threads and their tiles), da[2], prod.
 template <typename T, class Active, class Grad>
-void run_backward_recurrence(const T* w_h, i64 steps, i64 B, i64 H, i64 G, T* dh, Workspace<T>& ws,
-                             Active&& active, Grad&& grad) {
-  const PackedWeights<T> p = pack_recurrent_transposed(w_h, H, G, ws.take(packed_size<T>(G * H, H, 1)));
-  T* da_buf[2] = {ws.take(B * G * H), ws.take(B * G * H)};
-  T* prod = ws.take(B * H);
-  const int nt = recurrence_threads(B, H, G, p.blocks);
-  const i64 tile_size = Workspace<T>::round_up(B * p.W);
-  T* tiles = ws.take(nt * tile_size);
-  StepBarrier barrier(nt);
+void run_backward_recurrence(const BackwardPlan& plan, const Scratch& ws, const T* w_h, i64 steps, i64 B, i64 H,
+                             T* dh, Active&& active, Grad&& grad) {
+  const PackedWeights<T> p = pack_recurrent_transposed(w_h, plan.product.pack, ws.get<T>(plan.product.packed));
+  T* da_buf[2] = {ws.get<T>(plan.da[0]), ws.get<T>(plan.da[1])};
+  T* prod = ws.get<T>(plan.prod);
+  const int nt = plan.product.threads;
+  const i64 tile_size = plan.product.tile_stride;
+  T* tiles = ws.get<T>(plan.product.tiles);
+  StepBarrier barrier;
   auto body = [&](int tid, int nth) {
     i64 b0, b1, u0, u1;
     thread_units(p.blocks, p.W, H, tid, nth, b0, b1, u0, u1);
@@ -343,7 +331,7 @@ void run_backward_recurrence(const T* w_h, i64 steps, i64 B, i64 H, i64 G, T* dh
     for (i64 s = steps - 1; s >= 0; --s) {
       T* da = da_buf[s & 1];
       grad(s, u0, u1, da);
-      if (nth > 1) barrier.wait();
+      if (nth > 1) barrier.wait(nth);
       for (i64 blk = b0; blk < b1; ++blk) recurrent_block(p, static_cast<const T*>(da), B, blk, tile, prod);
       for (i64 b = 0; b < B; ++b) {
         if (!active(s, b)) continue;

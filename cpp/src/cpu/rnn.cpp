@@ -3,6 +3,7 @@
 #include "cpu/kernel_common.h"
 #include "cpu/kernels.h"
 #include "cpu/packed.h"
+#include "cpu/weight_gradients.h"
 
 namespace lstmcore {
 LSTMCORE_INLINE_NAMESPACE_BEGIN
@@ -10,24 +11,24 @@ namespace cpu {
 namespace LSTMCORE_ISA_NS {
 
 template <typename T>
-void rnn_forward(bool relu, const Dims& d, const SequenceOptions& o, const ForwardArgs<T>& a) {
+void rnn_forward(const Context& ctx, const ForwardPlan& plan, const Scratch& ws, bool relu, const Dims& d,
+                 const SequenceOptions& o, const ForwardArgs<T>& a) {
   const i64 B = d.batch, H = d.hidden, N = d.steps * d.batch;
   const Walk walk(d, o);
   const bool training = a.cache != nullptr;
 
-  Workspace<T> ws((training ? 0 : Workspace<T>::round_up(N * H)) + Workspace<T>::round_up(H) +
-                  recurrence_workspace<T>(B, H, 1));
-  T* pre = training ? a.cache : ws.take(N * H);  // x·w_x + b + b_h, then (training) h_t
-  T* bias = ws.take(H);
+  T* pre = training ? a.cache : ws.get<T>(plan.gates);  // x·w_x + b + b_h, then (training) h_t
+  const i64 ldp = training ? H : plan.gates.ld;
+  T* bias = ws.get<T>(plan.bias);
   for (i64 j = 0; j < H; ++j) bias[j] = (a.b ? a.b[j] : T(0)) + (a.b_h ? a.b_h[j] : T(0));
 
-  project_inputs(a.x, a.w_x, (a.b || a.b_h) ? bias : nullptr, N, d.input, H, pre);
+  project_inputs(ctx, a.x, a.w_x, (a.b || a.b_h) ? bias : nullptr, N, d.input, H, pre, ldp);
 
   T* h = a.h_n;
   copy_or_zero(h, a.h0, B * H);
   walk.zero_padding(a.y, H);
 
-  run_recurrence<T>(a.w_h, d.steps, B, H, 1, h, ws,
+  run_recurrence<T>(plan, ws, a.w_h, d.steps, B, H, h,
                     [&](i64 s, i64 u0, i64 u1, const T* h_prev, T* h_next, const T* rec) {
     for (i64 b = 0; b < B; ++b) {
       if (!walk.active(s, b)) {
@@ -35,7 +36,7 @@ void rnn_forward(bool relu, const Dims& d, const SequenceOptions& o, const Forwa
         continue;
       }
       const i64 row = walk.row(walk.time(s, b), b);
-      T* pa = pre + row * H;
+      T* pa = pre + row * ldp;
       const T* ra = rec + b * H;
       T* hb = h_next + b * H;
       T* yb = a.y + row * H;
@@ -52,23 +53,23 @@ void rnn_forward(bool relu, const Dims& d, const SequenceOptions& o, const Forwa
 }
 
 template <typename T>
-void rnn_backward(bool relu, const Dims& d, const SequenceOptions& o, const BackwardArgs<T>& a) {
-  const i64 B = d.batch, H = d.hidden, I = d.input, N = d.steps * d.batch;
+void rnn_backward(const Context& ctx, const BackwardPlan& plan, const Scratch& ws, bool relu, const Dims& d,
+                  const SequenceOptions& o, const BackwardArgs<T>& a) {
+  const i64 B = d.batch, H = d.hidden, N = d.steps * d.batch;
   const Walk walk(d, o);
   T* states = a.cache;  // h_t, replaced by da_t as the walk goes back
 
-  Workspace<T> ws(Workspace<T>::round_up(N * H) + Workspace<T>::round_up(B * H) +
-                  backward_recurrence_workspace<T>(B, H, 1));
-  T* zeros = ws.take(B * H);
-  std::memset(zeros, 0, sizeof(T) * B * H);
-  T* h_prev = ws.take(N * H);
-  walk.zero_padding(h_prev, H);
+  T* zeros = ws.get<T>(plan.zeros);
+  std::memset(zeros, 0, sizeof(T) * H);
+  T* h_prev = ws.get<T>(plan.h_prev);
+  const i64 ldh = plan.h_prev.ld;
+  walk.zero_padding(h_prev, H, ldh);
 
   T* dh = a.dh0;
   copy_or_zero(dh, a.dh_n, B * H);
 
   auto active = [&](i64 s, i64 b) { return walk.active(s, b); };
-  run_backward_recurrence<T>(a.w_h, d.steps, B, H, 1, dh, ws, active, [&](i64 s, i64 u0, i64 u1, T* da) {
+  run_backward_recurrence<T>(plan, ws, a.w_h, d.steps, B, H, dh, active, [&](i64 s, i64 u0, i64 u1, T* da) {
     for (i64 b = 0; b < B; ++b) {
       T* ds = da + b * H;
       if (!walk.active(s, b)) {
@@ -81,7 +82,7 @@ void rnn_backward(bool relu, const Dims& d, const SequenceOptions& o, const Back
       const T* hpsrc = tp >= 0 ? states + walk.row(tp, b) * H : a.h0 ? a.h0 + b * H : zeros;
       const T* dyb = a.dy ? a.dy + row * H : zeros;
       T* st = states + row * H;
-      T* hp = h_prev + row * H;
+      T* hp = h_prev + row * ldh;
       T* dhb = dh + b * H;
       LSTMCORE_SIMD
       for (i64 j = u0; j < u1; ++j) {
@@ -96,17 +97,21 @@ void rnn_backward(bool relu, const Dims& d, const SequenceOptions& o, const Back
   });
   walk.zero_padding(states, H);
 
-  gemm<T>(false, true, N, I, H, states, H, a.w_x, H, false, a.dx, I);
-  gemm<T>(true, false, I, H, N, a.x, I, states, H, false, a.dw_x, H);
-  gemm<T>(true, false, H, H, N, h_prev, H, states, H, false, a.dw_h, H);
-  if (a.db) column_sums(states, N, H, H, a.db);
-  if (a.db_h) column_sums(states, N, H, H, a.db_h);
+  WeightGradients<T> wg(N, d.input, H);  // da is both sides' gradient
+  wg.input_side(states, H);
+  wg.recurrent(H, h_prev, ldh, states, H, 0, H);
+  wg.recurrent_bias(states, H, 0, H);
+  wg.run(ctx, a);
 }
 
-template void rnn_forward<float>(bool, const Dims&, const SequenceOptions&, const ForwardArgs<float>&);
-template void rnn_forward<double>(bool, const Dims&, const SequenceOptions&, const ForwardArgs<double>&);
-template void rnn_backward<float>(bool, const Dims&, const SequenceOptions&, const BackwardArgs<float>&);
-template void rnn_backward<double>(bool, const Dims&, const SequenceOptions&, const BackwardArgs<double>&);
+#define LSTMCORE_INSTANTIATE(T)                                                                            \
+  template void rnn_forward<T>(const Context&, const ForwardPlan&, const Scratch&, bool, const Dims&,         \
+                               const SequenceOptions&, const ForwardArgs<T>&);                               \
+  template void rnn_backward<T>(const Context&, const BackwardPlan&, const Scratch&, bool, const Dims&,       \
+                                const SequenceOptions&, const BackwardArgs<T>&);
+LSTMCORE_INSTANTIATE(float)
+LSTMCORE_INSTANTIATE(double)
+#undef LSTMCORE_INSTANTIATE
 
 }  // namespace LSTMCORE_ISA_NS
 }  // namespace cpu

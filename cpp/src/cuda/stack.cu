@@ -65,7 +65,7 @@ class DeviceOps {
  public:
   explicit DeviceOps(const Context& ctx) : ctx_(ctx) {}
 
-  T* scratch(T* given, i64 n) {
+  T* prepare(const Plan&, stack_walk::Pass, T* given, i64 n) {
     if (given || n <= 0) return given;
     const Slot<T> slot = ws_.reserve<T>(n);
     ws_.allocate(ctx_);
@@ -75,12 +75,12 @@ class DeviceOps {
   void directions(const Plan& p, i64, F&& f) {
     for (i64 d = 0; d < p.D; ++d) f(d);
   }
-  void forward(const CellSpec& cell, const VariantOptions* variant, const Dims& d, const SequenceOptions& o,
+  void forward(i64, const CellSpec& cell, const VariantOptions* variant, const Dims& d, const SequenceOptions& o,
                const ForwardArgs<T>& f, const VariantParams<T>&) {
     refuse(variant);
     run_forward(ctx_, cell, d, o, f);
   }
-  void backward(const CellSpec& cell, const VariantOptions* variant, const Dims& d, const SequenceOptions& o,
+  void backward(i64, const CellSpec& cell, const VariantOptions* variant, const Dims& d, const SequenceOptions& o,
                 const BackwardArgs<T>& b, const VariantParams<T>&, const VariantGrads<T>&) {
     refuse(variant);
     run_backward(ctx_, cell, d, o, b);

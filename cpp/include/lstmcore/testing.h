@@ -1,0 +1,20 @@
+// lstmcore — hooks for tests of the library itself; not part of the stable API.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "lstmcore/version.h"
+
+namespace lstmcore {
+LSTMCORE_INLINE_NAMESPACE_BEGIN
+namespace testing {
+
+// y[i] = f(x[i]) for i < n with the CPU kernels' own vectorised exp, expm1, sigmoid or
+// tanh (name) of the instruction set in use; InvalidArgument for another name.
+void kernel_activation(const std::string& name, const float* x, float* y, std::int64_t n);
+void kernel_activation(const std::string& name, const double* x, double* y, std::int64_t n);
+
+}  // namespace testing
+LSTMCORE_INLINE_NAMESPACE_END
+}  // namespace lstmcore

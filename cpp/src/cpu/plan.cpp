@@ -1,0 +1,159 @@
+// The workspace planner of cpu/plan.h: every kernel's scratch, laid out once per call.
+#include "cpu/plan.h"
+
+#include <algorithm>
+
+#include "cpu/isa.h"
+#include "cpu/threads.h"
+
+namespace lstmcore {
+LSTMCORE_INLINE_NAMESPACE_BEGIN
+namespace cpu {
+namespace {
+
+using i64 = std::int64_t;
+constexpr std::size_t kLine = 64;
+constexpr std::size_t kPage = 4096;
+
+// Hands out the regions of one block in order.
+class Layout {
+ public:
+  explicit Layout(Dtype t) : elem_(size_of(t)) {}
+
+  // `count` elements, on a line of their own.
+  Region flat(i64 count) {
+    Region r;
+    r.offset = end_;
+    r.count = count;
+    end_ += lines(count);
+    return r;
+  }
+
+  // A matrix of `rows` rows of `cols` elements with a padded leading dimension: whole
+  // lines, and not a multiple of 4 KiB.
+  Region matrix(i64 rows, i64 cols) {
+    const i64 per_line = static_cast<i64>(kLine / elem_);
+    i64 ld = (cols + per_line - 1) / per_line * per_line;
+    if (rows > 1 && (static_cast<std::size_t>(ld) * elem_) % kPage == 0) ld += per_line;
+    Region r = flat(rows * ld);
+    r.ld = ld;
+    return r;
+  }
+
+  // Elements of a tile or slot of `count` elements rounded up to whole lines.
+  i64 rounded(i64 count) const { return static_cast<i64>(lines(count) / elem_); }
+
+  std::size_t bytes() const { return std::max(end_, kLine); }
+
+ private:
+  std::size_t lines(i64 count) const {
+    return (static_cast<std::size_t>(count) * elem_ + kLine - 1) / kLine * kLine;
+  }
+  std::size_t elem_;
+  std::size_t end_ = 0;
+};
+
+// A packed product: the K × (G·n) operand's panels and `rows` rows of tiles per thread;
+// threads from the product's flops per step.
+ProductPlan product(const Context& c, Dtype t, Layout& l, i64 K, i64 n, i64 G, i64 rows, i64 flops) {
+  ProductPlan p;
+  p.pack = c.kernels->pack_geometry(t, K, n, G);
+  p.threads = product_threads(c, flops, p.pack.blocks);
+  p.tile_stride = l.rounded(rows * G * p.pack.W);
+  p.packed = l.flat(p.pack.elements);
+  p.tiles = l.flat(p.threads * p.tile_stride);
+  return p;
+}
+
+}  // namespace
+
+ForwardPlan plan_forward(const Context& c, Dtype t, const CellSpec& spec, const Dims& d, bool training) {
+  const i64 B = d.batch, H = d.hidden, G = gate_count(spec.cell), GH = G * H, N = d.steps * d.batch;
+  Layout l(t);
+  ForwardPlan p;
+  if (!training) p.gates = l.matrix(N, GH);
+  p.bias = l.flat(GH);
+  p.zeros = l.flat(H);
+  p.rec = l.flat(B * GH);
+  if (spec.cell == Cell::gru && !spec.reset_after) {
+    p.rh = l.flat(B * H);
+  } else {
+    p.product = product(c, t, l, H, H, G, B, 2 * B * H * GH);
+    p.h_other = l.flat(B * H);
+  }
+  p.bytes = l.bytes();
+  return p;
+}
+
+BackwardPlan plan_backward(const Context& c, Dtype t, const CellSpec& spec, const Dims& d) {
+  const i64 B = d.batch, H = d.hidden, GH = gate_count(spec.cell) * H, N = d.steps * d.batch;
+  Layout l(t);
+  BackwardPlan p;
+  p.h_prev = l.matrix(N, H);
+  p.zeros = l.flat(H);
+  if (spec.cell == Cell::gru && !spec.reset_after) {
+    p.da_step = l.flat(B * GH);
+    p.drh = l.flat(B * H);
+  } else {
+    p.product = product(c, t, l, GH, H, 1, B, 2 * B * H * GH);  // w_hᵀ: one block of H columns
+    p.da[0] = l.flat(B * GH);
+    p.da[1] = l.flat(B * GH);
+    p.prod = l.flat(B * H);
+  }
+  p.bytes = l.bytes();
+  return p;
+}
+
+VariantForwardPlan plan_variant_forward(const Context& c, Dtype t, const detail::VariantPlan& v, bool training) {
+  const i64 B = v.B, H = v.H, GH = v.GH, R = v.R, W = std::max(H, R);
+  Layout l(t);
+  VariantForwardPlan p;
+  if (!training) p.cache = l.flat(v.total);
+  p.xp = l.matrix(v.N, GH);
+  p.rec = l.flat(B * GH);
+  p.act = l.flat(B * GH);
+  p.mbuf = l.flat(B * W);
+  p.hbuf = l.flat(B * W);
+  p.cbuf = l.flat(B * W);
+  p.bx = l.flat(GH);
+  p.bh = l.flat(GH);
+  p.rows = B;
+  const bool reset_before = v.gru && !v.reset_after;
+  const i64 n = reset_before ? 2 * H : GH;  // h·w_h: B × n, K = R
+  p.recurrent = product(c, t, l, R, n, 1, B, 2 * B * n * R);
+  if (reset_before) p.second = product(c, t, l, H, H, 1, B, 2 * B * H * H);  // (r ⊙ h)·w_h[:, n]
+  if (v.proj) p.second = product(c, t, l, H, R, 1, B, 2 * B * R * H);        // m·w_proj
+  p.bytes = l.bytes();
+  return p;
+}
+
+VariantBackwardPlan plan_variant_backward(const Context& c, Dtype t, const detail::VariantPlan& v) {
+  const i64 B = v.B, H = v.H, GH = v.GH, R = v.R, N = v.N, W = std::max(H, R);
+  Layout l(t);
+  VariantBackwardPlan p;
+  p.hprev = l.matrix(N, R);
+  if (v.ln) p.dax = l.matrix(N, GH);          // dL/d(x·w_x) differs from dL/da
+  if (v.ln || v.gru) p.dah = l.matrix(N, GH);  // dL/d(h·w_h) differs from the input side's
+  if (v.proj) p.dht = l.matrix(N, R);
+  p.dstep = l.flat(B * GH);
+  p.act = l.flat(B * GH);
+  p.dg = l.flat(B * GH);
+  p.dm = l.flat(B * W);
+  p.dhb = l.flat(B * W);
+  p.hc = l.flat(B * W);
+  p.sh = l.flat(B * W);
+  p.acc = l.flat(B * 5 * H);
+  p.zeros = l.flat(W);
+  p.rows = B;
+  const bool reset_before = v.gru && !v.reset_after;
+  const i64 k = reset_before ? 2 * H : GH;  // dL/d(h·w_h)·w_hᵀ: B × R, K = k
+  p.recurrent = product(c, t, l, k, R, 1, B, 2 * B * R * k);
+  if (reset_before) p.second = product(c, t, l, H, H, 1, B, 2 * B * H * H);  // da_n·w_h[:, n]ᵀ
+  if (v.proj) p.second = product(c, t, l, R, H, 1, B, 2 * B * H * R);        // dh̃·w_projᵀ
+  p.bytes = l.bytes();
+  return p;
+}
+
+}  // namespace cpu
+LSTMCORE_INLINE_NAMESPACE_END
+}  // namespace lstmcore

@@ -1,0 +1,79 @@
+// The products that close every backward walk (lstm.cpp, gru.cpp, rnn.cpp,
+// variant_backward.cpp): once the gate gradients of all T·B rows are known,
+//
+//   dx   = da_x·w_xᵀ              dw_x = xᵀ·da_x          db = Σ_rows da  (per column)
+//   dw_h = h_prevᵀ·da_h           db_h = Σ_rows da_h
+//
+// each a single GEMM (or column sum) over all rows. da_x = dL/d(x·w_x) and da_h =
+// dL/d(h·w_h + b_h) are the same rows for LSTM and RNN; GRU and the variants give dw_h
+// and db_h as column blocks with sources of their own (GRU's n block: r ⊙ h_{t−1} or
+// dL/d(ah_n)). Rows past a sequence's length hold zeros, so they add nothing.
+#pragma once
+
+#include "cpu/kernel_common.h"
+
+namespace lstmcore {
+LSTMCORE_INLINE_NAMESPACE_BEGIN
+namespace cpu {
+namespace LSTMCORE_ISA_NS {
+
+template <typename T>
+class WeightGradients {
+ public:
+  // rows: T·B; gh: the G·H columns of w_x and w_h.
+  WeightGradients(i64 rows, i64 input, i64 gh) : N_(rows), I_(input), GH_(gh) {}
+
+  // dL/d(x·w_x) of every row (N, G·H), row stride ld: dx, dw_x, and db unless bias() says otherwise.
+  void input_side(const T* da_x, i64 ld) {
+    da_x_ = da_x;
+    ld_x_ = ld;
+    if (!db_) db_ = da_x, ld_db_ = ld;
+  }
+  // The rows whose column sums are db (N, G·H), when they differ from the input side's.
+  void bias(const T* rows, i64 ld) { db_ = rows, ld_db_ = ld; }
+  // dw_h[:, col : col + cols] = leftᵀ·right: left (N, K) with stride ld_left (K: the rows
+  // of w_h), right (N, cols) with stride ld_right.
+  void recurrent(i64 K, const T* left, i64 ld_left, const T* right, i64 ld_right, i64 col, i64 cols) {
+    w_h_[n_w_h_++] = {left, ld_left, right, ld_right, col, cols, K};
+  }
+  // db_h[col : col + cols] = Σ_rows rows, rows (N, cols) with stride ld.
+  void recurrent_bias(const T* rows, i64 ld, i64 col, i64 cols) { b_h_[n_b_h_++] = {rows, ld, col, cols}; }
+
+  void run(const Context& ctx, const BackwardArgs<T>& a) const {
+    gemm<T>(ctx, false, true, N_, I_, GH_, da_x_, ld_x_, a.w_x, GH_, false, a.dx, I_);  // dx = da_x·w_xᵀ
+    gemm<T>(ctx, true, false, I_, GH_, N_, a.x, I_, da_x_, ld_x_, false, a.dw_x, GH_);  // dw_x = xᵀ·da_x
+    for (int k = 0; k < n_w_h_; ++k) {
+      const Block& b = w_h_[k];
+      gemm<T>(ctx, true, false, b.K, b.cols, N_, b.left, b.ld_left, b.right, b.ld_right, false, a.dw_h + b.col, GH_);
+    }
+    if (a.db) column_sums(db_, N_, GH_, ld_db_, a.db);
+    if (a.db_h)
+      for (int k = 0; k < n_b_h_; ++k) column_sums(b_h_[k].rows, N_, b_h_[k].cols, b_h_[k].ld, a.db_h + b_h_[k].col);
+  }
+
+ private:
+  struct Block {
+    const T* left;
+    i64 ld_left;
+    const T* right;
+    i64 ld_right;
+    i64 col, cols, K;
+  };
+  struct Sum {
+    const T* rows;
+    i64 ld, col, cols;
+  };
+  i64 N_, I_, GH_;
+  const T* da_x_ = nullptr;
+  i64 ld_x_ = 0;
+  const T* db_ = nullptr;
+  i64 ld_db_ = 0;
+  Block w_h_[2] = {};
+  Sum b_h_[2] = {};
+  int n_w_h_ = 0, n_b_h_ = 0;
+};
+
+}  // namespace LSTMCORE_ISA_NS
+}  // namespace cpu
+LSTMCORE_INLINE_NAMESPACE_END
+}  // namespace lstmcore
