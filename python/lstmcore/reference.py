@@ -23,8 +23,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from ._checks import require_no_cell_state
 from ._types import (ACTIVATIONS, DEFAULT_ACTIVATIONS, GATES, LAYER_NORM_EPSILON, ForwardResult,
-                     Gradients)
+                     Gradients, has_cell_state)
 
 __all__ = ["forward", "backward", "sigmoid", "zoneout_mask"]
 
@@ -417,8 +418,7 @@ def forward(x, w_x, w_h, b=None, b_h=None, h0=None, c0=None, *, cell="lstm", rev
     R = H if w_proj is None else w_proj.shape[1]  # the width of h
     w_x = _f64(w_x, "w_x", (I, G * H))
     w_h = _f64(w_h, "w_h", (R, G * H))
-    if cell != "lstm" and c0 is not None:
-        raise ValueError(f"c0: cell {cell!r} has no cell state")
+    require_no_cell_state(cell, "c0", c0)
     bb = np.zeros(G * H) if b is None else _f64(b, "b", (G * H,))
     p = dict(cell=cell, reset_after=bool(reset_after), H=H, w_h=w_h, b=bb,
              b_h=np.zeros(G * H) if b_h is None else _f64(b_h, "b_h", (G * H,)),
@@ -432,7 +432,7 @@ def forward(x, w_x, w_h, b=None, b_h=None, h0=None, c0=None, *, cell="lstm", rev
                           or not H <= j < 2 * H])
     h = np.zeros((B, R)) if h0 is None else _f64(h0, "h0", (B, R))
     c = None
-    if cell == "lstm":
+    if has_cell_state(cell):
         c = np.zeros((B, H)) if c0 is None else _f64(c0, "c0", (B, H))
     lens = _lengths(seq_lengths, T, B)
     z = q["zoneout"]
@@ -483,11 +483,10 @@ def backward(cache, dy=None, dh_n=None, dc_n=None):
         if cache["batch_first"]:
             dy = dy.transpose(1, 0, 2)
     dh = np.zeros((B, R)) if dh_n is None else _f64(dh_n, "dh_n", (B, R))
+    require_no_cell_state(cell, "dc_n", dc_n)
     dc = None
-    if cell == "lstm":
+    if has_cell_state(cell):
         dc = np.zeros((B, H)) if dc_n is None else _f64(dc_n, "dc_n", (B, H))
-    elif dc_n is not None:
-        raise ValueError(f"dc_n: cell {cell!r} has no cell state")
 
     acc = dict(dw_h=np.zeros((R, G * H)), db_h=np.zeros(G * H), db=np.zeros(G * H),
                dpeep=np.zeros((3, H)), dw_proj=None if p["w_proj"] is None else np.zeros_like(p["w_proj"]),
