@@ -70,7 +70,9 @@ def forward(x, w_x, w_h, b=None, b_h=None, h0=None, c0=None, *, cell="lstm", rev
         past its length and h_n/c_n are its state after its last valid step.
       batch_first: x, y (and dx in backward) are (B, T, ·).
       training: also return a Cache for ``backward``.
-      out: a C-contiguous array of y's shape and dtype to write y into (returned as y).
+      out: a writeable, aligned, C-contiguous array of y's shape and dtype to write y into
+        (returned as y; a CPU torch tensor that does not require grad works too). It must share
+        no memory with any input, seq_lengths included (ValueError naming both).
       reset_after: GRU only; True (PyTorch/cuDNN) applies the reset gate after the
         recurrent product, False (Cho et al. 2014) before it.
       dtype: force the compute dtype (float32 or float64), converting every array to it.
@@ -111,8 +113,9 @@ def forward(x, w_x, w_h, b=None, b_h=None, h0=None, c0=None, *, cell="lstm", rev
     Returns ForwardResult(y, h_n, c_n, cache): y (T, B, H) (or (B, T, H)), h_n and c_n
     (B, H), c_n None for GRU/RNN, cache None unless ``training``.
 
-    Arrays that are C-contiguous and of the compute dtype are used in place (no copy).
-    The GIL is released while the core runs.
+    Arrays that are C-contiguous, aligned and of the compute dtype are used in place (no
+    copy), CPU torch tensors too (read detached). The cache keeps references to them and a
+    private copy of seq_lengths. The GIL is released while the core runs.
     """
     if _cuda.is_device_call(x, w_x, w_h, b, b_h, h0, c0, out):  # device arrays: python/lstmcore/_cuda.py
         values = dict(peepholes=peepholes, input_forget=input_forget, forget_gate=forget_gate, clip=clip,
@@ -161,7 +164,9 @@ def backward(cache, dy=None, dh_n=None, dc_n=None):
     """Backpropagation through time for the forward call that produced ``cache``.
 
     dy has y's shape; dh_n, dc_n are (B, H); None means a zero gradient. dc_n exists
-    only for LSTM. The gradients must have the cache's dtype. The cache is consumed.
+    only for LSTM. The gradients must have the cache's dtype and lie outside the cache's
+    buffer (which backward overwrites). Everything is checked before the cache is consumed:
+    a backward that raises leaves it usable.
 
     Returns Gradients(dx, dh0, dc0, dw_x, dw_h, db, db_h), shaped like the forward
     inputs; dc0 is None for GRU/RNN, db / db_h are None when forward had no such bias.
@@ -209,6 +214,8 @@ def set_num_threads(n):
     """Sets the number of threads every later call uses (process-wide)."""
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)):
         raise TypeError(f"n: expected an int, got {type(n).__name__}")
+    if n > 2**31 - 1:
+        raise OverflowError(f"n: expected a thread count that fits a C int (at most {2**31 - 1}), got {n}")
     _core.set_num_threads(int(n))
 
 
@@ -233,7 +240,9 @@ def set_isa(name):
     The default is the best variant the CPU supports; the environment variable
     LSTMCORE_ISA chooses another at import time.
     """
-    _core.set_isa(str(name))
+    if not isinstance(name, str):
+        raise TypeError(f"name: expected one of {', '.join(available_isas())}, got {name!r}")
+    _core.set_isa(name)
 
 
 def build_info():

@@ -507,7 +507,9 @@ class _Recurrent:
         the state ((dh_n, dc_n) for LSTM, either may be None), or None.
         Returns ``(dx, dstate0)``, dstate0 the gradient of the initial state ((dh0, dc0) for
         LSTM). The weight gradients go to ``self.grads`` (same names as ``params``). The
-        cache is consumed.
+        cache is consumed — after every check: a cache made by a layer of another
+        configuration, gradients of the wrong shape or dtype, or inside the cache's buffer,
+        raise and leave it usable.
         """
         if not isinstance(cache, StackCache):
             raise TypeError(f"cache: expected the lstmcore.StackCache from layer.forward(..., training=True), "
