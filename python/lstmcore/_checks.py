@@ -39,6 +39,14 @@ def check_cell(cell):
         raise ValueError(f"cell: expected one of {', '.join(map(repr, CELLS))}, got {cell!r}")
 
 
+def flag(value, name):
+    """True / False from a bool, a NumPy bool, 0 or 1; ValueError naming ``name`` otherwise (a
+    None or a string is not read as a truth value: forget_gate=None would drop the forget gate)."""
+    if isinstance(value, (bool, np.bool_)) or (isinstance(value, (int, np.integer)) and value in (0, 1)):
+        return bool(value)
+    raise ValueError(f"{name}: expected True or False, got {value!r}")
+
+
 def require_no_cell_state(cell, name, value):
     """ValueError when ``value`` (c0, dc_n, ...) is given for a cell without a cell state."""
     if value is not None and not has_cell_state(cell):

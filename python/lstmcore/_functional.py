@@ -11,8 +11,8 @@ import numpy as np
 
 from . import _core, _cuda, _variants
 from ._cache import Cache
-from ._checks import (as_array, check_cell, expect_shape, is_torch_tensor, prepare, prepare_lengths, refuse_overlap,
-                      require_no_cell_state)
+from ._checks import (as_array, check_cell, expect_shape, flag, is_torch_tensor, prepare, prepare_lengths,
+                      refuse_overlap, require_no_cell_state)
 from ._types import GATES, ForwardResult, Gradients
 
 #: The cell-variant keywords of forward and their plain-cell defaults.
@@ -117,6 +117,8 @@ def forward(x, w_x, w_h, b=None, b_h=None, h0=None, c0=None, *, cell="lstm", rev
     copy), CPU torch tensors too (read detached). The cache keeps references to them and a
     private copy of seq_lengths. The GIL is released while the core runs.
     """
+    reverse, batch_first, training, reset_after = (flag(v, n) for v, n in (
+        (reverse, "reverse"), (batch_first, "batch_first"), (training, "training"), (reset_after, "reset_after")))
     if _cuda.is_device_call(x, w_x, w_h, b, b_h, h0, c0, out):  # device arrays: python/lstmcore/_cuda.py
         values = dict(peepholes=peepholes, input_forget=input_forget, forget_gate=forget_gate, clip=clip,
                       activations=activations, activation_alpha=activation_alpha, activation_beta=activation_beta,

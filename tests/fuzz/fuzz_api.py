@@ -7,18 +7,19 @@ calls runs in a subprocess, so a crash is caught and pinned to the call that cau
 rest go on in a fresh subprocess. Every accepted valid call is compared with the float64
 NumPy reference; every invalid call must raise a ValueError / TypeError / OverflowError (a
 MemoryError for a copy that cannot be allocated) whose message names the argument; a backward
-that fails must leave the cache usable. Each call also picks the thread count and the
+that fails must leave the cache usable, a refused setting the setting as it was. Each call also picks the thread count and the
 instruction set it runs with.
 
     python tests/fuzz/fuzz_api.py --calls 5000                 # counts per outcome
     python tests/fuzz/fuzz_api.py --calls 20000 --jobs 2 --out fuzz.json
     python tests/fuzz/fuzz_api.py --replay 0:1234              # one call (seed:index), verbose
 
-Outcomes: valid calls "match" (every output within the tolerance, float32 outputs too
-ill-conditioned to judge counted apart), "mismatch", "error on a valid call"; invalid calls
+Outcomes: valid calls "match" (every output within the tolerance; outputs too ill-conditioned
+to judge in their dtype, see problems.Report, counted apart), "mismatch", "error on a valid call"; invalid calls
 "clean error", "accepted" (no error), "unnamed" (the message does not name the argument),
-"unexpected type" (another exception type), "cache lost" (a failed backward left the cache
-unusable or wrong); either kind "crash" (the subprocess died). Exit status 1 when any outcome
+"unexpected type" (another exception type), "changed by a failed call" (a failed backward left
+its cache unusable or wrong, a refused setting changed the setting); either kind "crash" (the
+subprocess died). Exit status 1 when any outcome
 other than "match" / "clean error" occurred. Run from the repository root with the package
 importable (PYTHONPATH=python for a source tree).
 """
@@ -85,7 +86,7 @@ def run_one(seed, index):
     out["outcome"] = {"clean": "clean error", "accepted": "accepted", "unnamed": "unnamed",
                       "unexpected": "unexpected type"}[verdict]
     if note:
-        out["outcome"] = "cache lost"
+        out["outcome"] = "changed by a failed call"
         out["detail"] = note
     elif verdict != "clean":
         out["detail"] = f"expected a name in {list(expect)}; got " + (
@@ -185,7 +186,7 @@ def main(argv=None):
     print(f"{len(results)} calls (seed {args.seed}) in {time.time() - t0:.0f} s")
     for outcome, n in counts.most_common():
         print(f"  {outcome:24s} {n}")
-    print(f"  float32 outputs too ill-conditioned to judge (skipped): {skipped}")
+    print(f"  outputs too ill-conditioned to judge in their dtype (skipped, see problems.Report): {skipped}")
     for (kind, api, outcome), n in sorted(by_api.items()):
         print(f"    {kind:8s} {api:8s} {outcome:24s} {n}")
     for r in bad[:30]:
