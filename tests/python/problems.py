@@ -960,6 +960,8 @@ def _invalid_forward(s, m):
             kw["out"] = present(np.zeros(y_shape), _pick_from(m, ["strided", "fortran"]), call_dt)
             if kw["out"].flags.c_contiguous:  # a Fortran array with at most one dimension > 1 is C too
                 kw["out"] = present(np.zeros(y_shape), "strided", call_dt)
+            if kw["out"].flags.c_contiguous:  # so is a one-element view: spoil it otherwise
+                kw["out"] = present(np.zeros(y_shape), "readonly", call_dt)
         elif kind == "out_misaligned":
             kw["out"] = present(np.zeros(y_shape), "misaligned", call_dt)
         elif kind == "out_overlap":  # out and an input share memory through views of one buffer
