@@ -19,7 +19,8 @@ to judge in their dtype, see problems.Report, counted apart), "mismatch", "error
 "clean error", "accepted" (no error), "unnamed" (the message does not name the argument),
 "unexpected type" (another exception type), "changed by a failed call" (a failed backward left
 its cache unusable or wrong, a refused setting changed the setting); either kind "crash" (the
-subprocess died). Exit status 1 when any outcome
+subprocess died) or "hang" (a batch ran past BATCH_SECONDS). Workers run with a 16 GiB address
+space, so a call that would allocate more fails with a MemoryError instead of exhausting the machine. Exit status 1 when any outcome
 other than "match" / "clean error" occurred. Run from the repository root with the package
 importable (PYTHONPATH=python for a source tree).
 """
@@ -29,6 +30,7 @@ import argparse
 import collections
 import json
 import os
+import resource
 import signal
 import subprocess
 import sys
@@ -38,6 +40,10 @@ import traceback
 HERE = os.path.dirname(os.path.abspath(__file__))
 TESTS = os.path.join(os.path.dirname(HERE), "python")
 GOOD = ("match", "clean error")
+#: A worker's address space (bytes) and a batch's time (seconds): a call that would allocate
+#: terabytes gets a MemoryError instead of the machine's memory, a call that hangs is reported.
+MEMORY_LIMIT = 16 * 2**30
+BATCH_SECONDS = 900
 
 
 def case(seed, index):
@@ -103,15 +109,25 @@ def worker(seed, start, count):
         print(json.dumps(run_one(seed, i)), flush=True)
 
 
+def _limit_memory():
+    resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT, MEMORY_LIMIT))
+
+
 def _spawn(seed, start, count):
     cmd = [sys.executable, os.path.abspath(__file__), "--worker", "--seed", str(seed), "--start", str(start),
            "--count", str(count)]
-    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=_limit_memory)
 
 
 def _collect(proc, start, count, seed, results):
     """Reads a worker's results; returns the index to resume from (None when the batch is done)."""
-    stdout, stderr = proc.communicate()
+    try:
+        stdout, stderr = proc.communicate(timeout=BATCH_SECONDS)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        stdout, stderr = proc.communicate()
+        stderr = f"killed after {BATCH_SECONDS} s (a hang?); " + stderr
     started = None
     for line in stdout.splitlines():
         try:
@@ -132,8 +148,9 @@ def _collect(proc, start, count, seed, results):
             return None
     rc = proc.returncode
     how = f"signal {signal.Signals(-rc).name}" if rc < 0 else f"exit status {rc}"
+    outcome = "hang" if stderr.startswith("killed after") else "crash"
     kind, spec, mutation, threads, isa = case(seed, started)
-    results.append({"i": started, "kind": kind, "api": spec["api"], "outcome": "crash",
+    results.append({"i": started, "kind": kind, "api": spec["api"], "outcome": outcome,
                     "detail": f"{how}; stderr: {stderr[-2000:]}",
                     "mutation": None if mutation is None else mutation["kind"]})
     return started + 1 if started + 1 < start + count else None
