@@ -19,7 +19,7 @@ to judge in their dtype, see problems.Report, counted apart), "mismatch", "error
 "clean error", "accepted" (no error), "unnamed" (the message does not name the argument),
 "unexpected type" (another exception type), "changed by a failed call" (a failed backward left
 its cache unusable or wrong, a refused setting changed the setting); either kind "crash" (the
-subprocess died) or "hang" (a batch ran past BATCH_SECONDS). Workers run with a 16 GiB address
+subprocess died) or "hang" (a batch ran past BATCH_SECONDS). Workers run with a 3 GiB address
 space, so a call that would allocate more fails with a MemoryError instead of exhausting the machine. Exit status 1 when any outcome
 other than "match" / "clean error" occurred. Run from the repository root with the package
 importable (PYTHONPATH=python for a source tree).
@@ -42,7 +42,7 @@ TESTS = os.path.join(os.path.dirname(HERE), "python")
 GOOD = ("match", "clean error")
 #: A worker's address space (bytes) and a batch's time (seconds): a call that would allocate
 #: terabytes gets a MemoryError instead of the machine's memory, a call that hangs is reported.
-MEMORY_LIMIT = 16 * 2**30
+MEMORY_LIMIT = 3 * 2**30
 BATCH_SECONDS = 900
 
 
