@@ -14,6 +14,7 @@ import time
 import numpy as np
 
 import lstmcore
+from lstmcore._types import GATES, has_cell_state
 
 
 def _median_ms(fn, repeats):
@@ -37,17 +38,17 @@ def gradient_check(cell="lstm", samples=24, seed=0):
     """Largest relative error of `samples` gradient entries against central differences."""
     rng = np.random.default_rng(seed)
     T, B, I, H = 9, 3, 5, 7
-    G = {"lstm": 4, "gru": 3}.get(cell, 1)
+    G = GATES[cell]
     params = dict(x=rng.standard_normal((T, B, I)), w_x=0.4 * rng.standard_normal((I, G * H)),
                   w_h=0.4 * rng.standard_normal((H, G * H)), b=0.1 * rng.standard_normal(G * H),
                   b_h=0.1 * rng.standard_normal(G * H), h0=rng.standard_normal((B, H)))
-    if cell == "lstm":
+    if has_cell_state(cell):
         params["c0"] = rng.standard_normal((B, H))
     weights = dict(y=rng.standard_normal((T, B, H)), h=rng.standard_normal((B, H)),
                    c=rng.standard_normal((B, H)))
     res = lstmcore.forward(**params, cell=cell, training=True)
     grads = lstmcore.backward(res.cache, weights["y"], weights["h"],
-                              weights["c"] if cell == "lstm" else None)
+                              weights["c"] if has_cell_state(cell) else None)
     analytic = dict(x=grads.dx, w_x=grads.dw_x, w_h=grads.dw_h, b=grads.db, b_h=grads.db_h,
                     h0=grads.dh0, c0=grads.dc0)
     names = list(params)

@@ -26,12 +26,13 @@ the state) are device arrays: see ``stack_forward`` below.
 from __future__ import annotations
 
 import importlib
-import sys
 
 import numpy as np
 
 from . import _core
-from ._types import GATES, ForwardResult, Gradients
+from ._cache import Cache, DeviceCache
+from ._checks import check_cell, expect_shape, is_torch_tensor, prepare_lengths, require_no_cell_state
+from ._types import GATES, ForwardResult, Gradients, has_cell_state
 
 _DLPACK_CUDA = (2, 13)  # kDLCUDA, kDLCUDAManaged
 _HOST_TYPES = (np.ndarray, np.generic, list, tuple, int, float, bool)
@@ -75,17 +76,12 @@ def persistent_batch():
 # telling device arrays from host ones
 
 
-def _torch_tensor(obj):
-    torch = sys.modules.get("torch")
-    return torch is not None and isinstance(obj, torch.Tensor)
-
-
 def _is_device(obj):
     """True for an array on a CUDA device; never raises."""
     if obj is None or isinstance(obj, _HOST_TYPES):
         return False
     try:
-        if _torch_tensor(obj):
+        if is_torch_tensor(obj):
             return obj.is_cuda
         if hasattr(obj, "__cuda_array_interface__"):
             return True
@@ -97,7 +93,7 @@ def _is_device(obj):
 
 def is_device_call(*objs):
     """True when forward / backward must take the CUDA path (any argument on a device)."""
-    return any(_is_device_cache(o) or _is_device(o) for o in objs)
+    return any(isinstance(o, DeviceCache) or _is_device(o) for o in objs)
 
 
 def _kind(obj):
@@ -261,7 +257,7 @@ def _importable(name):
 
 def _view(obj, name):
     """The _View of a device array, reading arrays of other libraries through torch or CuPy."""
-    if _torch_tensor(obj):
+    if is_torch_tensor(obj):
         return _lib("torch").view(obj)
     top = type(obj).__module__.split(".")[0]
     if top in ADAPTERS:
@@ -316,8 +312,8 @@ def _views(named, dt_request, call_dtype=None):
 
 def _check_shape(views, name, want, letters):
     v = views.get(name)
-    if v is not None and v.shape != tuple(want):
-        raise ValueError(f"{name}: expected shape {letters} = {tuple(want)}, got {v.shape}")
+    if v is not None:
+        expect_shape(name, v.shape, want, letters)
 
 
 def _ptr(views, name):
@@ -325,62 +321,47 @@ def _ptr(views, name):
     return 0 if v is None else v.ptr
 
 
-def _host_lengths(seq_lengths):
-    from ._functional import _prepare_lengths  # noqa: PLC0415
+def _span(v):
+    """The address range [start, end) of a C-contiguous view."""
+    return v.ptr, v.ptr + int(np.prod(v.shape, dtype=np.int64)) * v.dtype.itemsize
 
+
+def _refuse_overlap(name, view, others, what):
+    """ValueError naming ``name`` when the C-contiguous ``view`` shares device memory with one
+    of ``others`` ((name, view) pairs, None skipped): an exact test for contiguous ranges."""
+    if view is None:
+        return
+    a0, a1 = _span(view)
+    for other, v in others:
+        if v is None or not v.contiguous or v.device != view.device:
+            continue
+        b0, b1 = _span(v)
+        if a0 < b1 and b0 < a1:
+            raise ValueError(f"{name}: shares memory with {other}; {what}")
+
+
+def host_lengths(seq_lengths, steps=None):
+    """A private host copy of ``seq_lengths`` (a host or device array), as prepare_lengths makes it."""
     if _is_device(seq_lengths):
         seq_lengths = _view(seq_lengths, "seq_lengths").lib.to_host(seq_lengths)
-    return _prepare_lengths(seq_lengths)
+    return prepare_lengths(seq_lengths, steps)
 
 
 # ------------------------------------------------------------------------------------------
-# the cache and the two calls
-
-
-def _cache_class():
-    from ._functional import Cache  # noqa: PLC0415
-
-    class DeviceCache(Cache):
-        """The training cache of a forward on a CUDA device (a device buffer and the inputs)."""
-
-        __slots__ = ("lib", "device")
-
-        def __repr__(self):
-            state = "consumed" if self._consumed else "ready"
-            return (f"<lstmcore.Cache cell={self.cell!r} dtype={self.dtype} x.shape={tuple(self.x.shape)} "
-                    f"cuda:{self.device} ({self.lib.name}) {state}>")
-
-    return DeviceCache
-
-
-class _Lazy:  # the DeviceCache class, made on first use (it derives from _functional.Cache)
-    cls = None
-
-
-def _device_cache(**fields):
-    if _Lazy.cls is None:
-        _Lazy.cls = _cache_class()
-    return _Lazy.cls(**fields)
-
-
-def _is_device_cache(obj):
-    return _Lazy.cls is not None and isinstance(obj, _Lazy.cls)
+# the two calls
 
 
 def forward(x, w_x, w_h, b=None, b_h=None, h0=None, c0=None, *, cell="lstm", reverse=False, seq_lengths=None,
             batch_first=False, training=False, out=None, reset_after=True, dtype=None):
     """lstmcore.forward on CUDA device arrays (see the module docstring)."""
-    from ._functional import _check_cell  # noqa: PLC0415
-
     named = [("x", x), ("w_x", w_x), ("w_h", w_h), ("b", b), ("b_h", b_h), ("h0", h0), ("c0", c0), ("out", out)]
     device_names = _check_one_side(named)
     _require_build(device_names[0], dict(named)[device_names[0]])
     for n in ("x", "w_x", "w_h"):
         if dict(named)[n] is None:
             raise TypeError(f"{n}: expected an array, got None")
-    _check_cell(cell)
-    if cell != "lstm" and c0 is not None:
-        raise ValueError(f"c0: the {cell} cell has no cell state; pass None")
+    check_cell(cell)
+    require_no_cell_state(cell, "c0", c0)
     views, dt, device = _views([nv for nv in named if nv[0] != "out"], dtype)
     vx, vh = views["x"], views["w_h"]
     if len(vx.shape) != 3:
@@ -397,7 +378,7 @@ def forward(x, w_x, w_h, b=None, b_h=None, h0=None, c0=None, *, cell="lstm", rev
         _check_shape(views, n, (G * H,), f"({gh},)")
     for n in ("h0", "c0"):
         _check_shape(views, n, (B, H), "(B, H)")
-    lengths = _host_lengths(seq_lengths)
+    lengths = host_lengths(seq_lengths, T)
     lib = vx.lib
     y_shape, y_letters = ((B, T, H), "(B, T, H)") if batch_first else ((T, B, H), "(T, B, H)")
     if out is not None:
@@ -405,11 +386,15 @@ def forward(x, w_x, w_h, b=None, b_h=None, h0=None, c0=None, *, cell="lstm", rev
         if vo.dtype != dt or not vo.contiguous or vo.device != device:
             raise TypeError(f"out: expected a C-contiguous {dt} array on CUDA device {device}")
         _check_shape({"out": vo}, "out", y_shape, y_letters)
+        inputs = list(views.items())
+        if _is_device(seq_lengths):
+            inputs.append(("seq_lengths", _view(seq_lengths, "seq_lengths")))
+        _refuse_overlap("out", vo, inputs, "forward writes y while it reads its inputs (pass another out=)")
         y = out
     else:
         y = lib.empty(y_shape, dt, device)
     h_n = lib.empty((B, H), dt, device)
-    c_n = lib.empty((B, H), dt, device) if cell == "lstm" else None
+    c_n = lib.empty((B, H), dt, device) if has_cell_state(cell) else None
     cache_buffer = lib.empty((_core.cache_size(cell, bool(reset_after), T, B, I, H),), dt, device) if training else None
     out_views = {"y": lib.view(y) if out is None else vo, "h_n": lib.view(h_n)}
     if c_n is not None:
@@ -425,18 +410,17 @@ def forward(x, w_x, w_h, b=None, b_h=None, h0=None, c0=None, *, cell="lstm", rev
     if training:
         # The cache refers to the arrays forward read (converted copies where it made any).
         ref = {n: (views[n].obj if n in views else None) for n in ("x", "w_x", "w_h", "h0", "c0")}
-        cache = _device_cache(cell=cell, reset_after=bool(reset_after), dtype=dt, seq_lengths=lengths,
-                              reverse=bool(reverse), batch_first=bool(batch_first), has_b=b is not None,
-                              has_b_h=b_h is not None, buffer=cache_buffer, lib=lib, device=device, **ref)
+        cache = DeviceCache._from_fields(cell=cell, reset_after=reset_after, dtype=dt, seq_lengths=lengths,
+                                         reverse=reverse, batch_first=batch_first, has_b=b is not None,
+                                         has_b_h=b_h is not None, buffer=cache_buffer, variant=None, lib=lib,
+                                         device=device, **ref)
     return ForwardResult(y, h_n, c_n, cache)
 
 
 def backward(cache, dy=None, dh_n=None, dc_n=None):
     """lstmcore.backward for a cache of a forward on CUDA device arrays."""
     named = [("dy", dy), ("dh_n", dh_n), ("dc_n", dc_n)]
-    if not _is_device_cache(cache):
-        from ._functional import Cache  # noqa: PLC0415
-
+    if not isinstance(cache, DeviceCache):
         name = _check_one_side(named)[0]
         what = "from a host (NumPy) forward" if isinstance(cache, Cache) else f"a {type(cache).__name__}"
         raise TypeError(f"{name}: a CUDA device array, but the cache is {what}; "
@@ -445,8 +429,7 @@ def backward(cache, dy=None, dh_n=None, dc_n=None):
         if o is not None and not _is_device(o):
             raise TypeError(f"{n}: a host array ({_kind(o)}) for a cache on CUDA device {cache.device}; "
                             f"pass the gradients on that device")
-    if cache.cell != "lstm" and dc_n is not None:
-        raise ValueError(f"dc_n: the {cache.cell} cell has no cell state; pass None")
+    require_no_cell_state(cache.cell, "dc_n", dc_n)
     views, dt, device = (_views(named, None, cache.dtype) if any(o is not None for _, o in named)
                          else ({}, cache.dtype, cache.device))
     if views and device != cache.device:
@@ -459,10 +442,11 @@ def backward(cache, dy=None, dh_n=None, dc_n=None):
     _check_shape(views, "dy", y_shape, "(B, T, H)" if cache.batch_first else "(T, B, H)")
     for n in ("dh_n", "dc_n"):
         _check_shape(views, n, (B, H), "(B, H)")
+    _refuse_gradient_overlap(views, lib.view(cache.buffer))
     cache._claim()
     dev = cache.device
     grads = {"dx": lib.empty(vx.shape, dt, dev), "dh0": lib.empty((B, H), dt, dev),
-             "dc0": lib.empty((B, H), dt, dev) if cache.cell == "lstm" else None,
+             "dc0": lib.empty((B, H), dt, dev) if has_cell_state(cache.cell) else None,
              "dw_x": lib.empty((I, G * H), dt, dev), "dw_h": lib.empty((H, G * H), dt, dev),
              "db": lib.empty((G * H,), dt, dev) if cache.has_b else None,
              "db_h": lib.empty((G * H,), dt, dev) if cache.has_b_h else None}
@@ -476,6 +460,12 @@ def backward(cache, dy=None, dh_n=None, dc_n=None):
                         seq_lengths=cache.seq_lengths, reverse=cache.reverse, batch_first=cache.batch_first,
                         device=dev, stream=lib.stream(dev), allow_tf32=_settings["tf32"])
     return Gradients(*(grads[n] for n in ("dx", "dh0", "dc0", "dw_x", "dw_h", "db", "db_h")))
+
+
+def _refuse_gradient_overlap(views, buffer):
+    for name, v in views.items():
+        _refuse_overlap(name, v, [("the cache's buffer", buffer)],
+                        "backward overwrites the buffer while it reads the gradients")
 
 
 # -- layer stacks (lstmcore.LSTM / GRU / RNN on device arrays) ------------------------------
@@ -499,7 +489,7 @@ def stack_forward(layer, x, state, lengths, training, seed, weights):
     (y, h_n, c_n, cache_buffer, x, device weights, h0, c0, lib, device).
     """
     h0, c0 = layer._state_parts(state)
-    named = [("x", x), ("state[0] (h)" if layer.cell == "lstm" else "state", h0), ("state[1] (c)", c0)]
+    named = [("x", x), ("state[0] (h)" if has_cell_state(layer.cell) else "state", h0), ("state[1] (c)", c0)]
     device_names = _check_one_side(named)
     _require_build(device_names[0], dict(named)[device_names[0]])
     if layer._variant is not None:
@@ -519,7 +509,7 @@ def stack_forward(layer, x, state, lengths, training, seed, weights):
     O = layer.output_size
     y = lib.empty((B, T, O) if layer.batch_first else (T, B, O), dt, device)
     h_n = lib.empty((L * D, B, H), dt, device)
-    c_n = lib.empty((L * D, B, H), dt, device) if layer.cell == "lstm" else None
+    c_n = lib.empty((L * D, B, H), dt, device) if has_cell_state(layer.cell) else None
     n = _core.stack_cache_size(layer.cell, layer.reset_after, L, D, layer.dropout, T, B, I, H, merge=layer.merge)
     buffer = lib.empty((n,), dt, device) if training else None
     out = {"y": lib.view(y), "h_n": lib.view(h_n)}
@@ -542,7 +532,7 @@ def stack_backward(layer, cache, dy, dstate):
     ``_core.stack_backward`` returns: (dx, dh0, dc0, [(dw_x, dw_h, db, db_h), ...]) as device
     arrays of the cache's library."""
     dh_n, dc_n = layer._state_parts(dstate, "dstate")
-    named = [("dy", dy), ("dstate[0] (dh)" if layer.cell == "lstm" else "dstate", dh_n), ("dstate[1] (dc)", dc_n)]
+    named = [("dy", dy), ("dstate[0] (dh)" if has_cell_state(layer.cell) else "dstate", dh_n), ("dstate[1] (dc)", dc_n)]
     for n, o in named:
         if o is not None and not _is_device(o):
             raise TypeError(f"{n}: a host array ({_kind(o)}) for a cache on CUDA device {cache.device}; "
@@ -560,10 +550,11 @@ def stack_backward(layer, cache, dy, dstate):
                  "(B, T, O)" if cache.batch_first else "(T, B, O)")
     for n in named[1:]:
         _check_shape(views, n[0], (L * D, B, H), "(num_layers·D, B, H)")
+    _refuse_gradient_overlap(views, lib.view(cache.buffer))
     cache._claim()
     dx = lib.empty(tuple(vx.shape), dt, dev)
     dh0 = lib.empty((L * D, B, H), dt, dev)
-    dc0 = lib.empty((L * D, B, H), dt, dev) if cache.cell == "lstm" else None
+    dc0 = lib.empty((L * D, B, H), dt, dev) if has_cell_state(cache.cell) else None
     grads = []
     for j, (w_x, _, b, b_h) in enumerate(cache.weights):
         rows = I if j < D else lib.view(w_x).shape[0]

@@ -1,108 +1,53 @@
 """The functional API: ``forward`` and ``backward`` over NumPy arrays.
 
-This module holds the defaults, the dtype rules and the training cache object;
-the checks of shapes and all arithmetic happen in the compiled core.
+This module holds the defaults and routes each call: device arrays to ``_cuda``, a
+cell variant to ``_variants``, the plain cells straight to the compiled core. The
+conversions and the checks shared with the other entry points live in ``_checks``, the
+training cache in ``_cache``; the core checks the shapes again and does all arithmetic.
 """
 from __future__ import annotations
 
-
 import numpy as np
 
-from . import _core, _variants
-from ._types import GATES, ForwardResult, Gradients, OneShotCache
+from . import _core, _cuda, _variants
+from ._cache import Cache
+from ._checks import (as_array, check_cell, expect_shape, flag, is_torch_tensor, prepare, prepare_lengths,
+                      refuse_overlap, require_no_cell_state)
+from ._types import GATES, ForwardResult, Gradients
 
-_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
-_CELLS = tuple(GATES)
-
-
-class Cache(OneShotCache):
-    """What ``forward(..., training=True)`` keeps for ``backward``.
-
-    It holds the gate activations and states computed by the forward pass (one
-    NumPy buffer, ``buffer``) and references to the inputs backward needs (no
-    copies: do not modify ``x``, ``w_x``, ``w_h``, ``h0``, ``c0`` in between, nor a cell
-    variant's ``peepholes``, ``w_proj``, ``layer_norm``; ``variant`` holds those and the
-    options, None for the plain cell).
-    A cache is used by exactly one ``backward`` call, which overwrites the buffer
-    with gate gradients; a second use raises ValueError.
-    """
-
-    __slots__ = ("cell", "reset_after", "dtype", "x", "w_x", "w_h", "h0", "c0", "seq_lengths",
-                 "reverse", "batch_first", "has_b", "has_b_h", "buffer", "variant")
-
-    def __repr__(self):
-        return f"<lstmcore.Cache cell={self.cell!r} dtype={self.dtype} x.shape={self.x.shape} {self._state()}>"
+#: The cell-variant keywords of forward and their plain-cell defaults.
+_VARIANT_DEFAULTS = (("peepholes", None), ("input_forget", False), ("forget_gate", True), ("clip", None),
+                     ("activations", None), ("activation_alpha", None), ("activation_beta", None),
+                     ("w_proj", None), ("layer_norm", None), ("zoneout", None))
 
 
-def _as_array(obj, name):
-    if obj is None or isinstance(obj, np.ndarray):
-        return obj
-    try:
-        return np.asarray(obj)
-    except Exception as exc:  # objects NumPy cannot read
-        raise TypeError(f"{name}: expected an array, got {type(obj).__name__}") from exc
-
-
-def _compute_dtype(named, dtype):
-    """The call's dtype: `dtype` if given, else that of the first float array (x first), else float64.
-
-    Only arrays the caller passed as arrays count; lists and scalars take the call's dtype.
-    """
-    if dtype is not None:
-        dt = np.dtype(dtype)
-        if dt not in _FLOATS:
-            raise TypeError(f"dtype: expected float32 or float64, got {dt}")
-        return dt, "dtype"
-    for name, arr, typed in named:
-        if typed and arr.dtype.kind == "f":
-            if arr.dtype not in _FLOATS:
-                raise TypeError(f"{name}: dtype {arr.dtype} is not supported; expected float32 or float64 "
-                                f"(or pass dtype= to convert)")
-            return arr.dtype, name
-    return np.dtype(np.float64), None
-
-
-def _prepare(named, dtype):
-    """Arrays of the call's dtype, C-contiguous: matching arrays pass through untouched.
-
-    A float array of the other float dtype is a TypeError unless `dtype` was given
-    explicitly (then it is converted once); integer and boolean arrays and lists
-    are converted once; non-contiguous arrays are copied once.
-    """
-    typed = [(name, _as_array(obj, name), obj is not None and hasattr(obj, "dtype")) for name, obj in named]
-    dt, source = _compute_dtype([t for t in typed if t[1] is not None], dtype)
-    result = {}
-    for name, arr, has_dtype in typed:
-        if arr is not None:
-            kind = arr.dtype.kind
-            if arr.dtype != dt:
-                if kind == "f" and has_dtype and dtype is None:
-                    raise TypeError(f"{name}: dtype {arr.dtype} differs from the call's dtype {dt} (from "
-                                    f"{source}); all float arrays of one call share the dtype "
-                                    f"(convert them, or pass dtype=)")
-                if kind not in "biuf":
-                    raise TypeError(f"{name}: expected a real numeric array, got dtype {arr.dtype}")
-                arr = arr.astype(dt)
-            arr = np.ascontiguousarray(arr)
-        result[name] = arr
-    return dt, result
-
-
-def _prepare_lengths(seq_lengths):
-    if seq_lengths is None:
+def _steps(x, batch_first):
+    """T of a prepared x, or None when x is not 3-D (the core then names x)."""
+    if x is None or x.ndim != 3:
         return None
-    arr = _as_array(seq_lengths, "seq_lengths")
-    if arr.dtype.kind == "f":
-        if not np.all(np.isfinite(arr)) or not np.all(arr == np.round(arr)):
-            raise TypeError("seq_lengths: expected integers, got non-integral floats")
-    elif arr.dtype.kind not in "iu":
-        raise TypeError(f"seq_lengths: expected integers, got dtype {arr.dtype}")
-    return np.ascontiguousarray(arr, dtype=np.int64)
+    return x.shape[1] if batch_first else x.shape[0]
 
 
-def _check_cell(cell):
-    if not isinstance(cell, str) or cell not in _CELLS:
-        raise ValueError(f"cell: expected one of {', '.join(map(repr, _CELLS))}, got {cell!r}")
+def _output(out, dt, inputs):
+    """forward's ``out=`` as the array the core writes: a writeable, aligned, C-contiguous
+    array of the call's dtype (a CPU torch tensor that does not require grad is written
+    through its memory) sharing memory with none of ``inputs``."""
+    arr = out
+    if is_torch_tensor(out):
+        if out.requires_grad:
+            raise TypeError("out: a tensor that requires grad (autograd would not see forward's writes); "
+                            "pass one that does not, or no out=")
+        arr = as_array(out, "out")
+    if not isinstance(arr, np.ndarray):
+        raise TypeError(f"out: expected a numpy.ndarray, got {type(out).__name__}")
+    if arr.dtype != dt:
+        raise TypeError(f"out: expected dtype {dt}, got {arr.dtype}")
+    if not arr.flags.c_contiguous or not arr.flags.writeable:
+        raise ValueError("out: expected a writeable C-contiguous array")
+    if not arr.flags.aligned:
+        raise ValueError(f"out: expected an aligned array (an address that is a multiple of {dt.itemsize})")
+    refuse_overlap("out", arr, inputs, "forward writes y while it reads its inputs (pass another out=)")
+    return arr
 
 
 def forward(x, w_x, w_h, b=None, b_h=None, h0=None, c0=None, *, cell="lstm", reverse=False,
@@ -125,7 +70,9 @@ def forward(x, w_x, w_h, b=None, b_h=None, h0=None, c0=None, *, cell="lstm", rev
         past its length and h_n/c_n are its state after its last valid step.
       batch_first: x, y (and dx in backward) are (B, T, ·).
       training: also return a Cache for ``backward``.
-      out: a C-contiguous array of y's shape and dtype to write y into (returned as y).
+      out: a writeable, aligned, C-contiguous array of y's shape and dtype to write y into
+        (returned as y; a CPU torch tensor that does not require grad works too). It must share
+        no memory with any input, seq_lengths included (ValueError naming both).
       reset_after: GRU only; True (PyTorch/cuDNN) applies the reset gate after the
         recurrent product, False (Cho et al. 2014) before it.
       dtype: force the compute dtype (float32 or float64), converting every array to it.
@@ -166,55 +113,52 @@ def forward(x, w_x, w_h, b=None, b_h=None, h0=None, c0=None, *, cell="lstm", rev
     Returns ForwardResult(y, h_n, c_n, cache): y (T, B, H) (or (B, T, H)), h_n and c_n
     (B, H), c_n None for GRU/RNN, cache None unless ``training``.
 
-    Arrays that are C-contiguous and of the compute dtype are used in place (no copy).
-    The GIL is released while the core runs.
+    Arrays that are C-contiguous, aligned and of the compute dtype are used in place (no
+    copy), CPU torch tensors too (read detached). The cache keeps references to them and a
+    private copy of seq_lengths. The GIL is released while the core runs.
     """
-    from . import _cuda  # device arrays take the CUDA path (python/lstmcore/_cuda.py)
-    if _cuda.is_device_call(x, w_x, w_h, b, b_h, h0, c0, out):
-        given = [name for name, v, default in (
-            ("peepholes", peepholes, None), ("input_forget", input_forget, False), ("forget_gate", forget_gate, True),
-            ("clip", clip, None), ("activations", activations, None), ("activation_alpha", activation_alpha, None),
-            ("activation_beta", activation_beta, None), ("w_proj", w_proj, None), ("layer_norm", layer_norm, None),
-            ("zoneout", zoneout, None)) if not (v is default or (default is not None and v == default))]
+    reverse, batch_first, training, reset_after = (flag(v, n) for v, n in (
+        (reverse, "reverse"), (batch_first, "batch_first"), (training, "training"), (reset_after, "reset_after")))
+    if _cuda.is_device_call(x, w_x, w_h, b, b_h, h0, c0, out):  # device arrays: python/lstmcore/_cuda.py
+        values = dict(peepholes=peepholes, input_forget=input_forget, forget_gate=forget_gate, clip=clip,
+                      activations=activations, activation_alpha=activation_alpha, activation_beta=activation_beta,
+                      w_proj=w_proj, layer_norm=layer_norm, zoneout=zoneout)
+        given = [name for name, default in _VARIANT_DEFAULTS
+                 if not (values[name] is default or (default is not None and values[name] == default))]
         if given:
             raise ValueError(f"{given[0]}: the cell variants run on the CPU only; pass host (NumPy) arrays")
         return _cuda.forward(x, w_x, w_h, b, b_h, h0, c0, cell=cell, reverse=reverse, seq_lengths=seq_lengths,
                              batch_first=batch_first, training=training, out=out, reset_after=reset_after,
                              dtype=dtype)
-    _check_cell(cell)
-    if cell != "lstm" and c0 is not None:
-        raise ValueError(f"c0: the {cell} cell has no cell state; pass None")
+    check_cell(cell)
+    require_no_cell_state(cell, "c0", c0)
     variant = _variants.options(cell, training, peepholes=peepholes, input_forget=input_forget,
                                 forget_gate=forget_gate, clip=clip, activations=activations,
                                 activation_alpha=activation_alpha, activation_beta=activation_beta,
                                 w_proj=w_proj, layer_norm=layer_norm, zoneout=zoneout, seed=seed)
-    dt, a = _prepare([("x", x), ("w_x", w_x), ("w_h", w_h), ("b", b), ("b_h", b_h), ("h0", h0),
-                      ("c0", c0)] + _variants.named_arrays(variant, peepholes, w_proj, layer_norm), dtype)
+    dt, a, given = prepare([("x", x), ("w_x", w_x), ("w_h", w_h), ("b", b), ("b_h", b_h), ("h0", h0), ("c0", c0)]
+                           + _variants.named_arrays(variant, peepholes, w_proj, layer_norm), dtype)
+    lengths_given = as_array(seq_lengths, "seq_lengths")
+    lengths = prepare_lengths(lengths_given, _steps(a["x"], batch_first))
+    y_array = None
     if out is not None:
-        if not isinstance(out, np.ndarray):
-            raise TypeError(f"out: expected a numpy.ndarray, got {type(out).__name__}")
-        if out.dtype != dt:
-            raise TypeError(f"out: expected dtype {dt}, got {out.dtype}")
-        if not out.flags.c_contiguous or not out.flags.writeable:
-            raise ValueError("out: expected a writeable C-contiguous array")
-        for name, arr in a.items():
-            if arr is not None and np.may_share_memory(out, arr):
-                raise ValueError(f"out: must not overlap the input {name}")
-    lengths = _prepare_lengths(seq_lengths)
+        y_array = _output(out, dt, list(a.items()) + list(given.items()) + [("seq_lengths", lengths_given)])
     if variant is not None:
         y, h_n, c_n, buffer = _variants.forward(cell, reset_after, a, lengths, reverse, batch_first,
-                                                training, out, variant)
+                                                training, y_array, variant)
     else:
         y, h_n, c_n, buffer = _core.forward(cell, bool(reset_after), a["x"], a["w_x"], a["w_h"], a["b"],
                                             a["b_h"], a["h0"], a["c0"], lengths, bool(reverse),
-                                            bool(batch_first), bool(training), out)
+                                            bool(batch_first), bool(training), y_array)
+    if out is not None:
+        y = out  # the caller's object (a torch tensor stays one)
     cache = None
     if training:
-        cache = Cache(cell=cell, reset_after=bool(reset_after), dtype=dt, x=a["x"], w_x=a["w_x"],
-                      w_h=a["w_h"], h0=a["h0"], c0=a["c0"], seq_lengths=lengths, reverse=bool(reverse),
-                      batch_first=bool(batch_first), has_b=a["b"] is not None,
-                      has_b_h=a["b_h"] is not None, buffer=buffer,
-                      variant=_variants.cache_entry(variant, a))
+        cache = Cache._from_fields(cell=cell, reset_after=reset_after, dtype=dt, x=a["x"], w_x=a["w_x"],
+                                   w_h=a["w_h"], h0=a["h0"], c0=a["c0"], seq_lengths=lengths, reverse=reverse,
+                                   batch_first=batch_first, has_b=a["b"] is not None,
+                                   has_b_h=a["b_h"] is not None, buffer=buffer,
+                                   variant=_variants.cache_entry(variant, a))
     return ForwardResult(y, h_n, c_n, cache)
 
 
@@ -222,27 +166,28 @@ def backward(cache, dy=None, dh_n=None, dc_n=None):
     """Backpropagation through time for the forward call that produced ``cache``.
 
     dy has y's shape; dh_n, dc_n are (B, H); None means a zero gradient. dc_n exists
-    only for LSTM. The gradients must have the cache's dtype. The cache is consumed.
+    only for LSTM. The gradients must have the cache's dtype and lie outside the cache's
+    buffer (which backward overwrites). Everything is checked before the cache is consumed:
+    a backward that raises leaves it usable.
 
     Returns Gradients(dx, dh0, dc0, dw_x, dw_h, db, db_h), shaped like the forward
     inputs; dc0 is None for GRU/RNN, db / db_h are None when forward had no such bias.
     A cell variant's own parameters have theirs as attributes: ``dpeepholes``,
     ``dw_proj``, ``dlayer_norm`` (None when forward did not have them).
     """
-    from . import _cuda  # a device cache or device gradients take the CUDA path
-    if _cuda.is_device_call(cache, dy, dh_n, dc_n):
+    if _cuda.is_device_call(cache, dy, dh_n, dc_n):  # a device cache or device gradients
         return _cuda.backward(cache, dy, dh_n, dc_n)
     if not isinstance(cache, Cache):
         raise TypeError(f"cache: expected the lstmcore.Cache from forward(..., training=True), "
                         f"got {type(cache).__name__}")
-    if cache.cell != "lstm" and dc_n is not None:
-        raise ValueError(f"dc_n: the {cache.cell} cell has no cell state; pass None")
+    require_no_cell_state(cache.cell, "dc_n", dc_n)
     named = [("dy", dy), ("dh_n", dh_n), ("dc_n", dc_n)]
     for name, obj in named:
-        kind = getattr(getattr(obj, "dtype", None), "kind", None)
-        if kind == "f" and obj.dtype != cache.dtype:
-            raise TypeError(f"{name}: dtype {obj.dtype} differs from the cache's dtype {cache.dtype}")
-    _, g = _prepare(named, cache.dtype)  # lists and integer arrays take the cache's dtype
+        arr = as_array(obj, name) if hasattr(obj, "dtype") else None  # arrays and tensors, not lists
+        if arr is not None and arr.dtype.kind == "f" and arr.dtype != cache.dtype:
+            raise TypeError(f"{name}: dtype {arr.dtype} differs from the cache's dtype {cache.dtype}")
+    _, g, given = prepare(named, cache.dtype)  # lists and integer arrays take the cache's dtype
+    _check_gradients(cache, g, given)  # everything is checked before the cache is marked used
     cache._claim()
     if cache.variant is not None:
         return _variants.backward(cache, g)
@@ -252,10 +197,27 @@ def backward(cache, dy=None, dh_n=None, dc_n=None):
     return Gradients(*result)
 
 
+def _check_gradients(cache, g, given):
+    """The shapes of dy, dh_n, dc_n for ``cache``, and none of them inside its buffer (which
+    backward overwrites while it reads them)."""
+    x, w_h = cache.x, cache.w_h
+    T, B = (x.shape[1], x.shape[0]) if cache.batch_first else (x.shape[0], x.shape[1])
+    R, H = w_h.shape[0], w_h.shape[1] // GATES[cache.cell]
+    r = "P" if cache.variant is not None and cache.variant["params"][1] is not None else "H"
+    y_shape, letters = ((B, T, R), f"(B, T, {r})") if cache.batch_first else ((T, B, R), f"(T, B, {r})")
+    for name, want, spelt in (("dy", y_shape, letters), ("dh_n", (B, R), f"(B, {r})"), ("dc_n", (B, H), "(B, H)")):
+        if g[name] is not None:
+            expect_shape(name, g[name].shape, want, spelt)
+            refuse_overlap(name, given[name], [("the cache's buffer", cache.buffer)],
+                           "backward overwrites the buffer while it reads the gradients")
+
+
 def set_num_threads(n):
     """Sets the number of threads every later call uses (process-wide)."""
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)):
         raise TypeError(f"n: expected an int, got {type(n).__name__}")
+    if n > 2**31 - 1:
+        raise OverflowError(f"n: expected a thread count that fits a C int (at most {2**31 - 1}), got {n}")
     _core.set_num_threads(int(n))
 
 
@@ -280,7 +242,9 @@ def set_isa(name):
     The default is the best variant the CPU supports; the environment variable
     LSTMCORE_ISA chooses another at import time.
     """
-    _core.set_isa(str(name))
+    if not isinstance(name, str):
+        raise TypeError(f"name: expected one of {', '.join(available_isas())}, got {name!r}")
+    _core.set_isa(name)
 
 
 def build_info():

@@ -1,7 +1,6 @@
 """Result types and tables shared by the compiled core's wrappers and the NumPy reference."""
 from __future__ import annotations
 
-import threading
 from collections import namedtuple
 
 #: What ``forward`` returns. ``c_n`` is None for cells without a cell state (GRU, RNN);
@@ -36,7 +35,13 @@ class Gradients(_GradientFields):
 
 
 #: Gates per cell, in the fused layout's order (LSTM i,f,g,o; GRU r,z,n; RNN one block).
+#: The one table of gate counts: everything else reads it from here.
 GATES = {"lstm": 4, "gru": 3, "rnn_tanh": 1, "rnn_relu": 1}
+
+
+def has_cell_state(cell) -> bool:
+    """True for the cells with a cell state c besides h (LSTM): they take c0 / dc_n and return c_n / dc0."""
+    return cell == "lstm"
 
 #: The activation functions of ONNX's recurrent operators (lower-case names) and their
 #: default (alpha, beta); None where the function takes no such parameter.
@@ -61,41 +66,3 @@ DEFAULT_ACTIVATIONS = {"lstm": ("sigmoid", "tanh", "tanh"), "gru": ("sigmoid", "
 
 #: Layer norm's epsilon: LN(v) = gain ⊙ (v − mean v) / sqrt(var v + LAYER_NORM_EPSILON) + bias.
 LAYER_NORM_EPSILON = 1e-5
-
-
-class OneShotCache:
-    """Base of the training caches: read-only fields, used by exactly one backward.
-
-    Subclasses list their fields in ``__slots__`` and set them through the constructor's
-    keywords; ``_claim()`` marks the cache used (thread-safe) and refuses a second use.
-    """
-
-    __slots__ = ("_lock", "_consumed")
-
-    def __init__(self, **fields):
-        for name, value in fields.items():
-            object.__setattr__(self, name, value)
-        object.__setattr__(self, "_lock", threading.Lock())
-        object.__setattr__(self, "_consumed", False)
-
-    def __setattr__(self, name, value):
-        raise AttributeError(f"lstmcore.{type(self).__name__} is read-only")
-
-    @property
-    def consumed(self) -> bool:
-        """True once backward has used this cache."""
-        return self._consumed
-
-    @property
-    def nbytes(self) -> int:
-        """Bytes held by the cache's own buffer (the inputs it references are not counted)."""
-        return self.buffer.nbytes
-
-    def _claim(self):
-        with self._lock:
-            if self._consumed:
-                raise ValueError("cache: this cache was already used by backward; run forward(training=True) again")
-            object.__setattr__(self, "_consumed", True)
-
-    def _state(self) -> str:
-        return "consumed" if self._consumed else "ready"

@@ -9,6 +9,7 @@ import numbers
 import numpy as np
 
 from . import _core
+from ._checks import flag
 from ._types import ACTIVATIONS, DEFAULT_ACTIVATIONS, Gradients
 
 LN_NAMES = ("gain_x", "bias_x", "gain_h", "bias_h", "gain_c", "bias_c")
@@ -23,17 +24,17 @@ def activation_specs(cell, activations, activation_alpha, activation_beta):
         return None
     n = len(DEFAULT_ACTIVATIONS[cell])
     slots = "f, g, h"[:3 * n - 2]
-    if isinstance(activations, str) or len(activations) != n:
+    if not isinstance(activations, (list, tuple)) or len(activations) != n:
         raise ValueError(f"activations: the {cell} cell takes {n} names ({slots}), got {activations!r}")
     specs = []
     for k, name in enumerate(activations):
-        if name not in ACTIVATIONS:
+        if not isinstance(name, str) or name not in ACTIVATIONS:
             raise ValueError(f"activations: unknown activation {name!r}, expected one of {', '.join(ACTIVATIONS)}")
         specs.append([name, *ACTIVATIONS[name]])
     for col, label, given in ((1, "activation_alpha", activation_alpha), (2, "activation_beta", activation_beta)):
         if given is None:
             continue
-        if isinstance(given, (str, numbers.Number)) or len(given) != n:
+        if not isinstance(given, (list, tuple, np.ndarray)) or len(given) != n:
             raise ValueError(f"{label}: expected {n} entries (one per activation, None for the default), "
                              f"got {given!r}")
         for k, value in enumerate(given):
@@ -41,10 +42,23 @@ def activation_specs(cell, activations, activation_alpha, activation_beta):
                 continue
             if specs[k][col] is None:
                 raise ValueError(f"{label}: {specs[k][0]} (entry {k}) takes no {label[11:]}, got {value!r}")
-            specs[k][col] = float(value)
+            specs[k][col] = _finite(value, f"{label}[{k}]")
     if tuple(s[0] for s in specs) == DEFAULT_ACTIVATIONS[cell]:
         return None  # the cell's own functions, which take no parameters
     return [tuple(s) for s in specs]
+
+
+def _finite(value, name):
+    """``value`` as a finite float; ValueError naming ``name`` otherwise (bools are not numbers here)."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise ValueError(f"{name}: expected a finite number, got {value!r}")
+    try:
+        v = float(value)
+    except OverflowError:
+        v = float("inf")
+    if not np.isfinite(v):
+        raise ValueError(f"{name}: expected a finite number, got {value!r}")
+    return v
 
 
 def options(cell, training, *, peepholes, input_forget, forget_gate, clip, activations, activation_alpha,
@@ -57,10 +71,13 @@ def options(cell, training, *, peepholes, input_forget, forget_gate, clip, activ
             raise ValueError(f"{name}: the {cell} cell has no such option (it is an LSTM option)")
 
     if zoneout is not None:
-        z = (zoneout, zoneout) if isinstance(zoneout, numbers.Number) else tuple(zoneout)
-        if len(z) != 2 or not all(isinstance(v, numbers.Number) and 0 <= v < 1 for v in z):
+        z = (zoneout, zoneout) if isinstance(zoneout, numbers.Number) else (
+            tuple(zoneout) if isinstance(zoneout, (list, tuple, np.ndarray)) else ())
+        if len(z) != 2 or not all(isinstance(v, numbers.Real) and not isinstance(v, bool) and 0 <= v < 1
+                                  for v in z):
             raise ValueError(f"zoneout: expected (z_h, z_c), probabilities in [0, 1), got {zoneout!r}")
         zoneout = None if z == (0, 0) else (float(z[0]), float(z[1]))
+    input_forget, forget_gate = flag(input_forget, "input_forget"), flag(forget_gate, "forget_gate")
     lstm_only("peepholes", peepholes is not None)
     lstm_only("input_forget", bool(input_forget))
     lstm_only("forget_gate", not forget_gate)
@@ -76,7 +93,10 @@ def options(cell, training, *, peepholes, input_forget, forget_gate, clip, activ
     if clip is not None:
         if isinstance(clip, bool) or not isinstance(clip, numbers.Real) or not clip > 0:
             raise ValueError(f"clip: expected a threshold > 0, got {clip!r}")
-        opts["clip"] = float(clip)
+        try:
+            opts["clip"] = float(clip)
+        except OverflowError:  # an integer beyond float: no pre-activation reaches it
+            opts["clip"] = float("inf")
     if input_forget:
         opts["input_forget"] = True
     if not forget_gate:

@@ -63,13 +63,12 @@ import numpy as np
 
 from . import _core, _cuda, _formats, _onnx_graph, _variants
 from . import init as _init
-from ._functional import _prepare_lengths
-from ._types import OneShotCache
+from ._cache import OneShotCache
+from ._checks import as_array, core_ready, expect_shape, float_dtype, prepare_lengths, refuse_overlap
+from ._types import GATES, has_cell_state
 
 __all__ = ["LSTM", "GRU", "RNN", "StackCache", "load", "from_config"]
 
-_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
-_GATES = {"lstm": 4, "gru": 3, "rnn_tanh": 1, "rnn_relu": 1}
 _FORMAT = "lstmcore.layer"
 _FORMAT_VERSION = 1
 
@@ -105,11 +104,30 @@ class StackCache(OneShotCache):
     inputs of the inner layers and the dropout masks (the layout of
     ``lstmcore::stack_cache_size`` in stack.h), plus references to the inputs backward
     needs (x, the weights, the initial states; not copies: do not modify them in
-    between). Used by exactly one ``backward``, which overwrites the buffer.
+    between) and a private copy of ``seq_lengths``. ``config`` is the configuration of the
+    layer that made it (``layer.config()``): ``backward`` of a layer configured otherwise
+    refuses it. Used by exactly one ``backward``, which overwrites the buffer. Made by
+    ``layer.forward`` only (the constructor raises TypeError).
     """
 
     __slots__ = ("cell", "reset_after", "num_layers", "directions", "merge", "dropout", "dropout_seed", "dtype",
-                 "x", "weights", "h0", "c0", "seq_lengths", "batch_first", "buffer", "variant", "lib", "device")
+                 "x", "weights", "h0", "c0", "seq_lengths", "batch_first", "buffer", "variant", "lib", "device",
+                 "config")
+    _MADE_BY = "layer.forward(..., training=True)"
+
+    @classmethod
+    def _check_fields(cls, f):
+        x = f["x"]
+        steps = None
+        if f["lib"] is None:  # host arrays (a device cache's lengths were checked by _cuda)
+            steps = x.shape[1] if f["batch_first"] else x.shape[0]
+            buf = f["buffer"]
+            if not isinstance(buf, np.ndarray) or buf.ndim != 1 or not buf.flags.writeable:
+                raise ValueError("buffer: expected a writeable 1-D numpy.ndarray")
+        f["seq_lengths"] = prepare_lengths(f["seq_lengths"], steps)
+        if not isinstance(f["config"], dict):
+            raise TypeError(f"config: expected the layer's config() dict, got {type(f['config']).__name__}")
+        return f
 
     def dropout_mask(self, layer):
         """The dropout mask applied to the output of ``layer`` (0 <= layer < num_layers-1), a
@@ -122,7 +140,7 @@ class StackCache(OneShotCache):
             raise IndexError(f"layer: expected 0..{self.num_layers - 2}, got {layer}")
         x = self.x
         T, B = (x.shape[1], x.shape[0]) if self.batch_first else (x.shape[0], x.shape[1])
-        H = self.weights[0][0].shape[1] // _GATES[self.cell]
+        H = self.weights[0][0].shape[1] // GATES[self.cell]
         R = self.weights[0][1].shape[0]  # the width of h: P with a projection, else H
         off = _core.stack_dropout_mask_offset(self.cell, self.reset_after, self.num_layers, self.directions,
                                               self.dropout, T, B, x.shape[2], H, layer, merge=self.merge,
@@ -160,9 +178,7 @@ class _Recurrent:
             raise ValueError(f"init: expected one of {', '.join(map(repr, _init.INITS))}, got {init!r}")
         if merge not in ("concat", "sum"):
             raise ValueError(f"merge: expected 'concat' or 'sum', got {merge!r}")
-        dt = np.dtype(dtype)
-        if dt not in _FLOATS:
-            raise TypeError(f"dtype: expected float32 or float64, got {dt}")
+        dt = float_dtype(dtype)
         self.input_size = int(input_size)
         self.hidden_size = int(hidden_size)
         self.num_layers = int(num_layers)
@@ -178,6 +194,7 @@ class _Recurrent:
         self._set_variant(activations, activation_alpha, activation_beta, clip, peepholes, input_forget,
                           forget_gate, proj_size, layer_norm, zoneout)
         self.dtype = dt
+        self._check_parameter_bytes()
         self.seed = seed
         seeds = np.random.SeedSequence(seed).spawn(2)
         self._dropout_rng = np.random.default_rng(seeds[1])
@@ -215,6 +232,28 @@ class _Recurrent:
         self.zoneout = None if opts is None or "zoneout" not in opts else tuple(opts["zoneout"])
         self._variant = opts
 
+    def _check_parameter_bytes(self):
+        """OverflowError when the parameters of these sizes exceed what an array can address,
+        MemoryError when they exceed this machine's memory (both before anything is allocated)."""
+        I, H, L, D = self.input_size, self.hidden_size, self.num_layers, self.num_directions
+        GH, R, P = self.gates * H, self.state_size, self.proj_size
+
+        def per_direction(rows):
+            n = rows * GH + R * GH + (2 * GH if self.bias else 0) + (3 * H if self.peepholes else 0)
+            return n + H * P + ((4 * GH + 2 * H) if self.layer_norm else 0)
+
+        total = D * (per_direction(I) + (L - 1) * per_direction(self.output_size)) * self.dtype.itemsize
+        sizes = f"input_size={I}, hidden_size={H}, num_layers={L}" + (f", proj_size={P}" if P else "")
+        if total > 2**63 - 1:
+            raise OverflowError(f"{sizes}: the parameters would take {total} bytes, more than an array can hold")
+        try:
+            memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+        except (AttributeError, ValueError, OSError):  # not a POSIX system: let the allocation decide
+            memory = None
+        if memory and total > memory:
+            raise MemoryError(f"{sizes}: the parameters would take {total} bytes, more than this machine's "
+                              f"memory ({memory} bytes)")
+
     def variant_options(self):
         """The cell-variant options that differ from the plain cell, as constructor keywords."""
         out = {}
@@ -244,7 +283,7 @@ class _Recurrent:
 
     @property
     def gates(self):
-        return _GATES[self.cell]
+        return GATES[self.cell]
 
     def param_names(self):
         """The names of ``params`` in the order of the core: layer by layer, forward then reverse."""
@@ -320,7 +359,7 @@ class _Recurrent:
                 params[name] = _init.orthogonal(shape, rng, dtype=self.dtype)
             else:
                 params[name] = np.zeros(shape, self.dtype)
-                if kind == "b" and self.cell == "lstm":
+                if kind == "b" and has_cell_state(self.cell):
                     _init.unit_forget_bias(params[name])
         self.params = params
         self.grads = {}
@@ -361,28 +400,25 @@ class _Recurrent:
 
     # -- inputs ----------------------------------------------------------------------------
     def _array(self, v, name):
+        """``v`` as the core reads it: the layer's dtype, C-contiguous, aligned (the very array when it
+        already is); arrays and tensors of the other float dtype are refused, lists read in the layer's."""
         if v is None:
             return None
-        if not isinstance(v, np.ndarray):  # lists, scalars: read in the layer's dtype
-            try:
-                v = np.asarray(v, dtype=self.dtype)
-            except (TypeError, ValueError) as exc:
-                raise TypeError(f"{name}: expected an array, got {type(v).__name__}") from exc
-        a = v
+        typed = hasattr(v, "dtype")
+        a = as_array(v, name)
         if a.dtype != self.dtype:
-            if a.dtype.kind == "f":
+            if a.dtype.kind == "f" and typed:
                 raise TypeError(f"{name}: dtype {a.dtype} differs from the layer's dtype {self.dtype} "
                                 f"(convert it with .astype, or build the layer with dtype={a.dtype.name})")
-            if a.dtype.kind not in "biu":
+            if a.dtype.kind not in "biuf":
                 raise TypeError(f"{name}: expected a real numeric array, got dtype {a.dtype}")
-            a = a.astype(self.dtype)
-        return np.ascontiguousarray(a)
+        return core_ready(a, self.dtype, name)
 
     def _state_parts(self, state, name="state"):
         """(h, c) of a user state as given (None where absent), its form checked."""
         if state is None:
             return None, None
-        if self.cell == "lstm":
+        if has_cell_state(self.cell):
             if not isinstance(state, (tuple, list)) or len(state) != 2:
                 raise TypeError(f"{name}: expected a tuple (h, c) for an LSTM, got {type(state).__name__}")
             return state[0], state[1]
@@ -394,7 +430,7 @@ class _Recurrent:
     def _state(self, state, name="state"):
         """(h0, c0) arrays (or None) from a user state."""
         h, c = self._state_parts(state, name)
-        if self.cell == "lstm" and state is not None:
+        if has_cell_state(self.cell) and state is not None:
             return self._array(h, f"{name}[0] (h)"), self._array(c, f"{name}[1] (c)")
         return self._array(h, name), None
 
@@ -411,7 +447,7 @@ class _Recurrent:
         return (self.cell, self.reset_after, self.num_layers, self.num_directions, self.dropout)
 
     def _pack_state(self, h, c):
-        return (h, c) if self.cell == "lstm" else h
+        return (h, c) if has_cell_state(self.cell) else h
 
     # -- running ---------------------------------------------------------------------------
     def __call__(self, x, state=None, seq_lengths=None):
@@ -438,10 +474,12 @@ class _Recurrent:
         ``lstmcore._core.stack_variant_seed``). In inference zoneout uses its expectation.
         """
         device = _cuda.is_device_call(x, *self._state_parts(state))
-        if not device:
+        if device:
+            lengths = _cuda.host_lengths(seq_lengths)
+        else:
             x = self._x(x)
             h0, c0 = self._state(state)
-        lengths = _prepare_lengths(seq_lengths) if not device else _cuda._host_lengths(seq_lengths)
+            lengths = prepare_lengths(seq_lengths, x.shape[1] if self.batch_first else x.shape[0])
         x = self._reversed_in_time(x, lengths, device)
         weights = self._weights()
         training = bool(training)
@@ -459,12 +497,12 @@ class _Recurrent:
                                                       variant=self._variant)
         cache = None
         if training:
-            cache = StackCache(cell=self.cell, reset_after=self.reset_after, num_layers=self.num_layers,
-                               directions=self.num_directions, merge=self.merge, dropout=self.dropout,
-                               dropout_seed=dropout_seed,
-                               dtype=self.dtype, x=x, weights=weights, h0=h0, c0=c0, seq_lengths=lengths,
-                               batch_first=self.batch_first, buffer=buffer, variant=self._variant, lib=lib,
-                               device=dev)
+            cache = StackCache._from_fields(
+                cell=self.cell, reset_after=self.reset_after, num_layers=self.num_layers,
+                directions=self.num_directions, merge=self.merge, dropout=self.dropout, dropout_seed=dropout_seed,
+                dtype=self.dtype, x=x, weights=weights, h0=h0, c0=c0, seq_lengths=lengths,
+                batch_first=self.batch_first, buffer=buffer, variant=self._variant, lib=lib, device=dev,
+                config=self.config())
         return self._reversed_in_time(y, lengths), self._pack_state(h_n, c_n), cache
 
     def backward(self, cache, dy=None, dstate=None):
@@ -474,19 +512,19 @@ class _Recurrent:
         the state ((dh_n, dc_n) for LSTM, either may be None), or None.
         Returns ``(dx, dstate0)``, dstate0 the gradient of the initial state ((dh0, dc0) for
         LSTM). The weight gradients go to ``self.grads`` (same names as ``params``). The
-        cache is consumed.
+        cache is consumed — after every check: a cache made by a layer of another
+        configuration, gradients of the wrong shape or dtype, or inside the cache's buffer,
+        raise and leave it usable.
         """
         if not isinstance(cache, StackCache):
             raise TypeError(f"cache: expected the lstmcore.StackCache from layer.forward(..., training=True), "
                             f"got {type(cache).__name__}")
-        if (cache.cell, cache.num_layers, cache.directions, cache.merge, cache.variant) != \
-                (self.cell, self.num_layers, self.num_directions, self.merge, self._variant):
-            raise ValueError("cache: it was made by a layer of another configuration")
+        self._check_cache_config(cache)
         if cache.lib is not None:  # a cache of a forward on CUDA device arrays
             dx, dh0, dc0, grads = _cuda.stack_backward(self, cache, dy, dstate)
         else:
-            dy = self._reversed_in_time(self._array(dy, "dy"), cache.seq_lengths)
-            dh_n, dc_n = self._state(dstate, "dstate")
+            dy, dh_n, dc_n = self._gradients(cache, dy, dstate)  # all checked before the cache is used
+            dy = self._reversed_in_time(dy, cache.seq_lengths)
             cache._claim()
             dx, dh0, dc0, grads = _core.stack_backward(
                 cache.cell, cache.reset_after, cache.num_layers, cache.directions, cache.dropout, cache.dropout_seed,
@@ -505,6 +543,37 @@ class _Recurrent:
                         self.grads[f"{prefix}.{kind}"] = g
                 j += 1
         return self._reversed_in_time(dx, cache.seq_lengths), self._pack_state(dh0, dc0)
+
+    def _check_cache_config(self, cache):
+        """ValueError naming what differs when ``cache`` was made by a layer configured otherwise."""
+        mine, theirs = self.config(), cache.config
+        diff = [k for k in sorted(set(mine) | set(theirs)) if mine.get(k) != theirs.get(k)]
+        if diff:
+            said = ", ".join(f"{k} {theirs.get(k)!r} (the cache's layer) vs {mine.get(k)!r} (this layer)"
+                             for k in diff)
+            raise ValueError(f"cache: made by a layer of another configuration: {said}")
+
+    def _gradients(self, cache, dy, dstate):
+        """dy, dh_n, dc_n as the core reads them, their shapes checked against ``cache``, none of
+        them inside the cache's buffer (which backward overwrites while it reads them)."""
+        given = [("dy", dy)] + list(zip(self._state_names("dstate"), self._state_parts(dstate, "dstate")))
+        arrays = [self._array(v, name) for name, v in given]
+        x = cache.x
+        T, B = (x.shape[1], x.shape[0]) if cache.batch_first else (x.shape[0], x.shape[1])
+        LD, R, H, O = self.num_layers * self.num_directions, self.state_size, self.hidden_size, self.output_size
+        r = "P" if self.proj_size else "H"
+        o = ("2" if O == 2 * R else "") + r
+        wants = [((B, T, O), f"(B, T, {o})") if cache.batch_first else ((T, B, O), f"(T, B, {o})"),
+                 ((LD, B, R), f"(num_layers·D, B, {r})"), ((LD, B, H), "(num_layers·D, B, H)")]
+        for (name, obj), arr, (want, letters) in zip(given, arrays, wants):
+            if arr is not None:
+                expect_shape(name, arr.shape, want, letters)
+                refuse_overlap(name, as_array(obj, name), [("the cache's buffer", cache.buffer)],
+                               "backward overwrites the buffer while it reads the gradients")
+        return arrays[0], arrays[1], arrays[2]
+
+    def _state_names(self, name):
+        return (f"{name}[0] (h)", f"{name}[1] (c)") if has_cell_state(self.cell) else (name, f"{name}[1]")
 
     def step(self, x_t, state=None):
         """Advances one time step for online inference: ``y_t, state = layer.step(x_t, state)``.

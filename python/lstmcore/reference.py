@@ -21,12 +21,35 @@ forget_gate, w_proj, layer_norm, zoneout) take the keyword arguments of
 """
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 
+from ._checks import require_no_cell_state
 from ._types import (ACTIVATIONS, DEFAULT_ACTIVATIONS, GATES, LAYER_NORM_EPSILON, ForwardResult,
-                     Gradients)
+                     Gradients, has_cell_state)
 
 __all__ = ["forward", "backward", "sigmoid", "zoneout_mask"]
+
+#: The dtype the equations are evaluated in: float64, except inside ``in_precision``.
+_DTYPE = np.float64
+
+
+@contextlib.contextmanager
+def in_precision(dtype):
+    """Evaluates the same equations in ``dtype`` (float32) within the block: what a plain
+    evaluation in that precision achieves on a problem, for tests that judge another
+    implementation's float32 results against the float64 ones. Not thread-safe."""
+    global _DTYPE
+    saved, _DTYPE = _DTYPE, np.dtype(dtype).type
+    try:
+        yield
+    finally:
+        _DTYPE = saved
+
+
+def _zeros(shape):
+    return np.zeros(shape, _DTYPE)
 
 
 # ----------------------------------------------------------------------------------
@@ -40,10 +63,10 @@ def sigmoid(a):
 
 
 def _f64(v, name, shape):
-    """``v`` as a float64 array of ``shape`` (None stays None)."""
+    """``v`` as a float64 array (see in_precision) of ``shape`` (None stays None)."""
     if v is None:
         return None
-    a = np.array(v, dtype=np.float64)  # always a private copy
+    a = np.array(v, dtype=_DTYPE)  # always a private copy
     if a.shape != tuple(shape):
         raise ValueError(f"{name}: expected shape {tuple(shape)}, got {a.shape}")
     return a
@@ -75,18 +98,18 @@ def _softplus(x):
 _ACTIVATION_FUNCS = {
     "sigmoid": (lambda x, a, b: sigmoid(x), lambda x, y, a, b: y * (1.0 - y)),
     "hard_sigmoid": (lambda x, a, b: np.clip(a * x + b, 0.0, 1.0),
-                     lambda x, y, a, b: a * ((a * x + b > 0.0) & (a * x + b < 1.0))),
+                     lambda x, y, a, b: a * ((a * x + b > 0.0) & (a * x + b < 1.0)).astype(x.dtype)),
     "tanh": (lambda x, a, b: np.tanh(x), lambda x, y, a, b: 1.0 - y * y),
     # relu' = 1 for x > 0, else 0 (0 at the kink, as PyTorch)
-    "relu": (lambda x, a, b: np.maximum(x, 0.0), lambda x, y, a, b: (x > 0.0) * 1.0),
+    "relu": (lambda x, a, b: np.maximum(x, 0.0), lambda x, y, a, b: (x > 0.0).astype(x.dtype)),
     "softsign": (lambda x, a, b: x / (1.0 + np.abs(x)), lambda x, y, a, b: 1.0 / (1.0 + np.abs(x)) ** 2),
     "scaled_tanh": (lambda x, a, b: a * np.tanh(b * x), lambda x, y, a, b: a * b * (1.0 - np.tanh(b * x) ** 2)),
     "affine": (lambda x, a, b: a * x + b, lambda x, y, a, b: a + 0.0 * x),
-    "leaky_relu": (lambda x, a, b: np.where(x < 0.0, a * x, x), lambda x, y, a, b: np.where(x < 0.0, a, 1.0)),
+    "leaky_relu": (lambda x, a, b: np.where(x < 0.0, a * x, x), lambda x, y, a, b: np.where(x < 0.0, a, 1.0).astype(x.dtype)),
     "elu": (lambda x, a, b: np.where(x < 0.0, a * np.expm1(np.minimum(x, 0.0)), x),
             lambda x, y, a, b: np.where(x < 0.0, a * np.exp(np.minimum(x, 0.0)), 1.0)),
     "softplus": (lambda x, a, b: _softplus(x), lambda x, y, a, b: sigmoid(x)),
-    "thresholded_relu": (lambda x, a, b: np.where(x > a, x, 0.0), lambda x, y, a, b: (x > a) * 1.0),
+    "thresholded_relu": (lambda x, a, b: np.where(x > a, x, 0.0), lambda x, y, a, b: (x > a).astype(x.dtype)),
 }
 
 
@@ -144,7 +167,7 @@ def zoneout_mask(seed, stream, z, T, B, W):
     key = _mix64(np.array([seed], dtype=np.uint64) + np.array([stream], dtype=np.uint64) * _GOLDEN)
     n = np.arange(T * B * W, dtype=np.uint64).reshape(T, B, W)
     u = (_mix64(key + _GOLDEN * (n + np.uint64(1))) >> np.uint64(11)).astype(np.float64) * 2.0 ** -53
-    return (u < z).astype(np.float64)
+    return (u < z).astype(_DTYPE)
 
 
 # ----------------------------------------------------------------------------------
@@ -400,28 +423,27 @@ def forward(x, w_x, w_h, b=None, b_h=None, h0=None, c0=None, *, cell="lstm", rev
     if cell not in GATES:
         raise ValueError(f"cell: unknown cell {cell!r}, expected one of {sorted(GATES)}")
     G = GATES[cell]
-    x = np.array(x, dtype=np.float64)
+    x = np.array(x, dtype=_DTYPE)
     if x.ndim != 3:
         raise ValueError(f"x: expected 3 dimensions, got shape {x.shape}")
     if batch_first:
         x = x.transpose(1, 0, 2)
     T, B, I = x.shape
-    w_x = np.array(w_x, dtype=np.float64)
+    w_x = np.array(w_x, dtype=_DTYPE)
     if w_x.ndim != 2 or w_x.shape[1] % G or w_x.shape[1] == 0:
         raise ValueError(f"w_x: expected shape ({I}, {G}*H), got {w_x.shape}")
     H = w_x.shape[1] // G
     q = _variant_params(cell, H, dict(variant))
-    w_proj = None if q["w_proj"] is None else np.array(q["w_proj"], dtype=np.float64)
+    w_proj = None if q["w_proj"] is None else np.array(q["w_proj"], dtype=_DTYPE)
     if w_proj is not None and (w_proj.ndim != 2 or w_proj.shape[0] != H):
         raise ValueError(f"w_proj: expected shape ({H}, P), got {w_proj.shape}")
     R = H if w_proj is None else w_proj.shape[1]  # the width of h
     w_x = _f64(w_x, "w_x", (I, G * H))
     w_h = _f64(w_h, "w_h", (R, G * H))
-    if cell != "lstm" and c0 is not None:
-        raise ValueError(f"c0: cell {cell!r} has no cell state")
-    bb = np.zeros(G * H) if b is None else _f64(b, "b", (G * H,))
+    require_no_cell_state(cell, "c0", c0)
+    bb = _zeros(G * H) if b is None else _f64(b, "b", (G * H,))
     p = dict(cell=cell, reset_after=bool(reset_after), H=H, w_h=w_h, b=bb,
-             b_h=np.zeros(G * H) if b_h is None else _f64(b_h, "b_h", (G * H,)),
+             b_h=_zeros(G * H) if b_h is None else _f64(b_h, "b_h", (G * H,)),
              acts=q["acts"], clip=q["clip"], input_forget=bool(q["input_forget"]),
              forget_gate=bool(q["forget_gate"]), w_proj=w_proj,
              peep=None if q["peepholes"] is None else _f64(q["peepholes"], "peepholes", (3, H)),
@@ -430,10 +452,10 @@ def forward(x, w_x, w_h, b=None, b_h=None, h0=None, c0=None, *, cell="lstm", rev
     # layer norm's columns: all but an unused f block
     p["used"] = np.array([j for j in range(G * H) if cell != "lstm" or p["forget_gate"] and not p["input_forget"]
                           or not H <= j < 2 * H])
-    h = np.zeros((B, R)) if h0 is None else _f64(h0, "h0", (B, R))
+    h = _zeros((B, R)) if h0 is None else _f64(h0, "h0", (B, R))
     c = None
-    if cell == "lstm":
-        c = np.zeros((B, H)) if c0 is None else _f64(c0, "c0", (B, H))
+    if has_cell_state(cell):
+        c = _zeros((B, H)) if c0 is None else _f64(c0, "c0", (B, H))
     lens = _lengths(seq_lengths, T, B)
     z = q["zoneout"]
     z = (0.0, 0.0) if z is None else ((z, z) if np.isscalar(z) else tuple(z))
@@ -441,8 +463,8 @@ def forward(x, w_x, w_h, b=None, b_h=None, h0=None, c0=None, *, cell="lstm", rev
         p["zone_h"] = zoneout_mask(seed, 1, z[0], T, B, R)
         p["zone_c"] = zoneout_mask(seed, 2, z[1], T, B, H)
     else:
-        p["zone_h"] = np.full(T, z[0])
-        p["zone_c"] = np.full(T, z[1])
+        p["zone_h"] = np.full(T, z[0], _DTYPE)
+        p["zone_c"] = np.full(T, z[1], _DTYPE)
     # mask[t, b]: step t belongs to sequence b. Rows outside their sequence keep their
     # state and output 0. Running t = T−1 … 0 with the same mask starts each sequence
     # at its own last valid step len_b − 1 (packed-sequence semantics).
@@ -451,7 +473,7 @@ def forward(x, w_x, w_h, b=None, b_h=None, h0=None, c0=None, *, cell="lstm", rev
     # the input projection of all steps at once, (T, B, G*H); with layer norm the bias
     # comes after the normalisation
     xw = x @ w_x + (0.0 if p["ln"] is not None else bb)
-    y = np.zeros((T, B, R))
+    y = _zeros((T, B, R))
     steps = []
     for t in (range(T - 1, -1, -1) if reverse else range(T)):
         m = mask[t][:, None]
@@ -477,23 +499,22 @@ def backward(cache, dy=None, dh_n=None, dc_n=None):
     T, B, I, H, G, R = cache["shape"]
     cell, p, x, w_x, mask = cache["cell"], cache["p"], cache["x"], cache["w_x"], cache["mask"]
     if dy is None:
-        dy = np.zeros((T, B, R))
+        dy = _zeros((T, B, R))
     else:
         dy = _f64(dy, "dy", (B, T, R) if cache["batch_first"] else (T, B, R))
         if cache["batch_first"]:
             dy = dy.transpose(1, 0, 2)
-    dh = np.zeros((B, R)) if dh_n is None else _f64(dh_n, "dh_n", (B, R))
+    dh = _zeros((B, R)) if dh_n is None else _f64(dh_n, "dh_n", (B, R))
+    require_no_cell_state(cell, "dc_n", dc_n)
     dc = None
-    if cell == "lstm":
-        dc = np.zeros((B, H)) if dc_n is None else _f64(dc_n, "dc_n", (B, H))
-    elif dc_n is not None:
-        raise ValueError(f"dc_n: cell {cell!r} has no cell state")
+    if has_cell_state(cell):
+        dc = _zeros((B, H)) if dc_n is None else _f64(dc_n, "dc_n", (B, H))
 
-    acc = dict(dw_h=np.zeros((R, G * H)), db_h=np.zeros(G * H), db=np.zeros(G * H),
-               dpeep=np.zeros((3, H)), dw_proj=None if p["w_proj"] is None else np.zeros_like(p["w_proj"]),
+    acc = dict(dw_h=_zeros((R, G * H)), db_h=_zeros(G * H), db=_zeros(G * H),
+               dpeep=_zeros((3, H)), dw_proj=None if p["w_proj"] is None else np.zeros_like(p["w_proj"]),
                dln=None if p["ln"] is None else [np.zeros_like(v) for v in p["ln"]])
-    dx = np.zeros((T, B, I))
-    dw_x = np.zeros((I, G * H))
+    dx = _zeros((T, B, I))
+    dw_x = _zeros((I, G * H))
     for st in reversed(cache["steps"]):
         t = st["t"]
         m = mask[t][:, None]

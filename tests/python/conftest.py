@@ -25,6 +25,7 @@ import importlib
 import importlib.util
 import json
 import os
+import re
 import sys
 import types
 from collections import defaultdict
@@ -39,6 +40,68 @@ if HERE not in sys.path:
 # Use the installed package when there is one; otherwise the source tree's python/.
 if importlib.util.find_spec("lstmcore") is None:
     sys.path.insert(0, os.path.join(ROOT, "python"))
+
+# ----------------------------------------------------------------------------------
+# CI: no test may be skipped for a missing test dependency
+
+#: True under CI (the environment variable CI=true, as CI services and .ci/run set it).
+CI = os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")
+#: The test dependencies (pyproject.toml's "test" extra): under CI they must all import.
+TEST_DEPENDENCIES = ("torch", "onnx", "onnxruntime", "keras", "hypothesis")
+#: The one reason a test may still skip under CI: the machine has no GPU (or the build no CUDA).
+_NO_GPU = re.compile(r"\b(CUDA|GPU)\b")
+_MISSING = re.compile(r"could not import|No module named")
+
+
+def pytest_sessionstart(session):
+    if not CI:
+        return
+    missing = [name for name in TEST_DEPENDENCIES if importlib.util.find_spec(name) is None]
+    if missing:
+        raise pytest.UsageError(f"CI=true but test dependencies are missing: {', '.join(missing)} "
+                                f"(pip install '.[test]'); under CI no test may be skipped for them")
+
+
+def _fail_skips_under_ci(report):
+    """Under CI a skipped test (or module) fails, unless it was skipped for want of a GPU."""
+    if not CI or not report.skipped or hasattr(report, "wasxfail"):
+        return
+    reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+    if _NO_GPU.search(reason) and not _MISSING.search(reason):
+        return
+    report.outcome = "failed"
+    report.longrepr = f"skipped under CI=true, where only the absence of a GPU may skip a test: {reason}"
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    _fail_skips_under_ci(outcome.get_result())
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_make_collect_report(collector):
+    outcome = yield
+    _fail_skips_under_ci(outcome.get_result())
+
+
+# ----------------------------------------------------------------------------------
+# hypothesis: bounded runs, deterministic under CI
+
+try:
+    from hypothesis import HealthCheck, settings
+except ImportError:  # test_properties.py skips (under CI: fails) without hypothesis
+    pass
+else:
+    _QUIET = [HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much]
+    # ci: the same examples on every run (derandomize), nothing stored; dev: random examples, failures
+    # remembered in .hypothesis/; thorough: ten times more examples (HYPOTHESIS_PROFILE=thorough)
+    settings.register_profile("ci", derandomize=True, database=None, deadline=None, print_blob=True,
+                              suppress_health_check=_QUIET)
+    settings.register_profile("dev", deadline=None, print_blob=True, suppress_health_check=_QUIET)
+    settings.register_profile("thorough", deadline=None, print_blob=True, suppress_health_check=_QUIET)
+    settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci" if CI else "dev"))
+
 
 TOL64 = 1e-10
 TOL32 = 1e-5
@@ -80,6 +143,8 @@ def _load_reference():
 
 
 reference = _load_reference()
+#: The package's one table of gates per cell (lstmcore._types, loaded beside the reference).
+GATES = importlib.import_module(reference.__name__.rsplit(".", 1)[0] + "._types").GATES
 
 # ----------------------------------------------------------------------------------
 # cell variants and option sets
@@ -95,7 +160,6 @@ VARIANTS = {
 VARIANT_IDS = list(VARIANTS)
 #: the variants PyTorch has (torch.nn.GRU is reset_after=True only)
 TORCH_VARIANT_IDS = [v for v in VARIANT_IDS if v != "gru_rb"]
-GATES = {"lstm": 4, "gru": 3, "rnn_tanh": 1, "rnn_relu": 1}
 #: the same variants as layer objects: id -> (lstmcore class name, constructor keywords)
 LAYER_VARIANTS = {
     "lstm": ("LSTM", {}),

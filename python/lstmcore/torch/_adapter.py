@@ -20,6 +20,7 @@ import torch
 
 import lstmcore
 from lstmcore import _core, _cuda, _variants
+from lstmcore._cache import Cache, DeviceCache
 
 # ------------------------------------------------------------------------------------------
 # The weight layout. torch keeps weight_ih (G·H, I), weight_hh (G·H, R), weight_hr (P, H); the
@@ -62,13 +63,12 @@ def torch_grads(dw_x, dw_h, dw_proj):
 
 def rebuild_cache(**fields):
     """The lstmcore.Cache with these fields (those of the Cache that forward returned)."""
-    factory = getattr(lstmcore.Cache, "_from_fields", None)
-    return factory(**fields) if factory is not None else lstmcore.Cache(**fields)
+    return Cache._from_fields(**fields)
 
 
 def rebuild_device_cache(device, **fields):
     """The device (CUDA) cache of a forward on torch CUDA tensors, from its fields."""
-    return _cuda._device_cache(lib=_cuda._lib("torch"), device=device, **fields)
+    return DeviceCache._from_fields(lib=_cuda._lib("torch"), device=device, variant=None, **fields)
 
 
 def variant_field(cell, options, seed, peepholes, w_proj, layer_norm):
