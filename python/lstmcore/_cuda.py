@@ -160,7 +160,8 @@ class _Torch:
         return self.torch.empty(shape, dtype=self.dtypes[dtype], device=self.torch.device("cuda", device))
 
     def convert(self, t, dtype):
-        return t.detach().to(dtype=self.dtypes[dtype], memory_format=self.torch.contiguous_format)
+        # .to() hands back the same (strided) tensor when the dtype already matches: make it dense
+        return t.detach().to(dtype=self.dtypes[dtype]).contiguous()
 
     def stream(self, device):
         return self.torch.cuda.current_stream(device).cuda_stream

@@ -133,3 +133,23 @@ def test_gpu_against_cpu(case):
     for a, b in zip(list(got) + list(got_g), list(want) + list(want_g)):
         a = a.cpu()
         assert float((a - b).norm() / max(float(b.norm()), 1e-300)) <= 1e-12
+
+
+def test_strided_device_tensors_are_made_dense(emulated):
+    """lstmcore.forward / backward on strided "device" tensors of the call's dtype (a view into a
+    wider buffer): the device path must copy them dense, not read them as if they were dense."""
+    import lstmcore
+    g = torch.Generator().manual_seed(3)
+    x, w_x, w_h = (torch.randn(*s, generator=g, dtype=torch.float64) for s in ((T, B, I), (I, 4 * H), (H, 4 * H)))
+    want = lstmcore.forward(x.numpy(), w_x.numpy(), w_h.numpy(), training=True)
+    dy = torch.randn(T, B, H, generator=g, dtype=torch.float64)
+    want_g = lstmcore.backward(want.cache, dy.numpy())
+    wide_x = torch.zeros(T, B, I + 5, dtype=torch.float64)
+    wide_x[..., 5:] = x
+    wide_dy = torch.zeros(T, B, H + 6, dtype=torch.float64)
+    wide_dy[..., 6:] = dy
+    got = lstmcore.forward(wide_x[..., 5:], w_x, w_h, training=True)
+    assert torch.equal(got.y, torch.as_tensor(want.y))
+    got_g = lstmcore.backward(got.cache, wide_dy[..., 6:])
+    for name in ("dx", "dw_x", "dw_h", "dh0"):
+        assert torch.equal(getattr(got_g, name), torch.as_tensor(getattr(want_g, name))), name
