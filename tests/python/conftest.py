@@ -41,6 +41,18 @@ if HERE not in sys.path:
 if importlib.util.find_spec("lstmcore") is None:
     sys.path.insert(0, os.path.join(ROOT, "python"))
 
+
+
+def package_env():
+    """os.environ with PYTHONPATH leading to the lstmcore this process imports (installed, or
+    the source tree's python/ with its built extension), for tests that run a fresh interpreter."""
+    import lstmcore
+    env = dict(os.environ)
+    parent = os.path.dirname(os.path.dirname(os.path.abspath(lstmcore.__file__)))
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [parent, env.get("PYTHONPATH")]))
+    return env
+
+
 # ----------------------------------------------------------------------------------
 # CI: no test may be skipped for a missing test dependency
 

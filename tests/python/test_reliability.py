@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 
 import lstmcore
-from conftest import ROOT
+from conftest import package_env
 from lstmcore import _checks
 from problems import names
 
@@ -50,10 +50,8 @@ def same_gradients(g1, g2):
 
 def run_isolated(code):
     """Runs ``code`` in a fresh interpreter (a crash there cannot take pytest down)."""
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [os.path.join(ROOT, "python"), env.get("PYTHONPATH")]))
     return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True,
-                          timeout=300, env=env)
+                          timeout=300, env=package_env())
 
 
 # ------------------------------------------------------------------------------------------
