@@ -40,6 +40,9 @@ class Layout {
     return r;
   }
 
+  // `count` 64-bit integers, on a line of their own.
+  Region indices(i64 count) { return flat((count * 8 + static_cast<i64>(elem_) - 1) / static_cast<i64>(elem_)); }
+
   // Elements of a tile or slot of `count` elements rounded up to whole lines.
   i64 rounded(i64 count) const { return static_cast<i64>(lines(count) / elem_); }
 
@@ -80,6 +83,7 @@ ForwardPlan plan_forward(const Context& c, Dtype t, const CellSpec& spec, const 
   } else {
     p.product = product(c, t, l, H, H, G, B, 2 * B * H * GH);
     p.h_other = l.flat(B * H);
+    p.order = l.indices(B);
   }
   p.bytes = l.bytes();
   return p;
@@ -99,6 +103,7 @@ BackwardPlan plan_backward(const Context& c, Dtype t, const CellSpec& spec, cons
     p.da[0] = l.flat(B * GH);
     p.da[1] = l.flat(B * GH);
     p.prod = l.flat(B * H);
+    p.order = l.indices(B);
   }
   p.bytes = l.bytes();
   return p;

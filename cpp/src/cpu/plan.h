@@ -74,6 +74,7 @@ struct ForwardPlan {
   // the product, which runs two dependent GEMMs per step):
   ProductPlan product;  // w_h packed, K = H
   Region h_other;       // (B, H) the second state buffer
+  Region order;         // (B) int64: the batch sorted by length (Walk::sort_by_length)
 };
 
 // A plain cell's backward.
@@ -87,6 +88,7 @@ struct BackwardPlan {
   ProductPlan product;  // w_hᵀ packed, K = G·H
   Region da[2];         // (B, G·H) each: the step's gate gradients, alternating
   Region prod;          // (B, H) da·w_hᵀ
+  Region order;         // (B) int64: the batch sorted by length (Walk::sort_by_length)
 };
 
 // A cell variant's forward (cpu/variant_forward.cpp).
