@@ -106,7 +106,8 @@ inline void copy_units(T* dst, const T* src, i64 n, const PackedWeights<T>& p) {
   }
 }
 
-// Packs w_h (H × G·H) for the forward product h·w_h: K = H, G gate blocks.
+// Packs w_h (H × G·H) for the forward product h·w_h: K = H, G gate blocks (or any
+// K × G·H operand of the same gate layout, such as w_x: K = I).
 template <typename T>
 PackedWeights<T> pack_recurrent(const T* w_h, const PackGeometry& geo, T* out) {
   const PackedWeights<T> p = packed_layout(geo, out);
@@ -114,7 +115,7 @@ PackedWeights<T> pack_recurrent(const T* w_h, const PackGeometry& geo, T* out) {
   for (i64 blk = 0; blk < p.blocks; ++blk) {
     T* dst = out + blk * p.panel;
     const i64 u0 = blk * p.W, n = std::min<i64>(p.W, H - u0);
-    for (i64 k = 0; k < H; ++k)
+    for (i64 k = 0; k < geo.K; ++k)
       for (i64 g = 0; g < G; ++g) {
         T* d = dst + (k * G + g) * p.W;
         copy_units(d, w_h + k * G * H + g * H + u0, n, p);
