@@ -122,6 +122,8 @@ VariantForwardPlan plan_variant_forward(const Context& c, Dtype t, const detail:
   p.cbuf = l.flat(B * W);
   p.bx = l.flat(GH);
   p.bh = l.flat(GH);
+  p.order = l.indices(B);
+  p.hslot = l.flat(B * R);
   p.rows = B;
   const bool reset_before = v.gru && !v.reset_after;
   const i64 n = reset_before ? 2 * H : GH;  // h·w_h: B × n, K = R

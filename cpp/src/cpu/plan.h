@@ -99,6 +99,8 @@ struct VariantForwardPlan {
   Region rec, act;                     // (B, G·H) the step's h·w_h, its activated gates
   Region mbuf, hbuf, cbuf;             // (B, max(H, R)) each
   Region bx, bh;                       // (G·H) the biases
+  Region order;                        // (B) int64: the batch sorted by length (Walk::sort_by_length)
+  Region hslot;                        // (B, R) with lengths: the active rows of h, in slot order
   std::int64_t rows = 0;               // B: the rows of the step products
   ProductPlan recurrent;               // h·w_h (GRU with the reset before: the r, z columns)
   ProductPlan second;                  // GRU: (r ⊙ h)·w_h[:, n]; LSTM: the projection (pack.K == 0: none)
