@@ -151,6 +151,8 @@ VariantBackwardPlan plan_variant_backward(const Context& c, Dtype t, const detai
   p.sh = l.flat(B * W);
   p.acc = l.flat(B * 5 * H);
   p.zeros = l.flat(W);
+  p.order = l.indices(B);
+  p.dslot = l.flat(B * R);
   p.rows = B;
   const bool reset_before = v.gru && !v.reset_after;
   const i64 k = reset_before ? 2 * H : GH;  // dL/d(h·w_h)·w_hᵀ: B × R, K = k

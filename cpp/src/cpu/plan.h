@@ -116,6 +116,8 @@ struct VariantBackwardPlan {
   Region dm, dhb, hc, sh;              // (B, max(H, R))
   Region acc;                          // (B, 5H)
   Region zeros;                        // (max(H, R))
+  Region order;                        // (B) int64: the batch sorted by length (Walk::sort_by_length)
+  Region dslot;                        // (B, R) with lengths: the step's dL/dh_{t−1} product, in slot order
   std::int64_t rows = 0;               // B
   ProductPlan recurrent;               // dL/d(h·w_h)·w_hᵀ
   ProductPlan second;                  // GRU: da_n·w_h[:, n]ᵀ; LSTM: dh̃·w_projᵀ (pack.K == 0: none)
