@@ -14,6 +14,7 @@
 #include <cstdint>
 #include <cstring>
 
+#include "common.h"
 #include "lstmcore/recurrent.h"
 #include "cpu/isa.h"
 #include "cpu/math.h"
@@ -192,21 +193,7 @@ void copy_or_zero(T* dst, const T* src, i64 n) {
     std::memset(dst, 0, sizeof(T) * n);
 }
 
-// A weight as the products use it: the K × n matrix M of the equations (w_x: I × G·H,
-// w_h: R × G·H, w_proj: H × P), stored as M (input_major, row stride n) or as Mᵀ
-// (gate_major, n × K, row stride K: PyTorch's layout). The GEMMs take the stored matrix
-// with a transpose flag, never a copy.
-template <typename T>
-struct Weight {
-  const T* data;
-  i64 K, n;
-  bool gate_major;
-  Weight(const T* p, i64 k, i64 cols, WeightLayout layout)
-      : data(p), K(k), n(cols), gate_major(layout == WeightLayout::gate_major) {}
-  i64 ld() const { return gate_major ? K : n; }
-  // Where column c of M starts (gate_major: row c of the stored matrix).
-  const T* col(i64 c) const { return gate_major ? data + c * K : data + c; }
-};
+using detail::Weight;  // a weight in either layout (common.h)
 
 // C (m × cols) [+]= A (m × K, lda) · M[:, c : c + cols]
 template <typename T>
