@@ -183,3 +183,31 @@ def test_errors():
         lstmcore.forward(x, _gm(w_x), np.zeros((4 * H, 4)), weight_layout="gate_major", w_proj=np.zeros((4, 3)))
     with pytest.raises(ValueError, match=r"w_x: expected shape \(I, 4H\) = \(7, 20\), got \(20, 7\)"):
         lstmcore.forward(x, _gm(w_x), w_h)  # gate-major arrays without the keyword
+
+
+def test_device_path(monkeypatch):
+    """The CUDA path (lstmcore._cuda) with gate_major, on the stand-in device arrays and binding of
+    test_cuda_api (the CPU core behind device addresses): shapes per layout, the layout passed
+    down, gradients returned in it; equal to the host path bit for bit."""
+    import test_cuda_api as dev  # noqa: PLC0415
+
+    from lstmcore import _cuda  # noqa: PLC0415
+
+    monkeypatch.setattr(_cuda, "_core", dev._fake_binding(_cuda._core))
+    monkeypatch.setitem(_cuda.ADAPTERS, dev.HostBacked.__module__.split(".")[0], dev.HostBackedLib)
+    monkeypatch.setattr(_cuda, "_LIBS", {})
+    for cell in ("lstm", "gru"):
+        a, g = _arrays(cell, np.float64, 21)
+        a["w_x"], a["w_h"] = _gm(a["w_x"]), _gm(a["w_h"])
+        want = lstmcore.forward(**a, cell=cell, training=True, weight_layout="gate_major")
+        want_g = lstmcore.backward(want.cache, **g)
+        got = lstmcore.forward(**{k: dev._dev(v) for k, v in a.items()}, cell=cell, training=True,
+                               weight_layout="gate_major")
+        assert got.cache.weight_layout == "gate_major"
+        np.testing.assert_array_equal(got.y.arr, want.y)
+        got_g = lstmcore.backward(got.cache, **{k: dev._dev(v) for k, v in g.items()})
+        for name in ("dx", "dh0", "dw_x", "dw_h", "db", "db_h"):
+            np.testing.assert_array_equal(getattr(got_g, name).arr, getattr(want_g, name), err_msg=name)
+        with pytest.raises(ValueError, match=r"w_x: expected shape \(\d?H, I\) = .* for weight_layout='gate_major'"):
+            lstmcore.forward(**{k: dev._dev(v) for k, v in dict(a, w_x=_gm(a["w_x"])).items()}, cell=cell,
+                             weight_layout="gate_major")
