@@ -115,15 +115,24 @@ PackedWeights<T> pack_recurrent(const T* w_h, bool gate_major, const PackGeometr
   for (i64 blk = 0; blk < p.blocks; ++blk) {
     T* dst = out + blk * p.panel;
     const i64 u0 = blk * p.W, n = std::min<i64>(p.W, H - u0);
+    if (gate_major) {  // row g·H + u of the stored matrix is column u of gate g: transposed in tiles
+      constexpr i64 kTile = 16;    // a tile's reads (W rows × 16) and writes (16 panel rows) stay in L1
+      if (n < p.W) std::memset(dst, 0, sizeof(T) * p.panel);
+      for (i64 g = 0; g < G; ++g)
+        for (i64 k0 = 0; k0 < H; k0 += kTile) {
+          const i64 kn = std::min(kTile, H - k0);
+          for (i64 w = 0; w < n; ++w) {
+            const T* src = w_h + (g * H + u0 + w) * H + k0;
+            T* d = dst + (k0 * G + g) * p.W + w;
+            for (i64 k = 0; k < kn; ++k) d[k * G * p.W] = src[k];
+          }
+        }
+      continue;
+    }
     for (i64 k = 0; k < H; ++k)
       for (i64 g = 0; g < G; ++g) {
         T* d = dst + (k * G + g) * p.W;
-        if (gate_major) {
-          const T* src = w_h + (g * H + u0) * H + k;  // column k of rows g·H + u0 ..
-          for (i64 w = 0; w < n; ++w) d[w] = src[w * H];
-        } else {
-          copy_units(d, w_h + k * G * H + g * H + u0, n, p);
-        }
+        copy_units(d, w_h + k * G * H + g * H + u0, n, p);
         if (n < p.W) std::memset(d + n, 0, sizeof(T) * (p.W - n));
       }
   }
