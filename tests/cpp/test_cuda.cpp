@@ -70,15 +70,6 @@ class Dev {
   std::size_t n_ = 0;
 };
 
-// m (rows × cols, row-major) transposed.
-template <typename T>
-std::vector<T> transposed(const std::vector<T>& m, i64 rows, i64 cols) {
-  std::vector<T> t(m.size());
-  for (i64 r = 0; r < rows; ++r)
-    for (i64 c = 0; c < cols; ++c) t[c * rows + r] = m[r * cols + c];
-  return t;
-}
-
 // The inputs on the device; with gate_major the weights as their transposes (G·H, I), (G·H, H).
 template <typename T>
 struct DevInputs {

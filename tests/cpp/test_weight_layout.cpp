@@ -16,23 +16,6 @@ namespace {
 using namespace ts;
 using lstmcore::WeightLayout;
 
-// m (rows × cols, row-major) transposed.
-Vec transposed(const Vec& m, i64 rows, i64 cols) {
-  Vec t(m.size());
-  for (i64 r = 0; r < rows; ++r)
-    for (i64 c = 0; c < cols; ++c) t[c * rows + r] = m[r * cols + c];
-  return t;
-}
-
-template <typename T>
-std::vector<T> cast(const Vec& v) {
-  return std::vector<T>(v.begin(), v.end());
-}
-template <typename T>
-Vec widen(const std::vector<T>& v) {
-  return Vec(v.begin(), v.end());
-}
-
 // A stack problem with input-major weights in double.
 struct LayoutProblem {
   CellSpec spec;
@@ -147,19 +130,19 @@ std::map<std::string, Vec> run_stack(const LayoutProblem& p, WeightLayout layout
   a.weight_layout = layout;
   lstmcore::stack_backward<Tp>(s, d, so, a);
 
-  std::map<std::string, Vec> out{{"y", widen(y)}, {"h_n", widen(h_n)}, {"c_n", widen(c_n)},
-                                 {"dx", widen(dx)}, {"dh0", widen(dh0)}, {"dc0", widen(dc0)}};
+  std::map<std::string, Vec> out{{"y", to_double(y)}, {"h_n", to_double(h_n)}, {"c_n", to_double(c_n)},
+                                 {"dx", to_double(dx)}, {"dh0", to_double(dh0)}, {"dc0", to_double(dc0)}};
   for (i64 k = 0; k < LD; ++k) {
     const std::string n = "[" + std::to_string(k) + "]";
     const i64 I_k = p.in(k / p.D);
-    out["dw_x" + n] = gm ? transposed(widen(dw_x[k]), G, I_k) : widen(dw_x[k]);
-    out["dw_h" + n] = gm ? transposed(widen(dw_h[k]), G, R) : widen(dw_h[k]);
-    out["db" + n] = widen(db[k]);
-    out["db_h" + n] = widen(db_h[k]);
-    if (p.peepholes()) out["dpeepholes" + n] = widen(dpeep[k]);
-    if (P > 0) out["dw_proj" + n] = gm ? transposed(widen(dproj[k]), P, H) : widen(dproj[k]);
+    out["dw_x" + n] = gm ? transposed(to_double(dw_x[k]), G, I_k) : to_double(dw_x[k]);
+    out["dw_h" + n] = gm ? transposed(to_double(dw_h[k]), G, R) : to_double(dw_h[k]);
+    out["db" + n] = to_double(db[k]);
+    out["db_h" + n] = to_double(db_h[k]);
+    if (p.peepholes()) out["dpeepholes" + n] = to_double(dpeep[k]);
+    if (P > 0) out["dw_proj" + n] = gm ? transposed(to_double(dproj[k]), P, H) : to_double(dproj[k]);
     if (p.layer_norm())
-      for (int j = 0; j < 6; ++j) out["dln" + std::to_string(j) + n] = widen(dln[j][k]);
+      for (int j = 0; j < 6; ++j) out["dln" + std::to_string(j) + n] = to_double(dln[j][k]);
   }
   return out;
 }
@@ -172,13 +155,7 @@ void compare(const LayoutProblem& p, const std::string& label, double tol_fwd, d
     const auto im = run_stack<Tp>(p, WeightLayout::input_major);
     const auto gm = run_stack<Tp>(p, WeightLayout::gate_major);
     for (const auto& [name, ref] : im) {
-      const Vec& got = gm.at(name);
-      double diff = 0, norm = 0;
-      for (std::size_t i = 0; i < ref.size(); ++i) {
-        diff += (got[i] - ref[i]) * (got[i] - ref[i]);
-        norm += ref[i] * ref[i];
-      }
-      const double e = norm > 0 ? std::sqrt(diff / norm) : std::sqrt(diff);
+      const double e = rel_err(gm.at(name), ref);
       const bool forward = name == "y" || name == "h_n" || name == "c_n";
       const std::string what = label + (sizeof(Tp) == 4 ? " f32 " : " f64 ") + (forward ? "forward" : "gradients");
       th::note("gate_major vs input_major " + what, e);
