@@ -18,6 +18,7 @@ template <typename T>
 void gru_forward(const Context& ctx, const ForwardPlan& plan, const Scratch& ws, bool reset_after, const Dims& d,
                  const SequenceOptions& o, const ForwardArgs<T>& a) {
   const i64 B = d.batch, H = d.hidden, G = 3 * H, N = d.steps * d.batch;
+  const Weight<T> w_h(a.w_h, H, G, a.weight_layout);  // reset_after=false: per-step GEMMs on blocks of it
   Walk walk(d, o);
   if (reset_after) walk.sort_by_length(ws.get<i64>(plan.order));
   const bool training = a.cache != nullptr;
@@ -35,7 +36,7 @@ void gru_forward(const Context& ctx, const ForwardPlan& plan, const Scratch& ws,
   std::memset(zeros, 0, sizeof(T) * H);
   const T* bhn = a.b_h ? a.b_h + 2 * H : zeros;
 
-  project_inputs(ctx, a.x, a.w_x, (a.b || a.b_h) ? bias : nullptr, N, d.input, G, gates, ldg);
+  project_inputs(ctx, a.x, Weight<T>(a.w_x, d.input, G, a.weight_layout), (a.b || a.b_h) ? bias : nullptr, N, gates, ldg);
 
   T* h = a.h_n;
   copy_or_zero(h, a.h0, B * H);
@@ -62,7 +63,7 @@ void gru_forward(const Context& ctx, const ForwardPlan& plan, const Scratch& ws,
   };
 
   if (reset_after) {
-    run_recurrence<T>(plan, ws, walk, a.w_h, H, h,
+    run_recurrence<T>(plan, ws, walk, a.w_h, a.weight_layout, H, h,
                       [&](i64 s, i64 n, i64 u0, i64 u1, const T* h_prev, T* h_next, const T* rec) {
       for (i64 i = 0; i < n; ++i) {
         const i64 b = walk.slot(i);
@@ -98,7 +99,7 @@ void gru_forward(const Context& ctx, const ForwardPlan& plan, const Scratch& ws,
   // reset_after=false: r and z first, then the n block's GEMM on r ⊙ h_{t-1}.
   for (i64 s = 0; s < d.steps; ++s) {
     {
-      gemm<T>(ctx, false, false, B, 2 * H, H, h, H, a.w_h, G, false, rec, G);
+      times_weight(ctx, B, h, H, w_h, 0, 2 * H, false, rec, G);
       for_batch(ctx, B, B * G, [&](i64 b) {
         T* ra = rec + b * G;
         T* rhb = rh + b * H;
@@ -114,7 +115,7 @@ void gru_forward(const Context& ctx, const ForwardPlan& plan, const Scratch& ws,
           rhb[j] = ra[j] * h[b * H + j];
         }
       });
-      gemm<T>(ctx, false, false, B, H, H, rh, H, a.w_h + 2 * H, G, false, rec + 2 * H, G);
+      times_weight(ctx, B, rh, H, w_h, 2 * H, H, false, rec + 2 * H, G);
       for_batch(ctx, B, B * G, [&](i64 b) {
         if (!walk.active(s, b)) return;
         const i64 row = walk.row(walk.time(s, b), b);
@@ -134,6 +135,7 @@ template <typename T>
 void gru_backward(const Context& ctx, const BackwardPlan& plan, const Scratch& ws, bool reset_after, const Dims& d,
                   const SequenceOptions& o, const BackwardArgs<T>& a) {
   const i64 B = d.batch, H = d.hidden, G = 3 * H, N = d.steps * d.batch;
+  const Weight<T> w_h(a.w_h, H, G, a.weight_layout);  // reset_after=false: per-step GEMMs on blocks of it
   Walk walk(d, o);
   if (reset_after) walk.sort_by_length(ws.get<i64>(plan.order));
   T* gates = a.cache;
@@ -191,14 +193,14 @@ void gru_backward(const Context& ctx, const BackwardPlan& plan, const Scratch& w
   };
 
   if (reset_after) {
-    run_backward_recurrence<T>(plan, ws, walk, a.w_h, H, dh, [&](i64 s, i64 n, i64 u0, i64 u1, T* da) {
+    run_backward_recurrence<T>(plan, ws, walk, a.w_h, a.weight_layout, H, dh, [&](i64 s, i64 n, i64 u0, i64 u1, T* da) {
       for (i64 i = 0; i < n; ++i) row_grad(s, walk.slot(i), u0, u1, da + i * G);
     });
   }
   for (i64 s = reset_after ? -1 : d.steps - 1; s >= 0; --s) {
     for_batch(ctx, B, B * G, [&](i64 b) { row_grad(s, b, 0, H, da_step + b * G); });
     // reset_after=false: d(r ⊙ h) = dn·w_h[:, n]ᵀ gives dr and a path to h_{t-1}.
-    gemm<T>(ctx, false, true, B, H, H, da_step + 2 * H, G, a.w_h + 2 * H, G, false, drh, H);
+    times_weight_t(ctx, B, da_step + 2 * H, G, w_h, 2 * H, H, false, drh, H);
     for_batch(ctx, B, B * G, [&](i64 b) {
       T* ds = da_step + b * G;
       if (!walk.active(s, b)) return;
@@ -215,7 +217,7 @@ void gru_backward(const Context& ctx, const BackwardPlan& plan, const Scratch& w
         ga[j] = ds[j] = dr;
       }
     });
-    gemm<T>(ctx, false, true, B, H, 2 * H, da_step, G, a.w_h, G, true, dh, H);
+    times_weight_t(ctx, B, da_step, G, w_h, 0, 2 * H, true, dh, H);
   }
 
   WeightGradients<T> wg(N, d.input, G);

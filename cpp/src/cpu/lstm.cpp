@@ -26,7 +26,7 @@ void lstm_forward(const Context& ctx, const ForwardPlan& plan, const Scratch& ws
   T* bias = ws.get<T>(plan.bias);
   for (i64 j = 0; j < G; ++j) bias[j] = (a.b ? a.b[j] : T(0)) + (a.b_h ? a.b_h[j] : T(0));
 
-  project_inputs(ctx, a.x, a.w_x, (a.b || a.b_h) ? bias : nullptr, N, d.input, G, gates, ldg);
+  project_inputs(ctx, a.x, Weight<T>(a.w_x, d.input, G, a.weight_layout), (a.b || a.b_h) ? bias : nullptr, N, gates, ldg);
 
   // The states: h in h_n (and a second buffer inside the recurrence), c in c_n.
   T* c = a.c_n;
@@ -35,7 +35,7 @@ void lstm_forward(const Context& ctx, const ForwardPlan& plan, const Scratch& ws
   walk.zero_padding(a.y, H);
   if (training) walk.zero_padding(cells, H);  // steps past a length: defined, never read
 
-  run_recurrence<T>(plan, ws, walk, a.w_h, H, a.h_n,
+  run_recurrence<T>(plan, ws, walk, a.w_h, a.weight_layout, H, a.h_n,
                     [&](i64 s, i64 n, i64 u0, i64 u1, const T*, T* h_next, const T* rec) {
     for (i64 i = 0; i < n; ++i) {  // the active sequences (finished ones keep their state)
       const i64 b = walk.slot(i);
@@ -91,7 +91,7 @@ void lstm_backward(const Context& ctx, const BackwardPlan& plan, const Scratch& 
   copy_or_zero(dh, a.dh_n, B * H);
   copy_or_zero(dc, a.dc_n, B * H);
 
-  run_backward_recurrence<T>(plan, ws, walk, a.w_h, H, dh, [&](i64 s, i64 n, i64 u0, i64 u1, T* da) {
+  run_backward_recurrence<T>(plan, ws, walk, a.w_h, a.weight_layout, H, dh, [&](i64 s, i64 n, i64 u0, i64 u1, T* da) {
     for (i64 i = 0; i < n; ++i) {
       const i64 b = walk.slot(i);
       T* ds = da + i * G;

@@ -106,15 +106,30 @@ inline void copy_units(T* dst, const T* src, i64 n, const PackedWeights<T>& p) {
   }
 }
 
-// Packs w_h (H × G·H) for the forward product h·w_h: K = H, G gate blocks (or any
-// K × G·H operand of the same gate layout, such as w_x: K = I).
+// Packs w_h (H × G·H; gate_major: stored G·H × H) for the forward product h·w_h: K = H,
+// G gate blocks. Both layouts give the same panels. Input-major, any K × G·H operand of the
+// same gate layout packs alike (such as w_x: K = I).
 template <typename T>
-PackedWeights<T> pack_recurrent(const T* w_h, const PackGeometry& geo, T* out) {
+PackedWeights<T> pack_recurrent(const T* w_h, bool gate_major, const PackGeometry& geo, T* out) {
   const PackedWeights<T> p = packed_layout(geo, out);
   const i64 H = geo.H, G = geo.G;
   for (i64 blk = 0; blk < p.blocks; ++blk) {
     T* dst = out + blk * p.panel;
     const i64 u0 = blk * p.W, n = std::min<i64>(p.W, H - u0);
+    if (gate_major) {  // row g·H + u of the stored matrix is column u of gate g: transposed in tiles
+      constexpr i64 kTile = 16;    // a tile's reads (W rows × 16) and writes (16 panel rows) stay in L1
+      if (n < p.W) std::memset(dst, 0, sizeof(T) * p.panel);
+      for (i64 g = 0; g < G; ++g)
+        for (i64 k0 = 0; k0 < H; k0 += kTile) {
+          const i64 kn = std::min(kTile, H - k0);
+          for (i64 w = 0; w < n; ++w) {
+            const T* src = w_h + (g * H + u0 + w) * H + k0;
+            T* d = dst + (k0 * G + g) * p.W + w;
+            for (i64 k = 0; k < kn; ++k) d[k * G * p.W] = src[k];
+          }
+        }
+      continue;
+    }
     for (i64 k = 0; k < geo.K; ++k)
       for (i64 g = 0; g < G; ++g) {
         T* d = dst + (k * G + g) * p.W;
@@ -143,9 +158,10 @@ PackedWeights<T> pack_columns(const T* m, i64 ld, bool transposed, const PackGeo
 }
 
 // Packs w_hᵀ (G·H × H) for the backward product da·w_hᵀ: K = G·H, one output block of H.
+// gate_major w_h is stored as w_hᵀ already.
 template <typename T>
-PackedWeights<T> pack_recurrent_transposed(const T* w_h, const PackGeometry& geo, T* out) {
-  return pack_columns(w_h, geo.K, true, geo, out);
+PackedWeights<T> pack_recurrent_transposed(const T* w_h, bool gate_major, const PackGeometry& geo, T* out) {
+  return gate_major ? pack_columns(w_h, geo.H, false, geo, out) : pack_columns(w_h, geo.K, true, geo, out);
 }
 
 // out (MR × SW vectors) = A rows (MR × K, leading dimension lda) · panel columns (K × SW
@@ -284,9 +300,10 @@ void run_on_threads(int nt, Body&& body) {
 // rows in it, so the results are the very bits of a product over all B rows.
 // The plan's regions: product (w_h packed, the threads and their tiles), h_other, rec.
 template <typename T, class Step>
-void run_recurrence(const ForwardPlan& plan, const Scratch& ws, const Walk& walk, const T* w_h, i64 H, T* h_n,
-                    Step&& step) {
-  const PackedWeights<T> p = pack_recurrent(w_h, plan.product.pack, ws.get<T>(plan.product.packed));
+void run_recurrence(const ForwardPlan& plan, const Scratch& ws, const Walk& walk, const T* w_h, WeightLayout layout,
+                    i64 H, T* h_n, Step&& step) {
+  const PackedWeights<T> p = pack_recurrent(w_h, layout == WeightLayout::gate_major, plan.product.pack,
+                                            ws.get<T>(plan.product.packed));
   const i64 B = walk.B, steps = walk.T;
   T* h_other = ws.get<T>(plan.h_other);
   T* rec = ws.get<T>(plan.rec);
@@ -341,9 +358,10 @@ void run_recurrence(const ForwardPlan& plan, const Scratch& ws, const Walk& walk
 // slower threads still read the other).
 // The plan's regions: product (w_hᵀ packed, the threads and their tiles), da[2], prod.
 template <typename T, class Grad>
-void run_backward_recurrence(const BackwardPlan& plan, const Scratch& ws, const Walk& walk, const T* w_h, i64 H,
-                             T* dh, Grad&& grad) {
-  const PackedWeights<T> p = pack_recurrent_transposed(w_h, plan.product.pack, ws.get<T>(plan.product.packed));
+void run_backward_recurrence(const BackwardPlan& plan, const Scratch& ws, const Walk& walk, const T* w_h,
+                             WeightLayout layout, i64 H, T* dh, Grad&& grad) {
+  const PackedWeights<T> p = pack_recurrent_transposed(w_h, layout == WeightLayout::gate_major, plan.product.pack,
+                                                       ws.get<T>(plan.product.packed));
   T* da_buf[2] = {ws.get<T>(plan.da[0]), ws.get<T>(plan.da[1])};
   T* prod = ws.get<T>(plan.prod);
   const int nt = plan.product.threads;

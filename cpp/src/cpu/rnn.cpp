@@ -23,13 +23,13 @@ void rnn_forward(const Context& ctx, const ForwardPlan& plan, const Scratch& ws,
   T* bias = ws.get<T>(plan.bias);
   for (i64 j = 0; j < H; ++j) bias[j] = (a.b ? a.b[j] : T(0)) + (a.b_h ? a.b_h[j] : T(0));
 
-  project_inputs(ctx, a.x, a.w_x, (a.b || a.b_h) ? bias : nullptr, N, d.input, H, pre, ldp);
+  project_inputs(ctx, a.x, Weight<T>(a.w_x, d.input, H, a.weight_layout), (a.b || a.b_h) ? bias : nullptr, N, pre, ldp);
 
   T* h = a.h_n;
   copy_or_zero(h, a.h0, B * H);
   walk.zero_padding(a.y, H);
 
-  run_recurrence<T>(plan, ws, walk, a.w_h, H, h,
+  run_recurrence<T>(plan, ws, walk, a.w_h, a.weight_layout, H, h,
                     [&](i64 s, i64 n, i64 u0, i64 u1, const T*, T* h_next, const T* rec) {
     for (i64 i = 0; i < n; ++i) {
       const i64 b = walk.slot(i);
@@ -67,7 +67,7 @@ void rnn_backward(const Context& ctx, const BackwardPlan& plan, const Scratch& w
   T* dh = a.dh0;
   copy_or_zero(dh, a.dh_n, B * H);
 
-  run_backward_recurrence<T>(plan, ws, walk, a.w_h, H, dh, [&](i64 s, i64 n, i64 u0, i64 u1, T* da) {
+  run_backward_recurrence<T>(plan, ws, walk, a.w_h, a.weight_layout, H, dh, [&](i64 s, i64 n, i64 u0, i64 u1, T* da) {
     for (i64 i = 0; i < n; ++i) {
       const i64 b = walk.slot(i);
       T* ds = da + i * H;

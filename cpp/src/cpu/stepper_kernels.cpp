@@ -14,7 +14,7 @@ namespace LSTMCORE_ISA_NS {
 
 template <typename T>
 void stepper_pack(const PackGeometry& g, const T* w, T* out) {
-  pack_recurrent(w, g, out);
+  pack_recurrent(w, false, g, out);  // input-major (K × G·H)
 }
 
 template <typename T>

@@ -39,12 +39,15 @@ class WeightGradients {
   // db_h[col : col + cols] = Σ_rows rows, rows (N, cols) with stride ld.
   void recurrent_bias(const T* rows, i64 ld, i64 col, i64 cols) { b_h_[n_b_h_++] = {rows, ld, col, cols}; }
 
+  // dw_x, dw_h in the layout of w_x, w_h (a.weight_layout).
   void run(const Context& ctx, const BackwardArgs<T>& a) const {
-    gemm<T>(ctx, false, true, N_, I_, GH_, da_x_, ld_x_, a.w_x, GH_, false, a.dx, I_);  // dx = da_x·w_xᵀ
-    gemm<T>(ctx, true, false, I_, GH_, N_, a.x, I_, da_x_, ld_x_, false, a.dw_x, GH_);  // dw_x = xᵀ·da_x
+    const Weight<T> w_x(a.w_x, I_, GH_, a.weight_layout);
+    times_weight_t(ctx, N_, da_x_, ld_x_, w_x, 0, GH_, false, a.dx, I_);                 // dx = da_x·w_xᵀ
+    weight_gradient(ctx, w_x, a.dw_x, N_, a.x, I_, da_x_, ld_x_, 0, GH_);                // dw_x = xᵀ·da_x
     for (int k = 0; k < n_w_h_; ++k) {
       const Block& b = w_h_[k];
-      gemm<T>(ctx, true, false, b.K, b.cols, N_, b.left, b.ld_left, b.right, b.ld_right, false, a.dw_h + b.col, GH_);
+      const Weight<T> w_h(a.w_h, b.K, GH_, a.weight_layout);
+      weight_gradient(ctx, w_h, a.dw_h, N_, b.left, b.ld_left, b.right, b.ld_right, b.col, b.cols);
     }
     if (a.db) column_sums(db_, N_, GH_, ld_db_, a.db);
     if (a.db_h)

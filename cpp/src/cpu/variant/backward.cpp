@@ -63,6 +63,7 @@ void run(const Context& ctx, const VariantBackwardPlan& plan, const Scratch& ws,
   const T* mask_c = p.zone_c ? C + p.mc : nullptr;
   const i64 work = B * GH * 16;
   // dL/dh_{t−1} += dL/d(h·w_h)·w_hᵀ (GRU with the reset before the product: r and z blocks)
+  const Weight<T> w_h(a.w_h, R, GH, a.weight_layout), w_proj(v.w_proj, H, R, a.weight_layout);
   StepProduct<T, true> recurrent(plan.recurrent, ws, B);
   StepProduct<T, true> second(plan.second, ws, B);  // GRU: dL/da_n·w_h[:, n]ᵀ; LSTM: dL/dh̃·w_projᵀ
 
@@ -72,9 +73,9 @@ void run(const Context& ctx, const VariantBackwardPlan& plan, const Scratch& ws,
   // per-sequence sums (acc) and the row-ordered arrays stay in the batch's order.
   T* dslot = ws.get<T>(plan.dslot);
   // dh[b] += (rows · w)[i] for the active slots: straight into dh without lengths.
-  auto add_to_dh = [&](StepProduct<T, true>& prod, const T* rows, i64 lda, const T* w, i64 ldw, i64 n) {
-    if (!walk.order) return prod(rows, lda, w, ldw, dh, R, true, n);
-    prod(rows, lda, w, ldw, dslot, R, false, n);
+  auto add_to_dh = [&](StepProduct<T, true>& prod, const T* rows, i64 lda, const Weight<T>& w, i64 n) {
+    if (!walk.order) return prod(rows, lda, w, 0, dh, R, true, n);
+    prod(rows, lda, w, 0, dslot, R, false, n);
     for (i64 i = 0; i < n; ++i) {
       T* d = dh + walk.order[i] * R;
       const T* q = dslot + i * R;
@@ -110,7 +111,7 @@ void run(const Context& ctx, const VariantBackwardPlan& plan, const Scratch& ws,
     if (p.lstm) {
       const T* dmr = dhb;
       if (p.proj) {
-        second(dhb, R, v.w_proj, R, dm, H, false, n);  // dL/dm = dL/dh̃·w_projᵀ
+        second(dhb, R, w_proj, 0, dm, H, false, n);  // dL/dm = dL/dh̃·w_projᵀ
         dmr = dm;
       }
       for_batch(ctx, n, work, [&](i64 i) {
@@ -194,7 +195,7 @@ void run(const Context& ctx, const VariantBackwardPlan& plan, const Scratch& ws,
           std::memcpy(ds, dah + row * ldah, sizeof(T) * GH);
         }
       });
-      add_to_dh(recurrent, dstep, GH, a.w_h, GH, n);  // dL/dh_{t−1} += da·w_hᵀ
+      add_to_dh(recurrent, dstep, GH, w_h, n);  // dL/dh_{t−1} += da·w_hᵀ
     } else if (p.gru) {
       for_batch(ctx, n, work, [&](i64 i) {
         const i64 b = walk.slot(i);
@@ -231,7 +232,7 @@ void run(const Context& ctx, const VariantBackwardPlan& plan, const Scratch& ws,
       });
       if (!p.reset_after) {
         // dL/d(r ⊙ h_{t−1}) = dL/da_n·w_h[:, n]ᵀ, then r and the rest of dL/dh_{t−1}
-        second(dstep + 2 * H, GH, a.w_h + 2 * H, GH, dm, H, false, n);
+        second(dstep + 2 * H, GH, w_h, 2 * H, dm, H, false, n);
         for_batch(ctx, n, work, [&](i64 i) {
           const i64 b = walk.slot(i);
           const i64 row = row_of(b);
@@ -249,7 +250,7 @@ void run(const Context& ctx, const VariantBackwardPlan& plan, const Scratch& ws,
           std::memcpy(dah + row * ldah, ds, sizeof(T) * GH);
         });
       }
-      add_to_dh(recurrent, dstep, GH, a.w_h, GH, n);
+      add_to_dh(recurrent, dstep, GH, w_h, n);
     } else {
       for_batch(ctx, n, work, [&](i64 i) {
         const i64 b = walk.slot(i);
@@ -261,7 +262,7 @@ void run(const Context& ctx, const VariantBackwardPlan& plan, const Scratch& ws,
         activate_grad(o.f, clip, pr, ac, dhb + i * H, ds, H);
         std::memcpy(pr, ds, sizeof(T) * H);
       });
-      add_to_dh(recurrent, dstep, GH, a.w_h, GH, n);
+      add_to_dh(recurrent, dstep, GH, w_h, n);
     }
   }
 
@@ -281,7 +282,7 @@ void run(const Context& ctx, const VariantBackwardPlan& plan, const Scratch& ws,
   else
     wg.recurrent_bias(dah, ldah, 0, GH);
   wg.run(ctx, a);
-  if (p.proj) gemm<T>(ctx, true, false, H, R, N, C + p.mt, H, dht, ldt, false, g.dw_proj, R);  // mᵀ·dL/dh̃
+  if (p.proj) weight_gradient(ctx, w_proj, g.dw_proj, N, C + p.mt, H, dht, ldt, 0, R);  // mᵀ·dL/dh̃
   if (p.peep) {
     std::memset(g.dpeepholes, 0, sizeof(T) * 3 * H);
     for (i64 b = 0; b < B; ++b)

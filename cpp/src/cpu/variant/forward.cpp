@@ -40,7 +40,8 @@ void run(const Context& ctx, const VariantForwardPlan& plan, const Scratch& ws, 
   copy_or_zero(bx, a.b, GH);
   copy_or_zero(bh, a.b_h, GH);
 
-  gemm<T>(ctx, false, false, N, GH, p.I, a.x, p.I, a.w_x, GH, false, xp, ldx);
+  const Weight<T> w_h(a.w_h, R, GH, a.weight_layout), w_proj(v.w_proj, H, R, a.weight_layout);
+  times_weight(ctx, N, a.x, p.I, Weight<T>(a.w_x, p.I, GH, a.weight_layout), 0, GH, false, xp, ldx);
   T* h = a.h_n;
   T* c = a.c_n;
   copy_or_zero(h, a.h0, B * R);
@@ -69,7 +70,7 @@ void run(const Context& ctx, const VariantForwardPlan& plan, const Scratch& ws, 
       hs = hslot;
     }
     // h_{t−1}·w_h (GRU with the reset before the product: the r and z blocks only)
-    recurrent(hs, R, a.w_h, GH, rec, GH, false, n);
+    recurrent(hs, R, w_h, 0, rec, GH, false, n);
 
     if (p.lstm) {
       for_batch(ctx, n, work, [&](i64 i) {
@@ -121,7 +122,7 @@ void run(const Context& ctx, const VariantForwardPlan& plan, const Scratch& ws, 
         zoneout_update(cb, cc, mask_c ? mask_c + row * H : nullptr, zc, H);
         if (p.zone_c) std::memcpy(C + p.cs + row * H, cb, sizeof(T) * H);
       });
-      if (p.proj) second(mbuf, H, v.w_proj, R, hbuf, R, false, n);
+      if (p.proj) second(mbuf, H, w_proj, 0, hbuf, R, false, n);
     } else if (p.gru) {
       // r and z; with the reset before the product also r ⊙ h_{t−1} and the n block's GEMM
       for_batch(ctx, n, work, [&](i64 i) {
@@ -136,7 +137,7 @@ void run(const Context& ctx, const VariantForwardPlan& plan, const Scratch& ws, 
         if (!p.reset_after)
           for (i64 j = 0; j < H; ++j) mbuf[i * H + j] = ac[j] * h[b * H + j];
       });
-      if (reset_before) second(mbuf, H, a.w_h + 2 * H, GH, rec + 2 * H, GH, false, n);
+      if (reset_before) second(mbuf, H, w_h, 2 * H, rec + 2 * H, GH, false, n);
       for_batch(ctx, n, work, [&](i64 i) {
         const i64 b = walk.slot(i);
         const i64 row = row_of(b);
