@@ -1,9 +1,8 @@
 // step_cpp — time per step of lstmcore's C++ API driven one time step at a time (B = 1 or more).
 //
-// Until the library has a dedicated stepper, the C++ way to advance one step is
-// lstmcore::forward with T = 1, the previous final state as h0 / c0 and the new one written
-// to h_n / c_n; that is what this program times (swapping two state buffers, no allocation
-// in the loop). bench.py --step compiles it against build/liblstmcore.a:
+// It times lstmcore::Stepper (lstmcore/stepper.h): the weights packed once when it is
+// built, then one step() per time step on the state in place (no allocation in the loop).
+// bench.py --step compiles it against build/liblstmcore.a:
 //     g++ -O2 -std=c++17 -Icpp/include benchmarks/step_cpp.cpp build/liblstmcore.a -fopenmp
 //
 // Usage: step_cpp CELL T B I H DIR THREADS
@@ -39,32 +38,6 @@ void write_f32(const std::string& path, const std::vector<float>& v) {
     f.write(reinterpret_cast<const char*>(v.data()), static_cast<std::streamsize>(v.size() * sizeof(float)));
 }
 
-struct Stepper {
-    lstmcore::CellSpec spec;
-    lstmcore::Dims dims;  // steps = 1
-    bool has_c = false;
-    const float *w_x, *w_h, *b, *b_h;
-    std::vector<float> h[2], c[2], y;
-    int cur = 0;
-
-    // One step from state `cur` into the other buffer; first = no initial state (zeros).
-    void step(const float* x_t, bool first) {
-        lstmcore::ForwardArgs<float> a;
-        a.x = x_t;
-        a.w_x = w_x;
-        a.w_h = w_h;
-        a.b = b;
-        a.b_h = b_h;
-        a.h0 = first ? nullptr : h[cur].data();
-        a.c0 = (first || !has_c) ? nullptr : c[cur].data();
-        a.y = y.data();
-        a.h_n = h[1 - cur].data();
-        a.c_n = has_c ? c[1 - cur].data() : nullptr;
-        lstmcore::forward<float>(spec, dims, lstmcore::SequenceOptions{}, a);
-        cur = 1 - cur;
-    }
-};
-
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -75,34 +48,30 @@ int main(int argc, char** argv) {
     const std::string cell = argv[1], dir = argv[6];
     const long T = std::atol(argv[2]), B = std::atol(argv[3]), I = std::atol(argv[4]), H = std::atol(argv[5]);
     lstmcore::set_num_threads(std::max(1, std::atoi(argv[7])));
-    Stepper s;
-    s.spec.cell = lstmcore::parse_cell(cell);
-    s.has_c = s.spec.cell == lstmcore::Cell::lstm;
-    const long GH = lstmcore::gate_count(s.spec.cell) * H;
-    s.dims = lstmcore::Dims{1, B, I, H};
+    lstmcore::CellSpec spec;
+    spec.cell = lstmcore::parse_cell(cell);
+    const bool has_c = spec.cell == lstmcore::Cell::lstm;
+    const long GH = lstmcore::gate_count(spec.cell) * H;
     const auto x = read_f32(dir + "/x.f32", static_cast<std::size_t>(T * B * I));
     const auto w_x = read_f32(dir + "/w_x.f32", static_cast<std::size_t>(I * GH));
     const auto w_h = read_f32(dir + "/w_h.f32", static_cast<std::size_t>(H * GH));
     const auto b = read_f32(dir + "/b.f32", static_cast<std::size_t>(GH));
     const auto b_h = read_f32(dir + "/b_h.f32", static_cast<std::size_t>(GH));
-    s.w_x = w_x.data();
-    s.w_h = w_h.data();
-    s.b = b.data();
-    s.b_h = b_h.data();
-    for (auto* v : {&s.h[0], &s.h[1], &s.c[0], &s.c[1]}) v->assign(static_cast<std::size_t>(B * H), 0.f);
-    s.y.assign(static_cast<std::size_t>(B * H), 0.f);
+    lstmcore::Stepper<float> s(spec, B, I, H, w_x.data(), w_h.data(), b.data(), b_h.data());
+    std::vector<float> h(static_cast<std::size_t>(B * H), 0.f), c(h);
+    float* cp = has_c ? c.data() : nullptr;
 
     // The check: the whole sequence once from zeros.
-    for (long t = 0; t < T; ++t) s.step(x.data() + t * B * I, t == 0);
-    write_f32(dir + "/h_n.f32", s.h[s.cur]);
-    if (s.has_c) write_f32(dir + "/c_n.f32", s.c[s.cur]);
+    for (long t = 0; t < T; ++t) s.step(x.data() + t * B * I, h.data(), cp);
+    write_f32(dir + "/h_n.f32", h);
+    if (has_c) write_f32(dir + "/c_n.f32", c);
 
     using clock = std::chrono::steady_clock;
     long t = 0;
     auto run = [&](long n) {
         const auto t0 = clock::now();
         for (long k = 0; k < n; ++k) {
-            s.step(x.data() + t * B * I, false);
+            s.step(x.data() + t * B * I, h.data(), cp);
             t = (t + 1) % T;
         }
         return std::chrono::duration<double>(clock::now() - t0).count();

@@ -598,6 +598,25 @@ class _Recurrent:
                                              False, False, merge=self.merge, variant=self._variant)
         return y[0], self._pack_state(h_n, c_n)
 
+    def stepper(self, batch=1, state=None):
+        """A :class:`lstmcore._stepper.Stepper` for fast step-by-step inference:
+        ``s = layer.stepper(B); y_t = s.step(x_t)``; ``s.state`` is the state (the layer's format).
+
+        The weights are packed once, here: a stepper does not see later changes to
+        ``params`` (in place or not); build a new one after changing them. Plain cells only
+        (GRU with reset_after=True), one direction, not reversed; ``step`` covers the rest.
+        """
+        from ._stepper import Stepper
+        if self.bidirectional or self.reverse:
+            raise ValueError("stepper: a reverse or bidirectional layer cannot run step by step; call the layer on "
+                             "the whole sequence")
+        if self._variant is not None:
+            raise ValueError("stepper: cell options (peepholes, projection, layer norm, ...) run through "
+                             "layer.step, not a stepper")
+        if self.cell == "gru" and not self.reset_after:
+            raise ValueError("stepper: a GRU with reset_after=False runs through layer.step, not a stepper")
+        return Stepper(self, batch, state)
+
     def zero_grad(self):
         self.grads = {}
 

@@ -10,6 +10,7 @@
 namespace lstmcore_py {
 void register_layer(pybind11::module_& m);  // layer_binding.cpp: one layer, plain or variant
 void register_stack(pybind11::module_& m);  // stack_binding.cpp
+void register_stepper(pybind11::module_& m);  // stepper_binding.cpp
 
 // Shared by the binding files (shared.cpp):
 

@@ -14,6 +14,7 @@ PYBIND11_MODULE(_core, m) {
   m.doc() = "lstmcore's compiled core; use the functions of the lstmcore package instead.";
   lstmcore_py::register_layer(m);
   lstmcore_py::register_stack(m);
+  lstmcore_py::register_stepper(m);
 #ifdef LSTMCORE_WITH_CUDA
   lstmcore_py::register_cuda(m);
 #endif

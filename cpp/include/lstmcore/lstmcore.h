@@ -11,6 +11,7 @@
 //   lstmcore/stack.h      stacked and bidirectional layers with dropout
 //   lstmcore/variants.h   cell options: peepholes, clip, activations, projection, layer norm, zoneout
 //   lstmcore/cuda.h       the same layers on a GPU (a CUDA build; no CUDA types in the header)
+//   lstmcore/stepper.h    streaming inference: one layer, one step per call, weights packed once
 #pragma once
 
 #include "lstmcore/version.h"
@@ -22,3 +23,4 @@
 #include "lstmcore/stack.h"
 #include "lstmcore/variants.h"
 #include "lstmcore/cuda.h"
+#include "lstmcore/stepper.h"

@@ -19,7 +19,8 @@ void gru_forward(const Context& ctx, const ForwardPlan& plan, const Scratch& ws,
                  const SequenceOptions& o, const ForwardArgs<T>& a) {
   const i64 B = d.batch, H = d.hidden, G = 3 * H, N = d.steps * d.batch;
   const Weight<T> w_h(a.w_h, H, G, a.weight_layout);  // reset_after=false: per-step GEMMs on blocks of it
-  const Walk walk(d, o);
+  Walk walk(d, o);
+  if (reset_after) walk.sort_by_length(ws.get<i64>(plan.order));
   const bool training = a.cache != nullptr;
 
   T* gates = training ? a.cache : ws.get<T>(plan.gates);
@@ -62,18 +63,15 @@ void gru_forward(const Context& ctx, const ForwardPlan& plan, const Scratch& ws,
   };
 
   if (reset_after) {
-    run_recurrence<T>(plan, ws, a.w_h, a.weight_layout, d.steps, B, H, h,
-                      [&](i64 s, i64 u0, i64 u1, const T* h_prev, T* h_next, const T* rec) {
-      for (i64 b = 0; b < B; ++b) {
-        if (!walk.active(s, b)) {
-          std::memcpy(h_next + b * H + u0, h_prev + b * H + u0, sizeof(T) * (u1 - u0));
-          continue;
-        }
+    run_recurrence<T>(plan, ws, walk, a.w_h, a.weight_layout, H, h,
+                      [&](i64 s, i64 n, i64 u0, i64 u1, const T* h_prev, T* h_next, const T* rec) {
+      for (i64 i = 0; i < n; ++i) {
+        const i64 b = walk.slot(i);
         const i64 row = walk.row(walk.time(s, b), b);
         T* ga = gates + row * ldg;
-        const T* ra = rec + b * G;
-        const T* hp = h_prev + b * H;
-        T* hb = h_next + b * H;
+        const T* ra = rec + i * G;
+        const T* hp = h_prev + i * H;
+        T* hb = h_next + i * H;
         T* yb = a.y + row * H;
         T* st = training ? states + row * H : nullptr;
         T* ax = training ? aux + row * H : nullptr;
@@ -138,7 +136,8 @@ void gru_backward(const Context& ctx, const BackwardPlan& plan, const Scratch& w
                   const SequenceOptions& o, const BackwardArgs<T>& a) {
   const i64 B = d.batch, H = d.hidden, G = 3 * H, N = d.steps * d.batch;
   const Weight<T> w_h(a.w_h, H, G, a.weight_layout);  // reset_after=false: per-step GEMMs on blocks of it
-  const Walk walk(d, o);
+  Walk walk(d, o);
+  if (reset_after) walk.sort_by_length(ws.get<i64>(plan.order));
   T* gates = a.cache;
   const T* states = a.cache + N * G;
   T* aux = a.cache + N * (G + H);
@@ -194,9 +193,8 @@ void gru_backward(const Context& ctx, const BackwardPlan& plan, const Scratch& w
   };
 
   if (reset_after) {
-    auto active = [&](i64 s, i64 b) { return walk.active(s, b); };
-    run_backward_recurrence<T>(plan, ws, a.w_h, a.weight_layout, d.steps, B, H, dh, active, [&](i64 s, i64 u0, i64 u1, T* da) {
-      for (i64 b = 0; b < B; ++b) row_grad(s, b, u0, u1, da + b * G);
+    run_backward_recurrence<T>(plan, ws, walk, a.w_h, a.weight_layout, H, dh, [&](i64 s, i64 n, i64 u0, i64 u1, T* da) {
+      for (i64 i = 0; i < n; ++i) row_grad(s, walk.slot(i), u0, u1, da + i * G);
     });
   }
   for (i64 s = reset_after ? -1 : d.steps - 1; s >= 0; --s) {

@@ -48,9 +48,32 @@ struct Walk {
   i64 T, B;
   bool reverse, batch_first;
   const i64* lengths;  // (B) or nullptr (all T)
+  // With lengths, after sort_by_length: the sequences by length, longest first (slot i
+  // holds sequence order[i]), so the sequences active at any iteration are the first
+  // slots: the packed recurrences run their products and cells on those rows only.
+  const i64* order = nullptr;
 
   Walk(const Dims& d, const SequenceOptions& o)
       : T(d.steps), B(d.batch), reverse(o.reverse), batch_first(o.batch_first), lengths(o.seq_lengths) {}
+
+  // Fills `buf` (B) with the order above and keeps it; nothing to do without lengths (the
+  // slots are then the batch's rows). No allocation: std::sort works in place.
+  void sort_by_length(i64* buf) {
+    if (!lengths) return;
+    for (i64 b = 0; b < B; ++b) buf[b] = b;
+    const i64* len = lengths;
+    std::sort(buf, buf + B, [len](i64 a, i64 b) { return len[a] != len[b] ? len[a] > len[b] : a < b; });
+    order = buf;
+  }
+  i64 slot(i64 i) const { return order ? order[i] : i; }
+  // The number of sequences active at iteration s (s >= 0), given the count `n` at a
+  // neighbouring iteration: the first slots, moving from n.
+  i64 active_count(i64 s, i64 n) const {
+    if (!order) return B;
+    while (n > 0 && lengths[order[n - 1]] <= s) --n;
+    while (n < B && lengths[order[n]] > s) ++n;
+    return n;
+  }
 
   i64 length(i64 b) const { return lengths ? lengths[b] : T; }
   bool active(i64 s, i64 b) const { return s < length(b); }

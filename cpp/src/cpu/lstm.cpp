@@ -16,7 +16,8 @@ template <typename T>
 void lstm_forward(const Context& ctx, const ForwardPlan& plan, const Scratch& ws, const Dims& d,
                   const SequenceOptions& o, const ForwardArgs<T>& a) {
   const i64 B = d.batch, H = d.hidden, G = 4 * H, N = d.steps * d.batch;
-  const Walk walk(d, o);
+  Walk walk(d, o);
+  walk.sort_by_length(ws.get<i64>(plan.order));
   const bool training = a.cache != nullptr;
 
   T* gates = training ? a.cache : ws.get<T>(plan.gates);  // first x·w_x + biases, then activations
@@ -34,17 +35,14 @@ void lstm_forward(const Context& ctx, const ForwardPlan& plan, const Scratch& ws
   walk.zero_padding(a.y, H);
   if (training) walk.zero_padding(cells, H);  // steps past a length: defined, never read
 
-  run_recurrence<T>(plan, ws, a.w_h, a.weight_layout, d.steps, B, H, a.h_n,
-                    [&](i64 s, i64 u0, i64 u1, const T* h_prev, T* h_next, const T* rec) {
-    for (i64 b = 0; b < B; ++b) {
-      if (!walk.active(s, b)) {  // finished sequence: the state stays
-        std::memcpy(h_next + b * H + u0, h_prev + b * H + u0, sizeof(T) * (u1 - u0));
-        continue;
-      }
+  run_recurrence<T>(plan, ws, walk, a.w_h, a.weight_layout, H, a.h_n,
+                    [&](i64 s, i64 n, i64 u0, i64 u1, const T*, T* h_next, const T* rec) {
+    for (i64 i = 0; i < n; ++i) {  // the active sequences (finished ones keep their state)
+      const i64 b = walk.slot(i);
       const i64 row = walk.row(walk.time(s, b), b);
       T* ga = gates + row * ldg;
-      const T* ra = rec + b * G;
-      T* hb = h_next + b * H;
+      const T* ra = rec + i * G;
+      T* hb = h_next + i * H;
       T* cb = c + b * H;
       T* yb = a.y + row * H;
       T* cs = training ? cells + row * H : nullptr;
@@ -75,7 +73,8 @@ template <typename T>
 void lstm_backward(const Context& ctx, const BackwardPlan& plan, const Scratch& ws, const Dims& d,
                    const SequenceOptions& o, const BackwardArgs<T>& a) {
   const i64 B = d.batch, H = d.hidden, G = 4 * H, N = d.steps * d.batch;
-  const Walk walk(d, o);
+  Walk walk(d, o);
+  walk.sort_by_length(ws.get<i64>(plan.order));
   T* gates = a.cache;
   const T* cells = a.cache + N * G;
 
@@ -92,14 +91,10 @@ void lstm_backward(const Context& ctx, const BackwardPlan& plan, const Scratch& 
   copy_or_zero(dh, a.dh_n, B * H);
   copy_or_zero(dc, a.dc_n, B * H);
 
-  auto active = [&](i64 s, i64 b) { return walk.active(s, b); };
-  run_backward_recurrence<T>(plan, ws, a.w_h, a.weight_layout, d.steps, B, H, dh, active, [&](i64 s, i64 u0, i64 u1, T* da) {
-    for (i64 b = 0; b < B; ++b) {
-      T* ds = da + b * G;
-      if (!walk.active(s, b)) {
-        for (i64 g = 0; g < 4; ++g) std::memset(ds + g * H + u0, 0, sizeof(T) * (u1 - u0));
-        continue;
-      }
+  run_backward_recurrence<T>(plan, ws, walk, a.w_h, a.weight_layout, H, dh, [&](i64 s, i64 n, i64 u0, i64 u1, T* da) {
+    for (i64 i = 0; i < n; ++i) {
+      const i64 b = walk.slot(i);
+      T* ds = da + i * G;
       const i64 row = walk.row(walk.time(s, b), b);
       const i64 tp = walk.prev_time(s, b);
       const i64 prow = tp >= 0 ? walk.row(tp, b) : -1;

@@ -107,7 +107,8 @@ inline void copy_units(T* dst, const T* src, i64 n, const PackedWeights<T>& p) {
 }
 
 // Packs w_h (H × G·H; gate_major: stored G·H × H) for the forward product h·w_h: K = H,
-// G gate blocks. Both layouts give the same panels.
+// G gate blocks. Both layouts give the same panels. Input-major, any K × G·H operand of the
+// same gate layout packs alike (such as w_x: K = I).
 template <typename T>
 PackedWeights<T> pack_recurrent(const T* w_h, bool gate_major, const PackGeometry& geo, T* out) {
   const PackedWeights<T> p = packed_layout(geo, out);
@@ -129,7 +130,7 @@ PackedWeights<T> pack_recurrent(const T* w_h, bool gate_major, const PackGeometr
         }
       continue;
     }
-    for (i64 k = 0; k < H; ++k)
+    for (i64 k = 0; k < geo.K; ++k)
       for (i64 g = 0; g < G; ++g) {
         T* d = dst + (k * G + g) * p.W;
         copy_units(d, w_h + k * G * H + g * H + u0, n, p);
@@ -288,52 +289,77 @@ void run_on_threads(int nt, Body&& body) {
   body(0, 1);
 }
 
-// Runs `steps` steps of a recurrence whose state is h (B × H, in h_n on entry and exit).
-// Each step: rec = h_{t-1}·w_h for the calling thread's unit blocks, then
-// step(s, u0, u1, h_prev, h_next, rec) applies the cell to units [u0, u1) of every row,
-// reading h_prev and writing h_next (rows it skips must copy h_prev). One barrier per step.
+// Runs the walk's steps of a recurrence whose state is h (B × H, in h_n on entry and exit).
+// The state lives in slots (Walk::slot; with lengths the walk must be sorted by length),
+// so the n sequences active at iteration s are the first n slots. Each step: rec = h_{t-1}·w_h
+// for those n rows and the calling thread's unit blocks, then
+// step(s, n, u0, u1, h_prev, h_next, rec) applies the cell to units [u0, u1) of slots
+// i < n (sequence walk.slot(i); h_prev, h_next and rec are indexed by slot). A slot that
+// has just finished gets its state copied into the other buffer once; after that neither
+// buffer changes it. One barrier per step. Rows of a product do not depend on the other
+// rows in it, so the results are the very bits of a product over all B rows.
 // The plan's regions: product (w_h packed, the threads and their tiles), h_other, rec.
 template <typename T, class Step>
-void run_recurrence(const ForwardPlan& plan, const Scratch& ws, const T* w_h, WeightLayout layout, i64 steps, i64 B,
+void run_recurrence(const ForwardPlan& plan, const Scratch& ws, const Walk& walk, const T* w_h, WeightLayout layout,
                     i64 H, T* h_n, Step&& step) {
   const PackedWeights<T> p = pack_recurrent(w_h, layout == WeightLayout::gate_major, plan.product.pack,
                                             ws.get<T>(plan.product.packed));
+  const i64 B = walk.B, steps = walk.T;
   T* h_other = ws.get<T>(plan.h_other);
   T* rec = ws.get<T>(plan.rec);
   const int nt = plan.product.threads;
   const i64 tile_size = plan.product.tile_stride;
   T* tiles = ws.get<T>(plan.product.tiles);
-  T* final_h = h_n;
+  T* first = h_n;
+  T* second = h_other;
+  if (walk.order) {  // the state into slot order
+    for (i64 i = 0; i < B; ++i) std::memcpy(h_other + i * H, h_n + walk.order[i] * H, sizeof(T) * H);
+    std::swap(first, second);
+  }
+  T* final_h = first;
   StepBarrier barrier;
   auto body = [&](int tid, int nth) {
     i64 b0, b1, u0, u1;
     thread_units(p.blocks, p.W, H, tid, nth, b0, b1, u0, u1);
     T* tile = tiles + tid * tile_size;
-    T* cur = h_n;
-    T* nxt = h_other;
+    T* cur = first;
+    T* nxt = second;
+    i64 before = B;  // slots active at the previous iteration
     for (i64 s = 0; s < steps; ++s) {
-      for (i64 blk = b0; blk < b1; ++blk) recurrent_block(p, cur, B, blk, tile, rec);
-      step(s, u0, u1, static_cast<const T*>(cur), nxt, static_cast<const T*>(rec));
+      const i64 n = walk.active_count(s, before);
+      for (i64 blk = b0; blk < b1; ++blk) recurrent_block(p, cur, n, blk, tile, rec);
+      step(s, n, u0, u1, static_cast<const T*>(cur), nxt, static_cast<const T*>(rec));
+      for (i64 i = n; i < before; ++i) std::memcpy(nxt + i * H + u0, cur + i * H + u0, sizeof(T) * (u1 - u0));
+      before = n;
       if (nth > 1) barrier.wait(nth);
       std::swap(cur, nxt);
     }
     if (tid == 0) final_h = cur;
   };
   run_on_threads(nt, body);
-  if (final_h != h_n) std::memcpy(h_n, final_h, sizeof(T) * B * H);
+  if (walk.order) {  // back into the batch's order, through the buffer not holding it
+    if (final_h == h_n) {
+      std::memcpy(h_other, h_n, sizeof(T) * B * H);
+      final_h = h_other;
+    }
+    for (i64 i = 0; i < B; ++i) std::memcpy(h_n + walk.order[i] * H, final_h + i * H, sizeof(T) * H);
+  } else if (final_h != h_n) {
+    std::memcpy(h_n, final_h, sizeof(T) * B * H);
+  }
 }
 
 // The backward walk (iterations steps-1 down to 0) of a recurrence with carried gradient
-// dh (B × H, in place). Each iteration: grad(s, u0, u1, da) fills, for the units [u0, u1)
-// of every row, the gate gradients da[b, g·H + j] (zero for rows not active at s) and
-// sets dh[b, j] to the part of dL/dh_{t-1} that bypasses w_h (0 for LSTM and RNN, dh⊙z for
-// GRU) on active rows; then dh[b, u] += (da·w_hᵀ)[b, u] for active rows. One barrier per
+// dh (B × H, in the batch's order, in place). Slots as in run_recurrence: at iteration s
+// the first n slots are active. Each iteration: grad(s, n, u0, u1, da) fills, for the
+// units [u0, u1) of slots i < n, the gate gradients da[i, g·H + j] and sets dh[b, j]
+// (b = walk.slot(i)) to the part of dL/dh_{t-1} that bypasses w_h (0 for LSTM and RNN,
+// dh⊙z for GRU); then dh[b, u] += (da·w_hᵀ)[i, u] for those slots. One barrier per
 // iteration (da alternates between two buffers, so the next iteration may fill one while
 // slower threads still read the other).
 // The plan's regions: product (w_hᵀ packed, the threads and their tiles), da[2], prod.
-template <typename T, class Active, class Grad>
-void run_backward_recurrence(const BackwardPlan& plan, const Scratch& ws, const T* w_h, WeightLayout layout, i64 steps,
-                             i64 B, i64 H, T* dh, Active&& active, Grad&& grad) {
+template <typename T, class Grad>
+void run_backward_recurrence(const BackwardPlan& plan, const Scratch& ws, const Walk& walk, const T* w_h,
+                             WeightLayout layout, i64 H, T* dh, Grad&& grad) {
   const PackedWeights<T> p = pack_recurrent_transposed(w_h, layout == WeightLayout::gate_major, plan.product.pack,
                                                        ws.get<T>(plan.product.packed));
   T* da_buf[2] = {ws.get<T>(plan.da[0]), ws.get<T>(plan.da[1])};
@@ -346,15 +372,16 @@ void run_backward_recurrence(const BackwardPlan& plan, const Scratch& ws, const 
     i64 b0, b1, u0, u1;
     thread_units(p.blocks, p.W, H, tid, nth, b0, b1, u0, u1);
     T* tile = tiles + tid * tile_size;
-    for (i64 s = steps - 1; s >= 0; --s) {
+    i64 n = 0;
+    for (i64 s = walk.T - 1; s >= 0; --s) {
+      n = walk.active_count(s, n);
       T* da = da_buf[s & 1];
-      grad(s, u0, u1, da);
+      grad(s, n, u0, u1, da);
       if (nth > 1) barrier.wait(nth);
-      for (i64 blk = b0; blk < b1; ++blk) recurrent_block(p, static_cast<const T*>(da), B, blk, tile, prod);
-      for (i64 b = 0; b < B; ++b) {
-        if (!active(s, b)) continue;
-        T* d = dh + b * H;
-        const T* q = prod + b * H;
+      for (i64 blk = b0; blk < b1; ++blk) recurrent_block(p, static_cast<const T*>(da), n, blk, tile, prod);
+      for (i64 i = 0; i < n; ++i) {
+        T* d = dh + walk.slot(i) * H;
+        const T* q = prod + i * H;
         LSTMCORE_SIMD
         for (i64 j = u0; j < u1; ++j) d[j] += q[j];
       }

@@ -40,6 +40,9 @@ class Layout {
     return r;
   }
 
+  // `count` 64-bit integers, on a line of their own.
+  Region indices(i64 count) { return flat((count * 8 + static_cast<i64>(elem_) - 1) / static_cast<i64>(elem_)); }
+
   // Elements of a tile or slot of `count` elements rounded up to whole lines.
   i64 rounded(i64 count) const { return static_cast<i64>(lines(count) / elem_); }
 
@@ -80,6 +83,7 @@ ForwardPlan plan_forward(const Context& c, Dtype t, const CellSpec& spec, const 
   } else {
     p.product = product(c, t, l, H, H, G, B, 2 * B * H * GH);
     p.h_other = l.flat(B * H);
+    p.order = l.indices(B);
   }
   p.bytes = l.bytes();
   return p;
@@ -99,6 +103,7 @@ BackwardPlan plan_backward(const Context& c, Dtype t, const CellSpec& spec, cons
     p.da[0] = l.flat(B * GH);
     p.da[1] = l.flat(B * GH);
     p.prod = l.flat(B * H);
+    p.order = l.indices(B);
   }
   p.bytes = l.bytes();
   return p;
@@ -117,6 +122,8 @@ VariantForwardPlan plan_variant_forward(const Context& c, Dtype t, const detail:
   p.cbuf = l.flat(B * W);
   p.bx = l.flat(GH);
   p.bh = l.flat(GH);
+  p.order = l.indices(B);
+  p.hslot = l.flat(B * R);
   p.rows = B;
   const bool reset_before = v.gru && !v.reset_after;
   const i64 n = reset_before ? 2 * H : GH;  // h·w_h: B × n, K = R
@@ -144,6 +151,8 @@ VariantBackwardPlan plan_variant_backward(const Context& c, Dtype t, const detai
   p.sh = l.flat(B * W);
   p.acc = l.flat(B * 5 * H);
   p.zeros = l.flat(W);
+  p.order = l.indices(B);
+  p.dslot = l.flat(B * R);
   p.rows = B;
   const bool reset_before = v.gru && !v.reset_after;
   const i64 k = reset_before ? 2 * H : GH;  // dL/d(h·w_h)·w_hᵀ: B × R, K = k

@@ -74,6 +74,7 @@ struct ForwardPlan {
   // the product, which runs two dependent GEMMs per step):
   ProductPlan product;  // w_h packed, K = H
   Region h_other;       // (B, H) the second state buffer
+  Region order;         // (B) int64: the batch sorted by length (Walk::sort_by_length)
 };
 
 // A plain cell's backward.
@@ -87,6 +88,7 @@ struct BackwardPlan {
   ProductPlan product;  // w_hᵀ packed, K = G·H
   Region da[2];         // (B, G·H) each: the step's gate gradients, alternating
   Region prod;          // (B, H) da·w_hᵀ
+  Region order;         // (B) int64: the batch sorted by length (Walk::sort_by_length)
 };
 
 // A cell variant's forward (cpu/variant_forward.cpp).
@@ -97,6 +99,8 @@ struct VariantForwardPlan {
   Region rec, act;                     // (B, G·H) the step's h·w_h, its activated gates
   Region mbuf, hbuf, cbuf;             // (B, max(H, R)) each
   Region bx, bh;                       // (G·H) the biases
+  Region order;                        // (B) int64: the batch sorted by length (Walk::sort_by_length)
+  Region hslot;                        // (B, R) with lengths: the active rows of h, in slot order
   std::int64_t rows = 0;               // B: the rows of the step products
   ProductPlan recurrent;               // h·w_h (GRU with the reset before: the r, z columns)
   ProductPlan second;                  // GRU: (r ⊙ h)·w_h[:, n]; LSTM: the projection (pack.K == 0: none)
@@ -112,6 +116,8 @@ struct VariantBackwardPlan {
   Region dm, dhb, hc, sh;              // (B, max(H, R))
   Region acc;                          // (B, 5H)
   Region zeros;                        // (max(H, R))
+  Region order;                        // (B) int64: the batch sorted by length (Walk::sort_by_length)
+  Region dslot;                        // (B, R) with lengths: the step's dL/dh_{t−1} product, in slot order
   std::int64_t rows = 0;               // B
   ProductPlan recurrent;               // dL/d(h·w_h)·w_hᵀ
   ProductPlan second;                  // GRU: da_n·w_h[:, n]ᵀ; LSTM: dh̃·w_projᵀ (pack.K == 0: none)

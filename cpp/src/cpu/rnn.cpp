@@ -14,7 +14,8 @@ template <typename T>
 void rnn_forward(const Context& ctx, const ForwardPlan& plan, const Scratch& ws, bool relu, const Dims& d,
                  const SequenceOptions& o, const ForwardArgs<T>& a) {
   const i64 B = d.batch, H = d.hidden, N = d.steps * d.batch;
-  const Walk walk(d, o);
+  Walk walk(d, o);
+  walk.sort_by_length(ws.get<i64>(plan.order));
   const bool training = a.cache != nullptr;
 
   T* pre = training ? a.cache : ws.get<T>(plan.gates);  // x·w_x + b + b_h, then (training) h_t
@@ -28,17 +29,14 @@ void rnn_forward(const Context& ctx, const ForwardPlan& plan, const Scratch& ws,
   copy_or_zero(h, a.h0, B * H);
   walk.zero_padding(a.y, H);
 
-  run_recurrence<T>(plan, ws, a.w_h, a.weight_layout, d.steps, B, H, h,
-                    [&](i64 s, i64 u0, i64 u1, const T* h_prev, T* h_next, const T* rec) {
-    for (i64 b = 0; b < B; ++b) {
-      if (!walk.active(s, b)) {
-        std::memcpy(h_next + b * H + u0, h_prev + b * H + u0, sizeof(T) * (u1 - u0));
-        continue;
-      }
+  run_recurrence<T>(plan, ws, walk, a.w_h, a.weight_layout, H, h,
+                    [&](i64 s, i64 n, i64 u0, i64 u1, const T*, T* h_next, const T* rec) {
+    for (i64 i = 0; i < n; ++i) {
+      const i64 b = walk.slot(i);
       const i64 row = walk.row(walk.time(s, b), b);
       T* pa = pre + row * ldp;
-      const T* ra = rec + b * H;
-      T* hb = h_next + b * H;
+      const T* ra = rec + i * H;
+      T* hb = h_next + i * H;
       T* yb = a.y + row * H;
       LSTMCORE_SIMD
       for (i64 j = u0; j < u1; ++j) {
@@ -56,7 +54,8 @@ template <typename T>
 void rnn_backward(const Context& ctx, const BackwardPlan& plan, const Scratch& ws, bool relu, const Dims& d,
                   const SequenceOptions& o, const BackwardArgs<T>& a) {
   const i64 B = d.batch, H = d.hidden, N = d.steps * d.batch;
-  const Walk walk(d, o);
+  Walk walk(d, o);
+  walk.sort_by_length(ws.get<i64>(plan.order));
   T* states = a.cache;  // h_t, replaced by da_t as the walk goes back
 
   T* zeros = ws.get<T>(plan.zeros);
@@ -68,14 +67,10 @@ void rnn_backward(const Context& ctx, const BackwardPlan& plan, const Scratch& w
   T* dh = a.dh0;
   copy_or_zero(dh, a.dh_n, B * H);
 
-  auto active = [&](i64 s, i64 b) { return walk.active(s, b); };
-  run_backward_recurrence<T>(plan, ws, a.w_h, a.weight_layout, d.steps, B, H, dh, active, [&](i64 s, i64 u0, i64 u1, T* da) {
-    for (i64 b = 0; b < B; ++b) {
-      T* ds = da + b * H;
-      if (!walk.active(s, b)) {
-        std::memset(ds + u0, 0, sizeof(T) * (u1 - u0));
-        continue;
-      }
+  run_backward_recurrence<T>(plan, ws, walk, a.w_h, a.weight_layout, H, dh, [&](i64 s, i64 n, i64 u0, i64 u1, T* da) {
+    for (i64 i = 0; i < n; ++i) {
+      const i64 b = walk.slot(i);
+      T* ds = da + i * H;
       const i64 row = walk.row(walk.time(s, b), b);
       const i64 tp = walk.prev_time(s, b);
       // The previous step's row still holds h_{t-1}: the walk reaches it later.

@@ -67,19 +67,33 @@ void run(const Context& ctx, const VariantBackwardPlan& plan, const Scratch& ws,
   StepProduct<T, true> recurrent(plan.recurrent, ws, B);
   StepProduct<T, true> second(plan.second, ws, B);  // GRU: dL/da_n·w_h[:, n]ᵀ; LSTM: dL/dh̃·w_projᵀ
 
+  // With lengths the step buffers (dhb, dstep, act, dg, dm, hc, sh) hold the n active
+  // sequences in slot order (Walk::slot) and the products run on those n rows only; dL/dh
+  // of a product goes back to the batch's rows through dslot. The carried gradients, the
+  // per-sequence sums (acc) and the row-ordered arrays stay in the batch's order.
+  T* dslot = ws.get<T>(plan.dslot);
+  // dh[b] += (rows · w)[i] for the active slots: straight into dh without lengths.
+  auto add_to_dh = [&](StepProduct<T, true>& prod, const T* rows, i64 lda, const Weight<T>& w, i64 n) {
+    if (!walk.order) return prod(rows, lda, w, 0, dh, R, true, n);
+    prod(rows, lda, w, 0, dslot, R, false, n);
+    for (i64 i = 0; i < n; ++i) {
+      T* d = dh + walk.order[i] * R;
+      const T* q = dslot + i * R;
+      for (i64 j = 0; j < R; ++j) d[j] += q[j];
+    }
+  };
+  i64 n = 0;
   for (i64 s = p.T - 1; s >= 0; --s) {
+    n = walk.active_count(s, n);
     auto row_of = [&](i64 b) { return walk.row(walk.time(s, b), b); };
     auto prev_row = [&](i64 b) {
       const i64 tp = walk.prev_time(s, b);
       return tp >= 0 ? walk.row(tp, b) : i64{-1};
     };
     // dL/dh_t = carried + dy_t; zoneout splits it between h̃ and h_{t−1}
-    for_batch(ctx, B, B * R * 4, [&](i64 b) {
-      T* d = dhb + b * R;
-      if (!walk.active(s, b)) {
-        std::memset(d, 0, sizeof(T) * R);
-        return;
-      }
+    for_batch(ctx, n, B * R * 4, [&](i64 i) {
+      const i64 b = walk.slot(i);
+      T* d = dhb + i * R;
       const i64 row = row_of(b), prow = prev_row(b);
       std::memcpy(hprev + row * ldh, prow >= 0 ? C + p.hs + prow * R : (a.h0 ? a.h0 + b * R : zeros), sizeof(T) * R);
       T* dhr = dh + b * R;
@@ -97,35 +111,32 @@ void run(const Context& ctx, const VariantBackwardPlan& plan, const Scratch& ws,
     if (p.lstm) {
       const T* dmr = dhb;
       if (p.proj) {
-        second(dhb, R, w_proj, 0, dm, H, false);  // dL/dm = dL/dh̃·w_projᵀ
+        second(dhb, R, w_proj, 0, dm, H, false, n);  // dL/dm = dL/dh̃·w_projᵀ
         dmr = dm;
       }
-      for_batch(ctx, B, work, [&](i64 b) {
-        T* ds = dstep + b * GH;
-        if (!walk.active(s, b)) {
-          std::memset(ds, 0, sizeof(T) * GH);
-          return;
-        }
+      for_batch(ctx, n, work, [&](i64 i) {
+        const i64 b = walk.slot(i);
+        T* ds = dstep + i * GH;
         const i64 row = row_of(b), prow = prev_row(b);
         T* pr = C + p.pre + row * GH;
         const T* cp = prow >= 0 ? C + p.cs + prow * H : (a.c0 ? a.c0 + b * H : zeros);
         const T* cc = C + p.cand + row * H;
-        T* ac = act + b * GH;
+        T* ac = act + i * GH;
         activate(o.f, clip, pr, ac, H);
         if (p.own_forget()) activate(o.f, clip, pr + H, ac + H, H);
         activate(o.g, clip, pr + 2 * H, ac + 2 * H, H);
         activate(o.f, clip, pr + 3 * H, ac + 3 * H, H);
         // m = o ⊙ σ_h(ĉ), ĉ = c̃ or LN(c̃)
-        T* xh = hc + b * H;  // ĉ
-        T* yh = sh + b * H;  // σ_h(ĉ)
+        T* xh = hc + i * H;  // ĉ
+        T* yh = sh + i * H;  // σ_h(ĉ)
         const T* nc = p.ln ? C + p.nc + row * H : nullptr;
         if (p.ln)
           for (i64 j = 0; j < H; ++j) xh[j] = v.ln_gain_c[j] * nc[j] + v.ln_bias_c[j];
         else
           std::memcpy(xh, cc, sizeof(T) * H);
         activate(o.h, T(0), xh, yh, H);
-        const T* dmb = dmr + b * H;
-        T* dch = dg + b * GH;  // dL/dĉ, then dL/dc̃
+        const T* dmb = dmr + i * H;
+        T* dch = dg + i * GH;  // dL/dĉ, then dL/dc̃
         for (i64 j = 0; j < H; ++j) {
           ds[3 * H + j] = dmb[j] * yh[j];
           dch[j] = dmb[j] * ac[3 * H + j];
@@ -151,17 +162,17 @@ void run(const Context& ctx, const VariantBackwardPlan& plan, const Scratch& ws,
           dch[j] = dcc;
         }
         for (i64 j = 0; j < H; ++j) {
-          const T dcc = dch[j], i = ac[j], gg = ac[2 * H + j];
+          const T dcc = dch[j], ig = ac[j], gg = ac[2 * H + j];
           T di = dcc * gg, df = 0, dcp = dcc;
           if (o.forget_gate) {
-            const T f = o.input_forget ? T(1) - i : ac[H + j];
+            const T f = o.input_forget ? T(1) - ig : ac[H + j];
             df = dcc * cp[j];
             dcp = dcc * f;
             if (o.input_forget) di -= df;
           }
           ds[j] = di;
           ds[H + j] = p.own_forget() ? df : T(0);
-          ds[2 * H + j] = dcc * i;
+          ds[2 * H + j] = dcc * ig;
           dcb[j] = dcp;
         }
         activate_grad(o.f, clip, pr, ac, ds, ds, H);
@@ -184,22 +195,19 @@ void run(const Context& ctx, const VariantBackwardPlan& plan, const Scratch& ws,
           std::memcpy(ds, dah + row * ldah, sizeof(T) * GH);
         }
       });
-      recurrent(dstep, GH, w_h, 0, dh, R, true);  // dL/dh_{t−1} += da·w_hᵀ
+      add_to_dh(recurrent, dstep, GH, w_h, n);  // dL/dh_{t−1} += da·w_hᵀ
     } else if (p.gru) {
-      for_batch(ctx, B, work, [&](i64 b) {
-        T* ds = dstep + b * GH;
-        if (!walk.active(s, b)) {
-          std::memset(ds, 0, sizeof(T) * GH);
-          return;
-        }
+      for_batch(ctx, n, work, [&](i64 i) {
+        const i64 b = walk.slot(i);
+        T* ds = dstep + i * GH;
         const i64 row = row_of(b);
         T* pr = C + p.pre + row * GH;
         const T* hp = hprev + row * ldh;
         const T* ax = C + p.aux + row * H;
-        T* ac = act + b * GH;
+        T* ac = act + i * GH;
         activate(o.f, clip, pr, ac, 2 * H);
         activate(o.g, clip, pr + 2 * H, ac + 2 * H, H);
-        const T* gh = dhb + b * H;
+        const T* gh = dhb + i * H;
         T* dhr = dh + b * H;
         for (i64 j = 0; j < H; ++j) {
           const T z = ac[H + j], n = ac[2 * H + j];
@@ -224,40 +232,37 @@ void run(const Context& ctx, const VariantBackwardPlan& plan, const Scratch& ws,
       });
       if (!p.reset_after) {
         // dL/d(r ⊙ h_{t−1}) = dL/da_n·w_h[:, n]ᵀ, then r and the rest of dL/dh_{t−1}
-        second(dstep + 2 * H, GH, w_h, 2 * H, dm, H, false);
-        for_batch(ctx, B, work, [&](i64 b) {
-          if (!walk.active(s, b)) return;
+        second(dstep + 2 * H, GH, w_h, 2 * H, dm, H, false, n);
+        for_batch(ctx, n, work, [&](i64 i) {
+          const i64 b = walk.slot(i);
           const i64 row = row_of(b);
-          T* ds = dstep + b * GH;
+          T* ds = dstep + i * GH;
           T* pr = C + p.pre + row * GH;
           const T* hp = hprev + row * ldh;
-          T* ac = act + b * GH;
+          T* ac = act + i * GH;
           T* dhr = dh + b * H;
           for (i64 j = 0; j < H; ++j) {
-            ds[j] = dm[b * H + j] * hp[j];
-            dhr[j] += dm[b * H + j] * ac[j];
+            ds[j] = dm[i * H + j] * hp[j];
+            dhr[j] += dm[i * H + j] * ac[j];
           }
           activate_grad(o.f, clip, pr, ac, ds, ds, H);  // dL/da_r
           std::memcpy(pr, ds, sizeof(T) * GH);
           std::memcpy(dah + row * ldah, ds, sizeof(T) * GH);
         });
       }
-      recurrent(dstep, GH, w_h, 0, dh, H, true);
+      add_to_dh(recurrent, dstep, GH, w_h, n);
     } else {
-      for_batch(ctx, B, work, [&](i64 b) {
-        T* ds = dstep + b * GH;
-        if (!walk.active(s, b)) {
-          std::memset(ds, 0, sizeof(T) * GH);
-          return;
-        }
+      for_batch(ctx, n, work, [&](i64 i) {
+        const i64 b = walk.slot(i);
+        T* ds = dstep + i * GH;
         const i64 row = row_of(b);
         T* pr = C + p.pre + row * GH;
-        T* ac = act + b * GH;
+        T* ac = act + i * GH;
         activate(o.f, clip, pr, ac, H);
-        activate_grad(o.f, clip, pr, ac, dhb + b * H, ds, H);
+        activate_grad(o.f, clip, pr, ac, dhb + i * H, ds, H);
         std::memcpy(pr, ds, sizeof(T) * H);
       });
-      recurrent(dstep, GH, w_h, 0, dh, H, true);
+      add_to_dh(recurrent, dstep, GH, w_h, n);
     }
   }
 
@@ -313,7 +318,9 @@ template <typename T>
 void variant_backward(const Context& c, const VariantBackwardPlan& plan, const Scratch& s,
                       const detail::VariantPlan& p, const SequenceOptions& o, const BackwardArgs<T>& a,
                       const VariantParams<T>& params, const VariantGrads<T>& grads) {
-  run(c, plan, s, p, Walk(Dims{p.T, p.B, p.I, p.H}, o), a, params, grads);
+  Walk walk(Dims{p.T, p.B, p.I, p.H}, o);
+  walk.sort_by_length(s.get<i64>(plan.order));
+  run(c, plan, s, p, walk, a, params, grads);
 }
 
 template void variant_backward<float>(const Context&, const VariantBackwardPlan&, const Scratch&,

@@ -56,18 +56,29 @@ void run(const Context& ctx, const VariantForwardPlan& plan, const Scratch& ws, 
   StepProduct<T, false> recurrent(plan.recurrent, ws, B);
   StepProduct<T, false> second(plan.second, ws, B);  // GRU: (r ⊙ h)·w_h[:, n]; LSTM: the projection
 
+  // With lengths the step buffers (rec, act, mbuf, hbuf, cbuf) hold the n active
+  // sequences in slot order (Walk::slot) and the products run on those n rows only; the
+  // state h, c and the row-ordered arrays stay in the batch's order.
+  T* hslot = ws.get<T>(plan.hslot);
+  i64 n = B;
   for (i64 s = 0; s < p.T; ++s) {
     auto row_of = [&](i64 b) { return walk.row(walk.time(s, b), b); };
+    n = walk.active_count(s, n);
+    const T* hs = h;
+    if (walk.order) {
+      for (i64 i = 0; i < n; ++i) std::memcpy(hslot + i * R, h + walk.order[i] * R, sizeof(T) * R);
+      hs = hslot;
+    }
     // h_{t−1}·w_h (GRU with the reset before the product: the r and z blocks only)
-    recurrent(h, R, w_h, 0, rec, GH, false);
+    recurrent(hs, R, w_h, 0, rec, GH, false, n);
 
     if (p.lstm) {
-      for_batch(ctx, B, work, [&](i64 b) {
-        if (!walk.active(s, b)) return;
+      for_batch(ctx, n, work, [&](i64 i) {
+        const i64 b = walk.slot(i);
         const i64 row = row_of(b);
         T* pr = C + p.pre + row * GH;
         const T* xr = xp + row * ldx;
-        const T* rr = rec + b * GH;
+        const T* rr = rec + i * GH;
         if (p.ln) {
           T* nx = C + p.nx + row * GH;
           T* nh = C + p.nh + row * GH;
@@ -84,7 +95,7 @@ void run(const Context& ctx, const VariantForwardPlan& plan, const Scratch& ws, 
             pr[j] += v.peepholes[j] * cb[j];
             pr[H + j] += v.peepholes[H + j] * cb[j];
           }
-        T* ac = act + b * GH;
+        T* ac = act + i * GH;
         activate(o.f, clip, pr, ac, H);
         if (p.own_forget()) activate(o.f, clip, pr + H, ac + H, H);
         activate(o.g, clip, pr + 2 * H, ac + 2 * H, H);
@@ -99,70 +110,70 @@ void run(const Context& ctx, const VariantForwardPlan& plan, const Scratch& ws, 
         const T* chat = cc;
         if (p.ln) {
           T* nc = C + p.nc + row * H;
-          T* cn = cbuf + b * H;
+          T* cn = cbuf + i * H;
           ln_forward(cc, H, 0, 0, eps, nc, C + p.rc + row);
           for (i64 j = 0; j < H; ++j) cn[j] = v.ln_gain_c[j] * nc[j] + v.ln_bias_c[j];
           chat = cn;
         }
-        T* m = mbuf + b * H;
+        T* m = mbuf + i * H;
         activate(o.h, T(0), chat, m, H);
         for (i64 j = 0; j < H; ++j) m[j] *= ac[3 * H + j];
         if (p.proj) std::memcpy(C + p.mt + row * H, m, sizeof(T) * H);
         zoneout_update(cb, cc, mask_c ? mask_c + row * H : nullptr, zc, H);
         if (p.zone_c) std::memcpy(C + p.cs + row * H, cb, sizeof(T) * H);
       });
-      if (p.proj) second(mbuf, H, w_proj, 0, hbuf, R, false);
+      if (p.proj) second(mbuf, H, w_proj, 0, hbuf, R, false, n);
     } else if (p.gru) {
       // r and z; with the reset before the product also r ⊙ h_{t−1} and the n block's GEMM
-      for_batch(ctx, B, work, [&](i64 b) {
-        if (!walk.active(s, b)) return;
+      for_batch(ctx, n, work, [&](i64 i) {
+        const i64 b = walk.slot(i);
         const i64 row = row_of(b);
         T* pr = C + p.pre + row * GH;
         const T* xr = xp + row * ldx;
-        const T* rr = rec + b * GH;
+        const T* rr = rec + i * GH;
         for (i64 j = 0; j < 2 * H; ++j) pr[j] = xr[j] + bx[j] + rr[j] + bh[j];
-        T* ac = act + b * GH;
+        T* ac = act + i * GH;
         activate(o.f, clip, pr, ac, 2 * H);
         if (!p.reset_after)
-          for (i64 j = 0; j < H; ++j) mbuf[b * H + j] = ac[j] * h[b * H + j];
+          for (i64 j = 0; j < H; ++j) mbuf[i * H + j] = ac[j] * h[b * H + j];
       });
-      if (reset_before) second(mbuf, H, w_h, 2 * H, rec + 2 * H, GH, false);
-      for_batch(ctx, B, work, [&](i64 b) {
-        if (!walk.active(s, b)) return;
+      if (reset_before) second(mbuf, H, w_h, 2 * H, rec + 2 * H, GH, false, n);
+      for_batch(ctx, n, work, [&](i64 i) {
+        const i64 b = walk.slot(i);
         const i64 row = row_of(b);
         T* pr = C + p.pre + row * GH;
         const T* xr = xp + row * ldx;
-        const T* rr = rec + b * GH;
-        T* ac = act + b * GH;
+        const T* rr = rec + i * GH;
+        T* ac = act + i * GH;
         T* ax = C + p.aux + row * H;
         for (i64 j = 0; j < H; ++j) {
           const T t = rr[2 * H + j] + bh[2 * H + j];
           pr[2 * H + j] = xr[2 * H + j] + bx[2 * H + j] + (p.reset_after ? ac[j] * t : t);
-          ax[j] = p.reset_after ? t : mbuf[b * H + j];
+          ax[j] = p.reset_after ? t : mbuf[i * H + j];
         }
         activate(o.g, clip, pr + 2 * H, ac + 2 * H, H);
-        T* hn = hbuf + b * H;
+        T* hn = hbuf + i * H;
         for (i64 j = 0; j < H; ++j) hn[j] = (T(1) - ac[H + j]) * ac[2 * H + j] + ac[H + j] * h[b * H + j];
       });
     } else {
-      for_batch(ctx, B, work, [&](i64 b) {
-        if (!walk.active(s, b)) return;
+      for_batch(ctx, n, work, [&](i64 i) {
+        const i64 b = walk.slot(i);
         const i64 row = row_of(b);
         T* pr = C + p.pre + row * GH;
         const T* xr = xp + row * ldx;
-        const T* rr = rec + b * GH;
+        const T* rr = rec + i * GH;
         for (i64 j = 0; j < H; ++j) pr[j] = xr[j] + bx[j] + rr[j] + bh[j];
-        activate(o.f, clip, pr, hbuf + b * H, H);
+        activate(o.f, clip, pr, hbuf + i * H, H);
       });
     }
 
     // the new h: zoneout, outputs, cache
     const T* hnew = p.lstm && !p.proj ? mbuf : hbuf;
-    for_batch(ctx, B, B * R * 4, [&](i64 b) {
-      if (!walk.active(s, b)) return;
+    for_batch(ctx, n, B * R * 4, [&](i64 i) {
+      const i64 b = walk.slot(i);
       const i64 row = row_of(b);
       T* hb = h + b * R;
-      zoneout_update(hb, hnew + b * R, mask_h ? mask_h + row * R : nullptr, zh, R);
+      zoneout_update(hb, hnew + i * R, mask_h ? mask_h + row * R : nullptr, zh, R);
       std::memcpy(a.y + row * R, hb, sizeof(T) * R);
       std::memcpy(C + p.hs + row * R, hb, sizeof(T) * R);
     });
@@ -174,7 +185,9 @@ void run(const Context& ctx, const VariantForwardPlan& plan, const Scratch& ws, 
 template <typename T>
 void variant_forward(const Context& c, const VariantForwardPlan& plan, const Scratch& s, const detail::VariantPlan& p,
                      const SequenceOptions& o, const ForwardArgs<T>& a, const VariantParams<T>& params) {
-  run(c, plan, s, p, Walk(Dims{p.T, p.B, p.I, p.H}, o), a, params);
+  Walk walk(Dims{p.T, p.B, p.I, p.H}, o);
+  walk.sort_by_length(s.get<i64>(plan.order));
+  run(c, plan, s, p, walk, a, params);
 }
 
 template void variant_forward<float>(const Context&, const VariantForwardPlan&, const Scratch&,

@@ -26,14 +26,15 @@ class StepProduct {
       : plan_(plan), m_(m), packed_(ws.get<T>(plan.packed)), tiles_(ws.get<T>(plan.tiles)) {}
 
   // B: the columns c.. of the weight w (TransB: their transpose); either layout of w.
-  void operator()(const T* A, i64 lda, const Weight<T>& w, i64 c, T* C, i64 ldc, bool accumulate) {
+  // `rows`: the first rows of A and C only (< 0: all m).
+  void operator()(const T* A, i64 lda, const Weight<T>& w, i64 c, T* C, i64 ldc, bool accumulate, i64 rows = -1) {
     const T* B = w.col(c);
     if (B != packed_from_) {
       layout_ = pack_columns(B, w.ld(), TransB != w.gate_major, plan_.pack, packed_);
       packed_from_ = B;
     }
     const PackedWeights<T>& p = layout_;
-    const i64 m = m_, n_all = plan_.pack.H, k = plan_.pack.K, stride = plan_.tile_stride;
+    const i64 m = rows < 0 ? m_ : rows, n_all = plan_.pack.H, k = plan_.pack.K, stride = plan_.tile_stride;
     T* tiles = tiles_;
     run_on_threads(plan_.threads, [&](int tid, int nth) {
       T* tile = tiles + tid * stride;

@@ -1,0 +1,56 @@
+// lstmcore — streaming inference: one recurrent layer (one direction) advanced one time
+// step per call, with its weights prepared once.
+//
+// A Stepper packs w_x and w_h into the layout of the CPU kernels when it is built and
+// keeps its own copy: later changes to the caller's weight arrays do not reach it (build
+// a new Stepper after changing them). step() allocates nothing; it runs on the thread
+// count and instruction set in force when the Stepper was built.
+//
+//   Stepper<float> s(spec, B, I, H, w_x, w_h, b, b_h);   // w_x (I, G·H), w_h (H, G·H), b, b_h (G·H) or nullptr
+//   s.step(x_t, h, c);                                   // x_t (B, I); h (B, H) and, LSTM only, c (B, H): in and out
+//
+// The products sum in the kernels' own order, so
+// a step agrees with forward() over the same step to rounding (float32 ~1e-6 relative).
+// Cells: LSTM, GRU with the reset after the product (PyTorch's), RNN tanh / relu; a GRU
+// with the reset before the product is refused (InvalidArgument). Not thread-safe: one
+// Stepper serves one caller at a time (it owns the step's scratch).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+
+#include "lstmcore/types.h"
+
+namespace lstmcore {
+LSTMCORE_INLINE_NAMESPACE_BEGIN
+
+template <typename T>
+class Stepper {
+ public:
+  // Sizes >= 1; w_x and w_h required, b and b_h may be nullptr (zeros). The arrays are
+  // read here and not kept. InvalidArgument for bad sizes, null weights or an unsupported cell.
+  Stepper(const CellSpec& spec, std::int64_t batch, std::int64_t input, std::int64_t hidden, const T* w_x,
+          const T* w_h, const T* b, const T* b_h);
+  ~Stepper();
+  Stepper(Stepper&&) noexcept;
+  Stepper& operator=(Stepper&&) noexcept;
+  Stepper(const Stepper&) = delete;
+  Stepper& operator=(const Stepper&) = delete;
+
+  // One step: h (and c) hold the state before the step on entry and after it on return;
+  // y_t, when given (B, H), gets a copy of the new h. c must be nullptr for GRU and RNN
+  // and given for LSTM (InvalidArgument otherwise). x_t may not overlap h or c.
+  void step(const T* x_t, T* h, T* c = nullptr, T* y_t = nullptr);
+
+  std::int64_t batch() const;
+  std::int64_t input() const;
+  std::int64_t hidden() const;
+  CellSpec spec() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+LSTMCORE_INLINE_NAMESPACE_END
+}  // namespace lstmcore

@@ -1,0 +1,146 @@
+// lstmcore::Stepper (stepper.h): checks, one 64-byte aligned block for the packed weights
+// and the step's scratch, and the step kernel of the instruction set in force at
+// construction (cpu/stepper_kernels.h).
+#include "lstmcore/stepper.h"
+
+#include <cstdlib>
+#include <cstring>
+#include <new>
+#include <string>
+
+#include "cpu/context.h"
+#include "cpu/stepper_kernels.h"
+#include "cpu/threads.h"
+
+namespace lstmcore {
+LSTMCORE_INLINE_NAMESPACE_BEGIN
+namespace {
+
+using i64 = std::int64_t;
+
+template <typename T>
+struct Kernels {
+  void (*pack)(const cpu::PackGeometry&, const T*, T*);
+  void (*step)(const cpu::StepperRun<T>&, const T*, T*, T*, T*);
+};
+
+template <typename T>
+Kernels<T> kernels_of(const cpu::KernelTable& table) {
+  const std::string name = table.name;
+#ifdef LSTMCORE_HAVE_AVX512
+  if (name == "avx512") return {&cpu::avx512::stepper_pack<T>, &cpu::avx512::stepper_step<T>};
+#endif
+#ifdef LSTMCORE_HAVE_AVX2
+  if (name == "avx2") return {&cpu::avx2::stepper_pack<T>, &cpu::avx2::stepper_step<T>};
+#endif
+  return {&cpu::generic::stepper_pack<T>, &cpu::generic::stepper_step<T>};
+}
+
+constexpr std::size_t kLine = 64;
+std::size_t lines(std::size_t bytes) { return (bytes + kLine - 1) / kLine * kLine; }
+
+void require(bool ok, const std::string& what) {
+  if (!ok) throw InvalidArgument(what);
+}
+
+}  // namespace
+
+template <typename T>
+struct Stepper<T>::Impl {
+  cpu::StepperRun<T> run;
+  Kernels<T> k;
+  void* block = nullptr;
+  ~Impl() { std::free(block); }
+};
+
+template <typename T>
+Stepper<T>::Stepper(const CellSpec& spec, i64 batch, i64 input, i64 hidden, const T* w_x, const T* w_h, const T* b,
+                    const T* b_h) {
+  require(batch >= 1, "batch: expected >= 1, got " + std::to_string(batch));
+  require(input >= 1, "input: expected >= 1, got " + std::to_string(input));
+  require(hidden >= 1, "hidden: expected >= 1, got " + std::to_string(hidden));
+  require(w_x != nullptr, "w_x: required (got a null pointer)");
+  require(w_h != nullptr, "w_h: required (got a null pointer)");
+  require(!(spec.cell == Cell::gru && !spec.reset_after),
+          "spec: a Stepper runs GRU with the reset after the product only (reset_after=true)");
+  const cpu::Context ctx = cpu::capture();
+  auto impl = std::make_unique<Impl>();
+  cpu::StepperRun<T>& r = impl->run;
+  r.spec = spec;
+  r.B = batch;
+  r.I = input;
+  r.H = hidden;
+  r.G = gate_count(spec.cell);
+  const i64 GH = r.G * hidden;
+  const cpu::Dtype dt = cpu::dtype_of<T>();
+  r.gx = ctx.kernels->pack_geometry(dt, input, hidden, r.G);
+  r.gh = ctx.kernels->pack_geometry(dt, hidden, hidden, r.G);
+  r.threads = cpu::product_threads(ctx, 2 * batch * (input + hidden) * GH, r.gh.blocks);
+  r.tile_stride = static_cast<i64>(lines(sizeof(T) * batch * r.G * r.gh.W) / sizeof(T));
+  // One block: packed w_x, packed w_h, bias, bhn, hcopy, recx, rech, tiles.
+  const std::size_t sizes[] = {sizeof(T) * r.gx.elements, sizeof(T) * r.gh.elements, sizeof(T) * GH,
+                               sizeof(T) * hidden,        sizeof(T) * batch * hidden, sizeof(T) * batch * GH,
+                               sizeof(T) * batch * GH,    sizeof(T) * r.threads * r.tile_stride};
+  std::size_t total = 0;
+  for (std::size_t s : sizes) total += lines(s);
+  impl->block = std::aligned_alloc(kLine, total);
+  if (!impl->block) throw std::bad_alloc();
+  unsigned char* p = static_cast<unsigned char*>(impl->block);
+  T* parts[8];
+  for (int i = 0; i < 8; ++i) {
+    parts[i] = reinterpret_cast<T*>(p);
+    p += lines(sizes[i]);
+  }
+  impl->k = kernels_of<T>(*ctx.kernels);
+  impl->k.pack(r.gx, w_x, parts[0]);
+  impl->k.pack(r.gh, w_h, parts[1]);
+  T* bias = parts[2];
+  T* bhn = parts[3];
+  const bool gru = spec.cell == Cell::gru;
+  for (i64 j = 0; j < GH; ++j)
+    bias[j] = (b ? b[j] : T(0)) + (b_h && !(gru && j >= 2 * hidden) ? b_h[j] : T(0));
+  for (i64 j = 0; j < hidden; ++j) bhn[j] = gru && b_h ? b_h[2 * hidden + j] : T(0);
+  r.px = parts[0];
+  r.ph = parts[1];
+  r.bias = bias;
+  r.bhn = bhn;
+  r.hcopy = parts[4];
+  r.recx = parts[5];
+  r.rech = parts[6];
+  r.tiles = parts[7];
+  impl_ = std::move(impl);
+}
+
+template <typename T>
+Stepper<T>::~Stepper() = default;
+template <typename T>
+Stepper<T>::Stepper(Stepper&&) noexcept = default;
+template <typename T>
+Stepper<T>& Stepper<T>::operator=(Stepper&&) noexcept = default;
+
+template <typename T>
+void Stepper<T>::step(const T* x_t, T* h, T* c, T* y_t) {
+  require(impl_ != nullptr, "step: the Stepper was moved from");
+  const cpu::StepperRun<T>& r = impl_->run;
+  require(x_t != nullptr, "x_t: required (got a null pointer)");
+  require(h != nullptr, "h: required (got a null pointer)");
+  const bool lstm = r.spec.cell == Cell::lstm;
+  require(!lstm || c != nullptr, "c: required for LSTM (got a null pointer)");
+  require(lstm || c == nullptr, std::string("c: must be a null pointer for ") + cell_name(r.spec.cell));
+  impl_->k.step(r, x_t, h, c, y_t);
+}
+
+template <typename T>
+i64 Stepper<T>::batch() const { return impl_->run.B; }
+template <typename T>
+i64 Stepper<T>::input() const { return impl_->run.I; }
+template <typename T>
+i64 Stepper<T>::hidden() const { return impl_->run.H; }
+template <typename T>
+CellSpec Stepper<T>::spec() const { return impl_->run.spec; }
+
+template class Stepper<float>;
+template class Stepper<double>;
+
+LSTMCORE_INLINE_NAMESPACE_END
+}  // namespace lstmcore
