@@ -50,9 +50,20 @@ def _output(out, dt, inputs):
     return arr
 
 
+def compute_dtype_of(value):
+    """forward's ``compute_dtype``: None (the arrays' dtype) or "bfloat16" (also given as
+    numpy's or torch's name for it); ValueError naming it otherwise."""
+    if value is None:
+        return None
+    name = str(value).removeprefix("torch.")
+    if name != "bfloat16":
+        raise ValueError(f"compute_dtype: expected None (the arrays' dtype) or 'bfloat16', got {value!r}")
+    return name
+
+
 def forward(x, w_x, w_h, b=None, b_h=None, h0=None, c0=None, *, cell="lstm", reverse=False,
             seq_lengths=None, batch_first=False, training=False, out=None, reset_after=True,
-            dtype=None, peepholes=None, input_forget=False, forget_gate=True, clip=None, activations=None,
+            dtype=None, compute_dtype=None, peepholes=None, input_forget=False, forget_gate=True, clip=None, activations=None,
             activation_alpha=None, activation_beta=None, w_proj=None, layer_norm=None, zoneout=None,
             seed=None):
     """Runs one recurrent layer over a whole sequence batch.
@@ -77,6 +88,12 @@ def forward(x, w_x, w_h, b=None, b_h=None, h0=None, c0=None, *, cell="lstm", rev
         recurrent product, False (Cho et al. 2014) before it.
       dtype: force the compute dtype (float32 or float64), converting every array to it.
         Without it, the dtype is that of the float arrays, which must all agree.
+      compute_dtype: None (default: products in the arrays' dtype) or "bfloat16": float32
+        arrays in and out, every operand of every matrix product rounded to bfloat16 (round
+        to nearest even) and the products accumulated in float32; states, gates and
+        nonlinearities in float32 (README, "bfloat16 compute"). The cache remembers it, so
+        backward computes its products the same way. float64 arrays are refused (TypeError;
+        dtype=numpy.float32 converts them); the cell variants and device arrays too (ValueError).
 
     Cell variants (keyword-only; the defaults are the plain cell, which runs on the packed
     kernels; anything else runs on a general path). ONNX's options, all cells:
@@ -127,6 +144,8 @@ def forward(x, w_x, w_h, b=None, b_h=None, h0=None, c0=None, *, cell="lstm", rev
                  if not (values[name] is default or (default is not None and values[name] == default))]
         if given:
             raise ValueError(f"{given[0]}: the cell variants run on the CPU only; pass host (NumPy) arrays")
+        if compute_dtype_of(compute_dtype) is not None:
+            raise ValueError("compute_dtype: bfloat16 products run on the CPU only; pass host (NumPy) arrays")
         return _cuda.forward(x, w_x, w_h, b, b_h, h0, c0, cell=cell, reverse=reverse, seq_lengths=seq_lengths,
                              batch_first=batch_first, training=training, out=out, reset_after=reset_after,
                              dtype=dtype)
@@ -138,6 +157,13 @@ def forward(x, w_x, w_h, b=None, b_h=None, h0=None, c0=None, *, cell="lstm", rev
                                 w_proj=w_proj, layer_norm=layer_norm, zoneout=zoneout, seed=seed)
     dt, a, given = prepare([("x", x), ("w_x", w_x), ("w_h", w_h), ("b", b), ("b_h", b_h), ("h0", h0), ("c0", c0)]
                            + _variants.named_arrays(variant, peepholes, w_proj, layer_norm), dtype)
+    compute = compute_dtype_of(compute_dtype)
+    if compute is not None and dt != np.float32:
+        raise TypeError(f"compute_dtype: 'bfloat16' computes on float32 arrays, got {dt} "
+                        "(pass dtype=numpy.float32 to convert them)")
+    if compute is not None and variant is not None:
+        raise ValueError("compute_dtype: 'bfloat16' runs the plain cells only (the cell variants compute in the "
+                         "arrays' dtype)")
     lengths_given = as_array(seq_lengths, "seq_lengths")
     lengths = prepare_lengths(lengths_given, _steps(a["x"], batch_first))
     y_array = None
@@ -149,7 +175,8 @@ def forward(x, w_x, w_h, b=None, b_h=None, h0=None, c0=None, *, cell="lstm", rev
     else:
         y, h_n, c_n, buffer = _core.forward(cell, bool(reset_after), a["x"], a["w_x"], a["w_h"], a["b"],
                                             a["b_h"], a["h0"], a["c0"], lengths, bool(reverse),
-                                            bool(batch_first), bool(training), y_array)
+                                            bool(batch_first), bool(training), y_array,
+                                            bf16=compute is not None)
     if out is not None:
         y = out  # the caller's object (a torch tensor stays one)
     cache = None
@@ -158,7 +185,7 @@ def forward(x, w_x, w_h, b=None, b_h=None, h0=None, c0=None, *, cell="lstm", rev
                                    w_h=a["w_h"], h0=a["h0"], c0=a["c0"], seq_lengths=lengths, reverse=reverse,
                                    batch_first=batch_first, has_b=a["b"] is not None,
                                    has_b_h=a["b_h"] is not None, buffer=buffer,
-                                   variant=_variants.cache_entry(variant, a))
+                                   variant=_variants.cache_entry(variant, a), compute_dtype=compute)
     return ForwardResult(y, h_n, c_n, cache)
 
 
@@ -193,7 +220,8 @@ def backward(cache, dy=None, dh_n=None, dc_n=None):
         return _variants.backward(cache, g)
     result = _core.backward(cache.cell, cache.reset_after, cache.x, cache.w_x, cache.w_h, cache.h0,
                             cache.c0, cache.seq_lengths, cache.reverse, cache.batch_first, cache.buffer,
-                            cache.has_b, cache.has_b_h, g["dy"], g["dh_n"], g["dc_n"])
+                            cache.has_b, cache.has_b_h, g["dy"], g["dh_n"], g["dc_n"],
+                            bf16=cache.compute_dtype is not None)
     return Gradients(*result)
 
 

@@ -34,7 +34,7 @@ void gru_forward(const Context& ctx, const ForwardPlan& plan, const Scratch& ws,
   std::memset(zeros, 0, sizeof(T) * H);
   const T* bhn = a.b_h ? a.b_h + 2 * H : zeros;
 
-  project_inputs(ctx, a.x, a.w_x, (a.b || a.b_h) ? bias : nullptr, N, d.input, G, gates, ldg);
+  project_inputs(ctx, rounded(ws, plan.x_round, a.x), rounded(ws, plan.w_x_round, a.w_x), (a.b || a.b_h) ? bias : nullptr, N, d.input, G, gates, ldg);
 
   T* h = a.h_n;
   copy_or_zero(h, a.h0, B * H);
@@ -97,10 +97,14 @@ void gru_forward(const Context& ctx, const ForwardPlan& plan, const Scratch& ws,
     });
     return;
   }
-  // reset_after=false: r and z first, then the n block's GEMM on r ⊙ h_{t-1}.
+  // reset_after=false: r and z first, then the n block's GEMM on r ⊙ h_{t-1}. bfloat16
+  // products: w_h rounded once, h_{t-1} into h_round each step, r ⊙ h_{t-1} in place.
+  const T* w_h = rounded(ws, plan.w_h_round, a.w_h);
+  T* h_round = ws.get<T>(plan.h_round);
   for (i64 s = 0; s < d.steps; ++s) {
     {
-      gemm<T>(ctx, false, false, B, 2 * H, H, h, H, a.w_h, G, false, rec, G);
+      if (h_round) round_columns(static_cast<const T*>(h), H, h_round, H, B, 0, H);
+      gemm<T>(ctx, false, false, B, 2 * H, H, h_round ? h_round : h, H, w_h, G, false, rec, G);
       for_batch(ctx, B, B * G, [&](i64 b) {
         T* ra = rec + b * G;
         T* rhb = rh + b * H;
@@ -116,7 +120,8 @@ void gru_forward(const Context& ctx, const ForwardPlan& plan, const Scratch& ws,
           rhb[j] = ra[j] * h[b * H + j];
         }
       });
-      gemm<T>(ctx, false, false, B, H, H, rh, H, a.w_h + 2 * H, G, false, rec + 2 * H, G);
+      if (ctx.bf16) round_in_place(rh, B, H, H);
+      gemm<T>(ctx, false, false, B, H, H, rh, H, w_h + 2 * H, G, false, rec + 2 * H, G);
       for_batch(ctx, B, B * G, [&](i64 b) {
         if (!walk.active(s, b)) return;
         const i64 row = walk.row(walk.time(s, b), b);
@@ -197,10 +202,13 @@ void gru_backward(const Context& ctx, const BackwardPlan& plan, const Scratch& w
       for (i64 b = 0; b < B; ++b) row_grad(s, b, u0, u1, da + b * G);
     });
   }
+  // reset_after=false. bfloat16 products: w_h rounded once, da_step before each product.
+  const T* w_h = reset_after ? a.w_h : rounded(ws, plan.w_h_round, a.w_h);
   for (i64 s = reset_after ? -1 : d.steps - 1; s >= 0; --s) {
     for_batch(ctx, B, B * G, [&](i64 b) { row_grad(s, b, 0, H, da_step + b * G); });
+    if (ctx.bf16) round_in_place(da_step, B, G, G);
     // reset_after=false: d(r ⊙ h) = dn·w_h[:, n]ᵀ gives dr and a path to h_{t-1}.
-    gemm<T>(ctx, false, true, B, H, H, da_step + 2 * H, G, a.w_h + 2 * H, G, false, drh, H);
+    gemm<T>(ctx, false, true, B, H, H, da_step + 2 * H, G, w_h + 2 * H, G, false, drh, H);
     for_batch(ctx, B, B * G, [&](i64 b) {
       T* ds = da_step + b * G;
       if (!walk.active(s, b)) return;
@@ -217,7 +225,8 @@ void gru_backward(const Context& ctx, const BackwardPlan& plan, const Scratch& w
         ga[j] = ds[j] = dr;
       }
     });
-    gemm<T>(ctx, false, true, B, H, 2 * H, da_step, G, a.w_h, G, true, dh, H);
+    if (ctx.bf16) round_in_place(da_step, B, H, G);
+    gemm<T>(ctx, false, true, B, H, 2 * H, da_step, G, w_h, G, true, dh, H);
   }
 
   WeightGradients<T> wg(N, d.input, G);
@@ -232,6 +241,7 @@ void gru_backward(const Context& ctx, const BackwardPlan& plan, const Scratch& w
     wg.recurrent(H, aux, H, gates + 2 * H, G, 2 * H, H);
     wg.recurrent_bias(gates, G, 0, G);
   }
+  wg.round_operands(ws.get<T>(plan.x_round), ws.get<T>(plan.w_x_round));  // bfloat16 products only
   wg.run(ctx, a);
 }
 

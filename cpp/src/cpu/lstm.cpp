@@ -25,7 +25,7 @@ void lstm_forward(const Context& ctx, const ForwardPlan& plan, const Scratch& ws
   T* bias = ws.get<T>(plan.bias);
   for (i64 j = 0; j < G; ++j) bias[j] = (a.b ? a.b[j] : T(0)) + (a.b_h ? a.b_h[j] : T(0));
 
-  project_inputs(ctx, a.x, a.w_x, (a.b || a.b_h) ? bias : nullptr, N, d.input, G, gates, ldg);
+  project_inputs(ctx, rounded(ws, plan.x_round, a.x), rounded(ws, plan.w_x_round, a.w_x), (a.b || a.b_h) ? bias : nullptr, N, d.input, G, gates, ldg);
 
   // The states: h in h_n (and a second buffer inside the recurrence), c in c_n.
   T* c = a.c_n;
@@ -143,6 +143,7 @@ void lstm_backward(const Context& ctx, const BackwardPlan& plan, const Scratch& 
   wg.input_side(gates, G);
   wg.recurrent(H, h_prev, ldh, gates, G, 0, G);
   wg.recurrent_bias(gates, G, 0, G);
+  wg.round_operands(ws.get<T>(plan.x_round), ws.get<T>(plan.w_x_round));  // bfloat16 products only
   wg.run(ctx, a);
 }
 

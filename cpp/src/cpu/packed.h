@@ -14,6 +14,7 @@
 #include <cstring>
 #include <type_traits>
 
+#include "cpu/bf16.h"
 #include "cpu/kernel_common.h"
 
 namespace lstmcore {
@@ -280,7 +281,15 @@ void run_on_threads(int nt, Body&& body) {
 template <typename T, class Step>
 void run_recurrence(const ForwardPlan& plan, const Scratch& ws, const T* w_h, i64 steps, i64 B, i64 H, T* h_n,
                     Step&& step) {
-  const PackedWeights<T> p = pack_recurrent(w_h, plan.product.pack, ws.get<T>(plan.product.packed));
+  T* packed = ws.get<T>(plan.product.packed);
+  const PackedWeights<T> p = pack_recurrent(w_h, plan.product.pack, packed);
+  // bfloat16 products: w_h rounded once; the product reads h_{t-1} rounded, from the
+  // buffer of the step's parity (the threads write the other one for the next step).
+  T* h_round = ws.get<T>(plan.h_round);
+  if (plan.product.bf16) {
+    round_in_place(packed, 1, plan.product.pack.elements, 0);
+    round_columns(static_cast<const T*>(h_n), H, h_round, H, B, 0, H);
+  }
   T* h_other = ws.get<T>(plan.h_other);
   T* rec = ws.get<T>(plan.rec);
   const int nt = plan.product.threads;
@@ -295,8 +304,10 @@ void run_recurrence(const ForwardPlan& plan, const Scratch& ws, const T* w_h, i6
     T* cur = h_n;
     T* nxt = h_other;
     for (i64 s = 0; s < steps; ++s) {
-      for (i64 blk = b0; blk < b1; ++blk) recurrent_block(p, cur, B, blk, tile, rec);
+      const T* operand = h_round ? h_round + (s & 1) * B * H : cur;
+      for (i64 blk = b0; blk < b1; ++blk) recurrent_block(p, operand, B, blk, tile, rec);
       step(s, u0, u1, static_cast<const T*>(cur), nxt, static_cast<const T*>(rec));
+      if (h_round) round_columns(static_cast<const T*>(nxt), H, h_round + ((s + 1) & 1) * B * H, H, B, u0, u1);
       if (nth > 1) barrier.wait(nth);
       std::swap(cur, nxt);
     }
@@ -317,7 +328,11 @@ void run_recurrence(const ForwardPlan& plan, const Scratch& ws, const T* w_h, i6
 template <typename T, class Active, class Grad>
 void run_backward_recurrence(const BackwardPlan& plan, const Scratch& ws, const T* w_h, i64 steps, i64 B, i64 H,
                              T* dh, Active&& active, Grad&& grad) {
-  const PackedWeights<T> p = pack_recurrent_transposed(w_h, plan.product.pack, ws.get<T>(plan.product.packed));
+  T* packed = ws.get<T>(plan.product.packed);
+  const PackedWeights<T> p = pack_recurrent_transposed(w_h, plan.product.pack, packed);
+  const bool bf16 = plan.product.bf16;  // w_h rounded once, each step's da rounded by its threads
+  if (bf16) round_in_place(packed, 1, plan.product.pack.elements, 0);
+  const i64 GH = plan.product.pack.K;
   T* da_buf[2] = {ws.get<T>(plan.da[0]), ws.get<T>(plan.da[1])};
   T* prod = ws.get<T>(plan.prod);
   const int nt = plan.product.threads;
@@ -331,6 +346,8 @@ void run_backward_recurrence(const BackwardPlan& plan, const Scratch& ws, const 
     for (i64 s = steps - 1; s >= 0; --s) {
       T* da = da_buf[s & 1];
       grad(s, u0, u1, da);
+      if (bf16)
+        for (i64 g = 0; g < GH; g += H) round_columns(static_cast<const T*>(da + g), GH, da + g, GH, B, u0, u1);
       if (nth > 1) barrier.wait(nth);
       for (i64 blk = b0; blk < b1; ++blk) recurrent_block(p, static_cast<const T*>(da), B, blk, tile, prod);
       for (i64 b = 0; b < B; ++b) {

@@ -60,6 +60,7 @@ struct ProductPlan {
   Region packed;                  // the packed operand, pack.elements
   Region tiles;                   // threads × tile_stride
   std::int64_t tile_stride = 0;   // elements per thread's tile, a multiple of 64 bytes
+  bool bf16 = false;              // Context::bf16: the packed operand and the rows are rounded (cpu/bf16.h)
 };
 
 // A plain cell's forward (lstm.cpp, gru.cpp, rnn.cpp).
@@ -74,6 +75,11 @@ struct ForwardPlan {
   // the product, which runs two dependent GEMMs per step):
   ProductPlan product;  // w_h packed, K = H
   Region h_other;       // (B, H) the second state buffer
+  // bfloat16 products only (Context::bf16; cpu/bf16.h), else absent:
+  Region x_round, w_x_round;  // (T·B·I), (I·G·H) x and w_x rounded
+  Region h_round;             // packed recurrence: 2 × (B, H), h_{t-1} rounded by step parity;
+                              // GRU with the reset before: (B, H)
+  Region w_h_round;           // GRU with the reset before the product: (H·G·H) w_h rounded
 };
 
 // A plain cell's backward.
@@ -87,6 +93,9 @@ struct BackwardPlan {
   ProductPlan product;  // w_hᵀ packed, K = G·H
   Region da[2];         // (B, G·H) each: the step's gate gradients, alternating
   Region prod;          // (B, H) da·w_hᵀ
+  // bfloat16 products only (Context::bf16; cpu/bf16.h), else absent:
+  Region x_round, w_x_round;  // (T·B·I), (I·G·H) x and w_x rounded
+  Region w_h_round;           // GRU with the reset before the product: (H·G·H) w_h rounded
 };
 
 // A cell variant's forward (cpu/variant_forward.cpp).

@@ -22,7 +22,7 @@ void rnn_forward(const Context& ctx, const ForwardPlan& plan, const Scratch& ws,
   T* bias = ws.get<T>(plan.bias);
   for (i64 j = 0; j < H; ++j) bias[j] = (a.b ? a.b[j] : T(0)) + (a.b_h ? a.b_h[j] : T(0));
 
-  project_inputs(ctx, a.x, a.w_x, (a.b || a.b_h) ? bias : nullptr, N, d.input, H, pre, ldp);
+  project_inputs(ctx, rounded(ws, plan.x_round, a.x), rounded(ws, plan.w_x_round, a.w_x), (a.b || a.b_h) ? bias : nullptr, N, d.input, H, pre, ldp);
 
   T* h = a.h_n;
   copy_or_zero(h, a.h0, B * H);
@@ -101,6 +101,7 @@ void rnn_backward(const Context& ctx, const BackwardPlan& plan, const Scratch& w
   wg.input_side(states, H);
   wg.recurrent(H, h_prev, ldh, states, H, 0, H);
   wg.recurrent_bias(states, H, 0, H);
+  wg.round_operands(ws.get<T>(plan.x_round), ws.get<T>(plan.w_x_round));  // bfloat16 products only
   wg.run(ctx, a);
 }
 
