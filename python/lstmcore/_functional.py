@@ -11,7 +11,7 @@ import numpy as np
 
 from . import _core, _cuda, _variants
 from ._cache import Cache
-from ._checks import (as_array, check_cell, expect_shape, flag, is_torch_tensor, prepare, prepare_lengths,
+from ._checks import (as_array, check_cell, compute_dtype_of, expect_shape, flag, is_torch_tensor, prepare, prepare_lengths,
                       refuse_overlap, require_no_cell_state)
 from ._types import GATES, ForwardResult, Gradients
 
@@ -48,17 +48,6 @@ def _output(out, dt, inputs):
         raise ValueError(f"out: expected an aligned array (an address that is a multiple of {dt.itemsize})")
     refuse_overlap("out", arr, inputs, "forward writes y while it reads its inputs (pass another out=)")
     return arr
-
-
-def compute_dtype_of(value):
-    """forward's ``compute_dtype``: None (the arrays' dtype) or "bfloat16" (also given as
-    numpy's or torch's name for it); ValueError naming it otherwise."""
-    if value is None:
-        return None
-    name = str(value).removeprefix("torch.")
-    if name != "bfloat16":
-        raise ValueError(f"compute_dtype: expected None (the arrays' dtype) or 'bfloat16', got {value!r}")
-    return name
 
 
 def forward(x, w_x, w_h, b=None, b_h=None, h0=None, c0=None, *, cell="lstm", reverse=False,

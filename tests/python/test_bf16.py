@@ -291,3 +291,41 @@ def test_checks():
     r = lstmcore.forward(*args, training=True, compute_dtype="bfloat16")
     assert r.cache.compute_dtype == "bfloat16"
     assert lstmcore.forward(*args, training=True).cache.compute_dtype is None
+
+
+def test_layers():
+    """The layer objects: a 2-layer bidirectional LSTM with compute_dtype="bfloat16" equals the
+    functional layers it is made of (the same products), and its backward runs in the mode
+    its cache recorded."""
+    rng = np.random.default_rng(7)
+    T, B, I, H = 6, 3, 5, 7
+    layer = lstmcore.LSTM(I, H, num_layers=2, bidirectional=True, seed=1, compute_dtype="bfloat16")
+    assert layer.compute_dtype == "bfloat16"
+    x = rng.standard_normal((T, B, I)).astype(np.float32)
+    y, (h_n, _), cache = layer.forward(x, training=True)
+    assert cache.compute_dtype == "bfloat16"
+    # layer 0 by hand, through the functional API
+    p = layer.params
+    outs = []
+    for d, name in enumerate(("l0", "l0_reverse")):
+        r = lstmcore.forward(x, p[f"{name}.w_x"], p[f"{name}.w_h"], p[f"{name}.b"], p[f"{name}.b_h"],
+                             reverse=bool(d), compute_dtype="bfloat16")
+        outs.append(r.y)
+    x1 = np.concatenate(outs, axis=2)
+    r = lstmcore.forward(x1, p["l1.w_x"], p["l1.w_h"], p["l1.b"], p["l1.b_h"], compute_dtype="bfloat16")
+    assert rel_err(y[..., :H], r.y) < 1e-6
+    plain = lstmcore.LSTM(I, H, num_layers=2, bidirectional=True, seed=1)
+    assert rel_err(plain(x)[0], y) > 1e-4  # the mode changes the result
+    dy = rng.standard_normal(y.shape).astype(np.float32)
+    layer.backward(cache, dy)
+    ref = lstmcore.LSTM(I, H, num_layers=2, bidirectional=True, seed=1)
+    ref.params = dict(layer.params)
+    _, _, c32 = ref.forward(x, training=True)
+    ref.backward(c32, dy)
+    for k, g in layer.grads.items():
+        assert 1e-5 < rel_err(g, ref.grads[k]) < 2e-2, k
+    with pytest.raises(TypeError, match="compute_dtype"):
+        lstmcore.GRU(I, H, dtype=np.float64, compute_dtype="bfloat16")
+    with pytest.raises(ValueError, match="compute_dtype"):
+        lstmcore.LSTM(I, H, peepholes=True, compute_dtype="bfloat16")
+    assert lstmcore.RNN(I, H, compute_dtype="bfloat16")(x)[0].dtype == np.float32
