@@ -177,23 +177,29 @@ def test_reference_discriminates(cell, reset_after):
 
 @pytest.mark.parametrize("cell,reset_after", CELLS)
 def test_isas_agree(cell, reset_after):
-    """Every instruction-set variant computes the same rounding (the products run on the
-    float kernels of each: only summation order may differ)."""
+    """The native kernel (avx512_bf16: VDPBF16PS) and the FMA emulation of the avx512 variant
+    give the same bits, forward and every gradient (the emulation adds the products of each
+    pair in VDPBF16PS's order; the GEMMs are the same code). The other variants compute the
+    same rounding with their own summation order (their GEMMs and activations differ, as
+    in float32): equal within TOL_BF16."""
     p, g = problem(cell, 13, H=21)
     saved = lstmcore.get_isa()
-    results = []
+    results = {}
     try:
         for isa in lstmcore.available_isas():
             lstmcore.set_isa(isa)
-            results.append(core_run(cell, reset_after, p, g, None, False, False))
+            out, grads = core_run(cell, reset_after, p, g, [7, 3, 5, 1, 6], True, False)
+            results[isa] = [a for a in list(out) + grads if a is not None]
     finally:
         lstmcore.set_isa(saved)
-    (y0, _, _), g0 = results[0]
-    for (y, _, _), gr in results[1:]:
-        assert rel_err(y, y0) < TOL_BF16
-        for a, b in zip(gr, g0):
-            if b is not None:
-                assert rel_err(a, b) < TOL_BF16
+    if "avx512_bf16" in results:
+        assert "avx512" in results
+        for a, b in zip(results["avx512_bf16"], results["avx512"]):
+            assert np.array_equal(a, b)
+    first = next(iter(results.values()))
+    for arrays in results.values():
+        for a, b in zip(arrays, first):
+            assert rel_err(a, b) < TOL_BF16
 
 
 @pytest.mark.parametrize("cell,reset_after", CELLS)
@@ -233,32 +239,38 @@ def test_accuracy_vs_float32(cell, reset_after, config):
 
 
 def test_training_matches_float32():
-    """A small LSTM regression trained 300 Adam steps reaches the float32 run's final loss within 2%."""
-    rng = np.random.default_rng(3)
+    """A small LSTM regression trained 300 Adam steps, each on a fresh batch (the same batches
+    for both runs), reaches the float32 run's held-out loss within 2%."""
     T, B, I, H = 20, 16, 4, 24
-    x = rng.standard_normal((T, B, I)).astype(np.float32)
-    # a running mean to learn, plus noise the model must memorise (without it both runs
-    # fall to ~6e-4, where bfloat16's rounding of the products is the limit: ±6%);
-    # observed final losses: float32 0.00723, bfloat16 0.00721
-    target = np.cumsum(x[..., :1], axis=0) / np.sqrt(np.arange(1, T + 1))[:, None, None]
-    target = target + 0.3 * rng.standard_normal(target.shape)
+
+    def batch(seed):
+        rng = np.random.default_rng(seed)
+        x = rng.standard_normal((T, B, I)).astype(np.float32)
+        # a running mean to learn, plus noise no model can predict: the loss levels off
+        # near its variance (0.09), as real tasks level off at their noise
+        target = np.cumsum(x[..., :1], axis=0) / np.sqrt(np.arange(1, T + 1))[:, None, None]
+        return x, (target + 0.3 * rng.standard_normal(target.shape)).astype(np.float32)
+
+    rng = np.random.default_rng(3)
     k = 1 / np.sqrt(H)
     init = [rng.uniform(-k, k, s).astype(np.float32) for s in ((I, 4 * H), (H, 4 * H), (4 * H,), (H, 1))]
+    held_out = batch(10_000)
+
+    def loss_of(params, x, target, mode, training=False):
+        w_x, w_h, b, w_o = params
+        r = lstmcore.forward(x, w_x, w_h, b, training=training, compute_dtype=mode)
+        err = r.y @ w_o - target
+        return float(np.mean(err ** 2)), r, err
 
     def train(mode):
         params = [a.copy() for a in init]
         m = [np.zeros_like(a) for a in params]
         v = [np.zeros_like(a) for a in params]
-        loss = None
         for step in range(1, 301):
-            w_x, w_h, b, w_o = params
-            r = lstmcore.forward(x, w_x, w_h, b, training=True, compute_dtype=mode)
-            pred = r.y @ w_o
-            err = pred - target
-            loss = float(np.mean(err ** 2))
+            x, target = batch(step)
+            _, r, err = loss_of(params, x, target, mode, training=True)
             dpred = (2 / err.size) * err
-            dy = (dpred @ w_o.T).astype(np.float32)
-            gr = lstmcore.backward(r.cache, dy=dy)
+            gr = lstmcore.backward(r.cache, dy=(dpred @ params[3].T).astype(np.float32))
             grads = [gr.dw_x, gr.dw_h, gr.db, (r.y.reshape(-1, H).T @ dpred.reshape(-1, 1)).astype(np.float32)]
             for a, d, mm, vv in zip(params, grads, m, v):
                 mm *= 0.9
@@ -266,11 +278,12 @@ def test_training_matches_float32():
                 vv *= 0.999
                 vv += 0.001 * d * d
                 a -= (0.01 * (mm / (1 - 0.9 ** step)) / (np.sqrt(vv / (1 - 0.999 ** step)) + 1e-8)).astype(np.float32)
-        return loss
+        return loss_of(params, *held_out, mode)[0]
 
+    start = loss_of(init, *held_out, None)[0]
     l32, l16 = train(None), train("bfloat16")
-    assert l32 < 0.2 * float(np.mean(target ** 2))  # it did learn
-    print(f"final loss: float32 {l32:.5f}, bfloat16 {l16:.5f}")
+    print(f"held-out loss: initial {start:.4f}, float32 {l32:.5f}, bfloat16 {l16:.5f}")
+    assert l32 < 0.3 * start  # it did learn
     assert abs(l16 - l32) <= 0.02 * l32, (l16, l32)
 
 

@@ -13,6 +13,7 @@
 // below are plain copies. Internal: not installed.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <cstring>
 
@@ -49,6 +50,38 @@ void round_columns(const T* src, i64 lds, T* dst, i64 ldd, i64 rows, i64 j0, i64
 template <typename T>
 void round_in_place(T* data, i64 rows, i64 cols, i64 ld) {
   round_columns(data, ld, data, ld, rows, 0, cols);
+}
+
+// The order of the sums. VDPBF16PS adds a pair's two products to the accumulator one
+// after the other, the odd k first: acc = (acc + a[2i+1]·b[2i+1]) + a[2i]·b[2i], each sum
+// rounded to nearest even (measured bit for bit on Zen 5, 3.2 million random normal pairs;
+// Intel documents the same order). The float kernels sum k in index order, so on them a
+// bfloat16 call stores both operands of the recurrent products with the two k of every
+// pair swapped (k ↔ k ^ 1; an odd K's last k stays): they then add the very terms in the
+// very order of the native kernel (cpu/bf16_kernel.h), each product exact, and give the
+// same bits, subnormals apart (VDPBF16PS treats them as zero).
+inline i64 pair_swapped(i64 k, i64 K) {
+  const i64 s = k ^ 1;
+  return s < K ? s : k;
+}
+
+// dst[r·ld + pair_swapped(c, K)] = round(src[r·ld + c]) for r < rows, c in [c0, c1).
+template <typename T>
+void round_swapped(const T* src, i64 ld, T* dst, i64 rows, i64 c0, i64 c1, i64 K) {
+  for (i64 r = 0; r < rows; ++r)
+    for (i64 c = c0; c < c1; ++c) dst[r * ld + pair_swapped(c, K)] = round_bf16(src[r * ld + c]);
+}
+
+// Rounds a packed operand (blocks panels of K rows of `width` values) and swaps its rows
+// pairwise as above.
+template <typename T>
+void round_packed_swapped(T* packed, i64 blocks, i64 panel, i64 K, i64 width) {
+  round_in_place(packed, 1, blocks * panel, 0);
+  for (i64 blk = 0; blk < blocks; ++blk)
+    for (i64 k = 0; k + 1 < K; k += 2) {
+      T* a = packed + blk * panel + k * width;
+      std::swap_ranges(a, a + width, a + width);
+    }
 }
 
 // The operand a product reads: src itself when the region is absent (native compute), or

@@ -111,7 +111,10 @@ BackwardPlan plan_backward(const Context& c, Dtype t, const CellSpec& spec, cons
   if (c.bf16) {
     p.x_round = l.flat(N * d.input);
     p.w_x_round = l.flat(d.input * GH);
-    if (spec.cell == Cell::gru && !spec.reset_after) p.w_h_round = l.flat(H * GH);
+    if (spec.cell == Cell::gru && !spec.reset_after)
+      p.w_h_round = l.flat(H * GH);
+    else
+      p.da16 = l.flat(2 * B * (GH + 1));  // 2 × (B, GH) floats, or 2 × (B, GH + 1) bfloat16 values
   }
   p.bytes = l.bytes();
   return p;

@@ -96,6 +96,8 @@ struct BackwardPlan {
   // bfloat16 products only (Context::bf16; cpu/bf16.h), else absent:
   Region x_round, w_x_round;  // (T·B·I), (I·G·H) x and w_x rounded
   Region w_h_round;           // GRU with the reset before the product: (H·G·H) w_h rounded
+  Region da16;                // backward recurrence, by parity: 2 × (B, G·H) da rounded (float kernels,
+                              // pairs swapped: cpu/bf16.h) or 2 × (B, G·H + 1) bfloat16 (bf16_kernel.h)
 };
 
 // A cell variant's forward (cpu/variant_forward.cpp).
