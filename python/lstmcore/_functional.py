@@ -249,7 +249,7 @@ def available_isas():
 
 
 def get_isa():
-    """The kernel variant in use: "avx512", "avx2" or "generic"."""
+    """The kernel variant in use: "avx512_bf16", "avx512", "avx2" or "generic"."""
     return _core.get_isa()
 
 

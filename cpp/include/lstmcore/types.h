@@ -97,8 +97,10 @@ int get_num_threads() noexcept;
 void release_memory();
 std::size_t kept_memory() noexcept;
 
-// The CPU kernels are compiled for several instruction sets ("avx512": AVX-512 F/DQ/BW/VL
-// with FMA; "avx2": AVX2 with FMA; "generic": baseline x86-64 or any other processor)
+// The CPU kernels are compiled for several instruction sets ("avx512_bf16": "avx512" plus
+// AVX512-BF16, whose VDPBF16PS runs the recurrent products of Compute::bfloat16 calls;
+// "avx512": AVX-512 F/DQ/BW/VL with FMA; "avx2": AVX2 with FMA; "generic": baseline x86-64
+// or any other processor)
 // and one is chosen at load time from CPUID: the best this processor supports, unless
 // the environment variable LSTMCORE_ISA names another supported one.
 // available_isas(): the variants compiled in and supported here, best first.
