@@ -342,3 +342,39 @@ def test_layers():
     with pytest.raises(ValueError, match="compute_dtype"):
         lstmcore.LSTM(I, H, peepholes=True, compute_dtype="bfloat16")
     assert lstmcore.RNN(I, H, compute_dtype="bfloat16")(x)[0].dtype == np.float32
+
+
+@pytest.mark.parametrize("family", ["LSTM", "GRU", "RNN"])
+def test_torch_bridge(family):
+    """lstmcore.torch under torch.autocast("cpu", bfloat16): bfloat16 products (the functional
+    call's numbers), the output dtype torch.nn gives there, gradients near torch's own
+    autocast; a bfloat16 model runs on bfloat16 tensors and gets bfloat16 gradients."""
+    import lstmcore.torch as lt
+
+    torch.manual_seed(0)
+    m = getattr(lt, family)(6, 9, num_layers=1)
+    ref = getattr(torch.nn, family)(6, 9, num_layers=1)
+    ref.load_state_dict(m.state_dict())
+    x = torch.randn(7, 5, 6, requires_grad=True)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y, _ = m(x)
+        y_ref, _ = ref(x)
+    assert y.dtype == y_ref.dtype
+    cell = {"LSTM": "lstm", "GRU": "gru", "RNN": "rnn_tanh"}[family]
+    sd = {k: v.detach().numpy() for k, v in m.state_dict().items()}
+    want = lstmcore.forward(x.detach().numpy(), np.ascontiguousarray(sd["weight_ih_l0"].T),
+                            np.ascontiguousarray(sd["weight_hh_l0"].T), sd["bias_ih_l0"], sd["bias_hh_l0"],
+                            cell=cell, compute_dtype="bfloat16").y
+    assert rel_err(y.float().detach().numpy(), want) < 4e-3  # bfloat16 output rounding only
+    assert rel_err(y.float().detach().numpy(), y_ref.float().detach().numpy()) < 2e-2
+    y.float().sum().backward()
+    dx = x.grad.clone()
+    x.grad = None
+    y_ref.float().sum().backward()
+    assert rel_err(dx.numpy(), x.grad.numpy()) < 2e-2
+    assert rel_err(m.weight_hh_l0.grad.numpy(), ref.weight_hh_l0.grad.numpy()) < 2e-2
+    mb = getattr(lt, family)(6, 9).to(torch.bfloat16)
+    yb, _ = mb(torch.randn(7, 5, 6).to(torch.bfloat16))
+    assert yb.dtype == torch.bfloat16
+    yb.float().sum().backward()
+    assert mb.weight_ih_l0.grad.dtype == torch.bfloat16
