@@ -35,15 +35,21 @@ inline float round_bf16(float v) {
 }
 inline double round_bf16(double v) { return v; }  // never reached (double: native only)
 
+// dst[r·ldd + j] = f(src[r·lds + j]) for r < rows, j in [j0, j1). dst may be src.
+template <typename S, typename D, class F>
+void map_columns(const S* src, i64 lds, D* dst, i64 ldd, i64 rows, i64 j0, i64 j1, F&& f) {
+  for (i64 r = 0; r < rows; ++r) {
+    const S* s = src + r * lds;
+    D* d = dst + r * ldd;
+    LSTMCORE_SIMD
+    for (i64 j = j0; j < j1; ++j) d[j] = f(s[j]);
+  }
+}
+
 // dst[r·ldd + j] = round(src[r·lds + j]) for r < rows, j in [j0, j1). dst may be src.
 template <typename T>
 void round_columns(const T* src, i64 lds, T* dst, i64 ldd, i64 rows, i64 j0, i64 j1) {
-  for (i64 r = 0; r < rows; ++r) {
-    const T* s = src + r * lds;
-    T* d = dst + r * ldd;
-    LSTMCORE_SIMD
-    for (i64 j = j0; j < j1; ++j) d[j] = round_bf16(s[j]);
-  }
+  map_columns(src, lds, dst, ldd, rows, j0, j1, [](T v) { return round_bf16(v); });
 }
 
 // Rows × cols values with row stride ld, rounded in place.

@@ -43,12 +43,7 @@ inline i64 pair_width(i64 K) { return (K + 1) / 2 * 2; }
 
 // dst[r·ldd + j] = bf16(src[r·lds + j]) for r < rows, j in [j0, j1).
 inline void to_bf16(const float* src, i64 lds, bf16_t* dst, i64 ldd, i64 rows, i64 j0, i64 j1) {
-  for (i64 r = 0; r < rows; ++r) {
-    const float* s = src + r * lds;
-    bf16_t* d = dst + r * ldd;
-    LSTMCORE_SIMD
-    for (i64 j = j0; j < j1; ++j) d[j] = bf16_bits(s[j]);
-  }
+  map_columns(src, lds, dst, ldd, rows, j0, j1, [](float v) { return bf16_bits(v); });
 }
 
 // Packs a K × (G·H) operand as above, blocks of W units: value(k, c) is M[k, c] (c < G·H).
