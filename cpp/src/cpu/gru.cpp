@@ -4,6 +4,7 @@
 //   states (T·B, H):  h_t.
 //   aux    (T·B, H):  reset_after: h_{t-1}·w_h[:, n] + b_h[n]  (backward: dL/d ah_n = dn ⊙ r)
 //                     otherwise:   r ⊙ h_{t-1}, the operand of the n block's recurrent GEMM.
+#include "cpu/bf16_projection.h"
 #include "cpu/kernel_common.h"
 #include "cpu/kernels.h"
 #include "cpu/packed.h"
@@ -34,7 +35,7 @@ void gru_forward(const Context& ctx, const ForwardPlan& plan, const Scratch& ws,
   std::memset(zeros, 0, sizeof(T) * H);
   const T* bhn = a.b_h ? a.b_h + 2 * H : zeros;
 
-  project_inputs(ctx, rounded(ws, plan.x_round, a.x), rounded(ws, plan.w_x_round, a.w_x), (a.b || a.b_h) ? bias : nullptr, N, d.input, G, gates, ldg);
+  project(ctx, plan, ws, a.x, a.w_x, (a.b || a.b_h) ? bias : nullptr, N, d.input, H, 3, gates, ldg);
 
   T* h = a.h_n;
   copy_or_zero(h, a.h0, B * H);

@@ -2,6 +2,7 @@
 //   gates (T·B, 4H): i, f, g, o after their activations; backward overwrites them
 //                    with the pre-activation gradients da.
 //   cells (T·B, H):  c_t.
+#include "cpu/bf16_projection.h"
 #include "cpu/kernel_common.h"
 #include "cpu/kernels.h"
 #include "cpu/packed.h"
@@ -25,7 +26,7 @@ void lstm_forward(const Context& ctx, const ForwardPlan& plan, const Scratch& ws
   T* bias = ws.get<T>(plan.bias);
   for (i64 j = 0; j < G; ++j) bias[j] = (a.b ? a.b[j] : T(0)) + (a.b_h ? a.b_h[j] : T(0));
 
-  project_inputs(ctx, rounded(ws, plan.x_round, a.x), rounded(ws, plan.w_x_round, a.w_x), (a.b || a.b_h) ? bias : nullptr, N, d.input, G, gates, ldg);
+  project(ctx, plan, ws, a.x, a.w_x, (a.b || a.b_h) ? bias : nullptr, N, d.input, H, 4, gates, ldg);
 
   // The states: h in h_n (and a second buffer inside the recurrence), c in c_n.
   T* c = a.c_n;

@@ -85,7 +85,7 @@ ForwardPlan plan_forward(const Context& c, Dtype t, const CellSpec& spec, const 
   if (c.bf16) {
     const bool reset_before = spec.cell == Cell::gru && !spec.reset_after;
     p.x_round = l.flat(N * d.input);
-    p.w_x_round = l.flat(d.input * GH);
+    p.projection = product(c, t, l, d.input, H, G, kProjectionRows, 2 * N * d.input * GH);
     p.h_round = l.flat((reset_before ? 1 : 2) * B * H);
     if (reset_before) p.w_h_round = l.flat(H * GH);
   }

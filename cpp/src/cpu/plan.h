@@ -63,6 +63,9 @@ struct ProductPlan {
   bool bf16 = false;              // Context::bf16: the packed operand and the rows are rounded (cpu/bf16.h)
 };
 
+// Rows per tile of the bfloat16 input projection (cpu/bf16_projection.h).
+constexpr std::int64_t kProjectionRows = 96;
+
 // A plain cell's forward (lstm.cpp, gru.cpp, rnn.cpp).
 struct ForwardPlan {
   std::size_t bytes = 0;
@@ -76,7 +79,8 @@ struct ForwardPlan {
   ProductPlan product;  // w_h packed, K = H
   Region h_other;       // (B, H) the second state buffer
   // bfloat16 products only (Context::bf16; cpu/bf16.h), else absent:
-  Region x_round, w_x_round;  // (T·B·I), (I·G·H) x and w_x rounded
+  Region x_round;             // (T·B·I) x rounded (or as bfloat16 pairs)
+  ProductPlan projection;     // w_x packed, K = I, tiles of kProjectionRows rows (cpu/bf16_projection.h)
   Region h_round;             // packed recurrence: 2 × (B, H), h_{t-1} rounded by step parity;
                               // GRU with the reset before: (B, H)
   Region w_h_round;           // GRU with the reset before the product: (H·G·H) w_h rounded

@@ -1,5 +1,6 @@
 // Plain RNN (tanh or relu) on the CPU. Cache layout (rows in the order of x):
 //   states (T·B, H): h_t; backward overwrites them with the pre-activation gradients.
+#include "cpu/bf16_projection.h"
 #include "cpu/kernel_common.h"
 #include "cpu/kernels.h"
 #include "cpu/packed.h"
@@ -22,7 +23,7 @@ void rnn_forward(const Context& ctx, const ForwardPlan& plan, const Scratch& ws,
   T* bias = ws.get<T>(plan.bias);
   for (i64 j = 0; j < H; ++j) bias[j] = (a.b ? a.b[j] : T(0)) + (a.b_h ? a.b_h[j] : T(0));
 
-  project_inputs(ctx, rounded(ws, plan.x_round, a.x), rounded(ws, plan.w_x_round, a.w_x), (a.b || a.b_h) ? bias : nullptr, N, d.input, H, pre, ldp);
+  project(ctx, plan, ws, a.x, a.w_x, (a.b || a.b_h) ? bias : nullptr, N, d.input, H, 1, pre, ldp);
 
   T* h = a.h_n;
   copy_or_zero(h, a.h0, B * H);
