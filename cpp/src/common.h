@@ -188,6 +188,28 @@ void variant_grad_spans(Spans& s, const VariantGrads<T>& g, std::int64_t H, std:
   variant_spans(s, true, ptrs, H, proj, GH, prefix);
 }
 
+// A weight as the products read it: the K × n matrix M of the equations (w_x: I × G·H,
+// w_h: R × G·H, w_proj: H × P), stored as M (input_major, row stride n) or as Mᵀ
+// (gate_major, n × K, row stride K: PyTorch's layout). The GEMMs of either backend take
+// the stored matrix with a transpose flag (col(), ld()); the CUDA persistent kernels read
+// single elements (at()).
+template <typename T>
+struct Weight {
+  const T* data = nullptr;
+  std::int64_t K = 0, n = 0;
+  bool gate_major = false;
+  Weight() = default;
+  Weight(const T* p, std::int64_t k, std::int64_t cols, WeightLayout layout)
+      : data(p), K(k), n(cols), gate_major(layout == WeightLayout::gate_major) {}
+  LSTMCORE_HOST_DEVICE std::int64_t ld() const { return gate_major ? K : n; }
+  // Where column c of M starts (gate_major: row c of the stored matrix).
+  LSTMCORE_HOST_DEVICE const T* col(std::int64_t c) const { return gate_major ? data + c * K : data + c; }
+  // M[k, c]
+  LSTMCORE_HOST_DEVICE T at(std::int64_t k, std::int64_t c) const {
+    return gate_major ? data[c * K + k] : data[k * n + c];
+  }
+};
+
 // A counter-based random generator (splitmix64's output function): the same key and
 // index give the same number on any thread, in any order.
 LSTMCORE_HOST_DEVICE inline std::uint64_t mix64(std::uint64_t z) {

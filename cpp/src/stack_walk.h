@@ -308,6 +308,7 @@ void walk_forward(const StackSpec& s, const Dims& dims, const SequenceOptions& o
       f.h_n = p.state_h(a.h_n, k, d);
       f.c_n = p.state_c(a.c_n, k, d);
       f.cache = training ? a.cache + p.cell_offset(k, d) : nullptr;
+      f.weight_layout = a.weight_layout;
       ops.forward(d, s.cell, p.variant_of(s, k, d, vbuf), dk, o, f, w.variant);
     });
     if (p.D == 2) {
@@ -422,6 +423,7 @@ void walk_backward(const StackSpec& s, const Dims& dims, const SequenceOptions& 
       b.dw_h = g.dw_h;
       b.db = g.db;
       b.db_h = g.db_h;
+      b.weight_layout = a.weight_layout;
       ops.backward(d, s.cell, p.variant_of(s, k, d, vbuf), dk, o, b, w.variant, g.variant);
     });
     // Both directions read the same input: their gradients add.

@@ -17,7 +17,8 @@ import threading
 import numpy as np
 
 from . import _core
-from ._checks import check_cell, float_dtype, prepare_lengths, refuse_overlap, require_no_cell_state
+from ._checks import (check_cell, check_weight_layout, float_dtype, prepare_lengths, refuse_overlap,
+                      require_no_cell_state)
 from ._types import GATES, has_cell_state
 
 #: The options of a cell variant that only the LSTM has (see ``_variants.options``).
@@ -110,12 +111,13 @@ class Cache(OneShotCache):
     w_x (I, G·H), w_h (R, G·H), h0 (B, R) or None, c0 (B, H) or None, seq_lengths (B,) or
     None, reverse, batch_first, has_b, has_b_h, buffer (the core's cache size for these
     sizes), variant (None, or {"options": dict, "params": (peepholes, w_proj, layer_norm)}),
-    compute_dtype (optional: None, or "bfloat16" for forward's compute_dtype="bfloat16");
-    R = P with a projection w_proj (H, P), else H.
+    weight_layout ("input_major", or "gate_major": w_x (G·H, I), w_h (G·H, R), w_proj (P, H), and
+    backward's weight gradients likewise); compute_dtype (optional: None, or "bfloat16" for
+    forward's compute_dtype="bfloat16"); R = P with a projection w_proj (H, P), else H.
     """
 
     __slots__ = ("cell", "reset_after", "dtype", "x", "w_x", "w_h", "h0", "c0", "seq_lengths",
-                 "reverse", "batch_first", "has_b", "has_b_h", "buffer", "variant", "compute_dtype")
+                 "reverse", "batch_first", "has_b", "has_b_h", "buffer", "variant", "weight_layout", "compute_dtype")
     _DEFAULTS = {"compute_dtype": None}
 
     def __repr__(self):
@@ -155,19 +157,26 @@ class Cache(OneShotCache):
                 raise ValueError(f"{name}: expected a C-contiguous array")
             return tuple(shape)
 
+        gm = check_weight_layout(f["weight_layout"]) == "gate_major"
         x, w_h = shape_of("x"), shape_of("w_h")
         if len(x) != 3:
             raise ValueError(f"x: expected 3 dimensions, got shape {x}")
         T, B = (x[1], x[0]) if f["batch_first"] else (x[0], x[1])
         I, G = x[2], GATES[cell]
-        if len(w_h) != 2 or w_h[1] % G or w_h[1] == 0:
-            raise ValueError(f"w_h: expected shape (R, {G}·H) for the {cell} cell, got {w_h}")
-        H = w_h[1] // G
-        P = cls._check_variant(f, cell, dt, H, G)
-        R = P or H
         gh = "H" if G == 1 else f"{G}H"
-        for name, want, letters in (("w_x", (I, G * H), f"(I, {gh})"), ("w_h", (R, G * H), f"(R, {gh})"),
-                                    ("h0", (B, R), "(B, R)"), ("c0", (B, H), "(B, H)")):
+        GH = w_h[0 if gm else 1] if len(w_h) == 2 else 0
+        if len(w_h) != 2 or GH % G or GH == 0:
+            spelt = f"({G}·H, R)" if gm else f"(R, {G}·H)"
+            raise ValueError(f"w_h: expected shape {spelt} for the {cell} cell, got {w_h}")
+        H = GH // G
+        P = cls._check_variant(f, cell, dt, H, G, gm)
+        R = P or H
+
+        def weight(want, letters):  # a weight's shape in the cache's layout
+            return (want[::-1], f"({letters[1]}, {letters[0]})") if gm else (want, f"({letters[0]}, {letters[1]})")
+
+        for name, (want, letters) in (("w_x", weight((I, G * H), ("I", gh))), ("w_h", weight((R, G * H), ("R", gh))),
+                                      ("h0", ((B, R), "(B, R)")), ("c0", ((B, H), "(B, H)"))):
             got = shape_of(name, required=name in ("w_x", "w_h"))
             if got is not None and got != want:
                 raise ValueError(f"{name}: expected shape {letters} = {want} for the {cell} cell, got {got}")
@@ -200,7 +209,7 @@ class Cache(OneShotCache):
         return prepare_lengths(seq_lengths, steps)
 
     @classmethod
-    def _check_variant(cls, f, cell, dt, H, G):
+    def _check_variant(cls, f, cell, dt, H, G, gate_major=False):
         """Checks the variant entry against the cell; returns the projection size P (0 without)."""
         v = f["variant"]
         if v is None:
@@ -217,7 +226,7 @@ class Cache(OneShotCache):
             if (key in opts) != (param is not None):
                 raise ValueError(f"variant: the option {key} and its parameters disagree")
         for name, a, want in (("peepholes", peepholes, (3, H)),
-                              ("w_proj", w_proj, (H, None))) + tuple(
+                              ("w_proj", w_proj, (None, H) if gate_major else (H, None))) + tuple(
                 (f"layer_norm[{k}]", None if ln is None else ln[k], (G * H,) if k < 4 else (H,)) for k in range(6)):
             if a is None:
                 continue
@@ -226,7 +235,7 @@ class Cache(OneShotCache):
                     w is not None and s != w for s, w in zip(shape, want)):
                 raise ValueError(f"{name}: expected a C-contiguous {dt} array of shape "
                                  f"{tuple('P' if w is None else w for w in want)}, got {tuple(shape)} {adt}")
-        return 0 if w_proj is None else int(cls._describe(f, "w_proj", w_proj)[0][1])
+        return 0 if w_proj is None else int(cls._describe(f, "w_proj", w_proj)[0][0 if gate_major else 1])
 
 
 def _size_options(options, P):

@@ -39,6 +39,19 @@ def check_cell(cell):
         raise ValueError(f"cell: expected one of {', '.join(map(repr, CELLS))}, got {cell!r}")
 
 
+#: The weight layouts of forward's ``weight_layout`` (lstmcore::WeightLayout).
+WEIGHT_LAYOUTS = ("input_major", "gate_major")
+
+
+def check_weight_layout(value):
+    """``value`` when it names a weight layout; TypeError / ValueError naming weight_layout otherwise."""
+    if not isinstance(value, str):
+        raise TypeError(f"weight_layout: expected 'input_major' or 'gate_major', got {type(value).__name__}")
+    if value not in WEIGHT_LAYOUTS:
+        raise ValueError(f"weight_layout: expected 'input_major' or 'gate_major', got {value!r}")
+    return value
+
+
 def flag(value, name):
     """True / False from a bool, a NumPy bool, 0 or 1; ValueError naming ``name`` otherwise (a
     None or a string is not read as a truth value: forget_gate=None would drop the forget gate)."""
@@ -159,10 +172,11 @@ def prepare(named, dtype):
     return dt, result, given
 
 
-def expect_shape(name, shape, want, letters):
-    """ValueError naming ``name`` when ``shape`` is not ``want`` (spelt ``letters``, e.g. "(B, H)")."""
+def expect_shape(name, shape, want, letters, note=""):
+    """ValueError naming ``name`` when ``shape`` is not ``want`` (spelt ``letters``, e.g. "(B, H)";
+    ``note`` follows the expected shape, e.g. " for weight_layout='gate_major'")."""
     if tuple(shape) != tuple(want):
-        raise ValueError(f"{name}: expected shape {letters} = {tuple(want)}, got {tuple(shape)}")
+        raise ValueError(f"{name}: expected shape {letters} = {tuple(want)}{note}, got {tuple(shape)}")
 
 
 # ------------------------------------------------------------------------------------------

@@ -31,7 +31,8 @@ import numpy as np
 
 from . import _core
 from ._cache import Cache, DeviceCache
-from ._checks import check_cell, expect_shape, is_torch_tensor, prepare_lengths, require_no_cell_state
+from ._checks import (check_cell, check_weight_layout, expect_shape, is_torch_tensor, prepare_lengths,
+                      require_no_cell_state)
 from ._types import GATES, ForwardResult, Gradients, has_cell_state
 
 _DLPACK_CUDA = (2, 13)  # kDLCUDA, kDLCUDAManaged
@@ -311,10 +312,10 @@ def _views(named, dt_request, call_dtype=None):
     return views, dt, device
 
 
-def _check_shape(views, name, want, letters):
+def _check_shape(views, name, want, letters, note=""):
     v = views.get(name)
     if v is not None:
-        expect_shape(name, v.shape, want, letters)
+        expect_shape(name, v.shape, want, letters, note)
 
 
 def _ptr(views, name):
@@ -353,8 +354,9 @@ def host_lengths(seq_lengths, steps=None):
 
 
 def forward(x, w_x, w_h, b=None, b_h=None, h0=None, c0=None, *, cell="lstm", reverse=False, seq_lengths=None,
-            batch_first=False, training=False, out=None, reset_after=True, dtype=None):
+            batch_first=False, training=False, out=None, reset_after=True, dtype=None, weight_layout="input_major"):
     """lstmcore.forward on CUDA device arrays (see the module docstring)."""
+    gm = check_weight_layout(weight_layout) == "gate_major"
     named = [("x", x), ("w_x", w_x), ("w_h", w_h), ("b", b), ("b_h", b_h), ("h0", h0), ("c0", c0), ("out", out)]
     device_names = _check_one_side(named)
     _require_build(device_names[0], dict(named)[device_names[0]])
@@ -368,13 +370,17 @@ def forward(x, w_x, w_h, b=None, b_h=None, h0=None, c0=None, *, cell="lstm", rev
     if len(vx.shape) != 3:
         raise ValueError(f"x: expected 3 dimensions {'(B, T, I)' if batch_first else '(T, B, I)'}, "
                          f"got shape {vx.shape}")
+    note = " for weight_layout='gate_major'" if gm else ""
     if len(vh.shape) != 2:
-        raise ValueError(f"w_h: expected 2 dimensions (H, G·H), got shape {vh.shape}")
+        raise ValueError(f"w_h: expected 2 dimensions {'(G·H, H)' if gm else '(H, G·H)'}{note}, got shape {vh.shape}")
     T, B = (vx.shape[1], vx.shape[0]) if batch_first else (vx.shape[0], vx.shape[1])
-    I, H, G = vx.shape[2], vh.shape[0], GATES[cell]
+    I, H, G = vx.shape[2], vh.shape[1 if gm else 0], GATES[cell]
     gh = "H" if G == 1 else f"{G}H"
-    _check_shape(views, "w_x", (I, G * H), f"(I, {gh})")
-    _check_shape(views, "w_h", (H, G * H), f"(H, {gh})")
+    for n, want, letters in (("w_x", (I, G * H), ("I", gh)), ("w_h", (H, G * H), ("H", gh))):
+        if gm:
+            _check_shape(views, n, want[::-1], f"({letters[1]}, {letters[0]})", note)
+        else:
+            _check_shape(views, n, want, f"({letters[0]}, {letters[1]})")
     for n in ("b", "b_h"):
         _check_shape(views, n, (G * H,), f"({gh},)")
     for n in ("h0", "c0"):
@@ -406,7 +412,7 @@ def forward(x, w_x, w_h, b=None, b_h=None, h0=None, c0=None, *, cell="lstm", rev
                        **{n: _ptr(views, n) for n in ("x", "w_x", "w_h", "b", "b_h", "h0", "c0")},
                        **{n: _ptr(out_views, n) for n in ("y", "h_n", "c_n", "cache")},
                        seq_lengths=lengths, reverse=bool(reverse), batch_first=bool(batch_first), device=device,
-                       stream=lib.stream(device), allow_tf32=_settings["tf32"])
+                       stream=lib.stream(device), allow_tf32=_settings["tf32"], gate_major=gm)
     cache = None
     if training:
         # The cache refers to the arrays forward read (converted copies where it made any).
@@ -414,7 +420,7 @@ def forward(x, w_x, w_h, b=None, b_h=None, h0=None, c0=None, *, cell="lstm", rev
         cache = DeviceCache._from_fields(cell=cell, reset_after=reset_after, dtype=dt, seq_lengths=lengths,
                                          reverse=reverse, batch_first=batch_first, has_b=b is not None,
                                          has_b_h=b_h is not None, buffer=cache_buffer, variant=None, lib=lib,
-                                         device=device, **ref)
+                                         device=device, weight_layout=weight_layout, **ref)
     return ForwardResult(y, h_n, c_n, cache)
 
 
@@ -438,7 +444,8 @@ def backward(cache, dy=None, dh_n=None, dc_n=None):
     lib = cache.lib
     vx, vh = lib.view(cache.x), lib.view(cache.w_h)
     T, B = (vx.shape[1], vx.shape[0]) if cache.batch_first else (vx.shape[0], vx.shape[1])
-    I, H, G = vx.shape[2], vh.shape[0], GATES[cache.cell]
+    gm = cache.weight_layout == "gate_major"
+    I, H, G = vx.shape[2], vh.shape[1 if gm else 0], GATES[cache.cell]
     y_shape = (B, T, H) if cache.batch_first else (T, B, H)
     _check_shape(views, "dy", y_shape, "(B, T, H)" if cache.batch_first else "(T, B, H)")
     for n in ("dh_n", "dc_n"):
@@ -448,7 +455,8 @@ def backward(cache, dy=None, dh_n=None, dc_n=None):
     dev = cache.device
     grads = {"dx": lib.empty(vx.shape, dt, dev), "dh0": lib.empty((B, H), dt, dev),
              "dc0": lib.empty((B, H), dt, dev) if has_cell_state(cache.cell) else None,
-             "dw_x": lib.empty((I, G * H), dt, dev), "dw_h": lib.empty((H, G * H), dt, dev),
+             "dw_x": lib.empty((G * H, I) if gm else (I, G * H), dt, dev),
+             "dw_h": lib.empty((G * H, H) if gm else (H, G * H), dt, dev),
              "db": lib.empty((G * H,), dt, dev) if cache.has_b else None,
              "db_h": lib.empty((G * H,), dt, dev) if cache.has_b_h else None}
     gviews = {n: lib.view(a) for n, a in grads.items() if a is not None}
@@ -459,7 +467,7 @@ def backward(cache, dy=None, dh_n=None, dc_n=None):
                         **{n: _ptr(views, n) for n in ("dy", "dh_n", "dc_n")},
                         **{n: _ptr(gviews, n) for n in ("dx", "dh0", "dc0", "dw_x", "dw_h", "db", "db_h")},
                         seq_lengths=cache.seq_lengths, reverse=cache.reverse, batch_first=cache.batch_first,
-                        device=dev, stream=lib.stream(dev), allow_tf32=_settings["tf32"])
+                        device=dev, stream=lib.stream(dev), allow_tf32=_settings["tf32"], gate_major=gm)
     return Gradients(*(grads[n] for n in ("dx", "dh0", "dc0", "dw_x", "dw_h", "db", "db_h")))
 
 

@@ -11,8 +11,8 @@ import numpy as np
 
 from . import _core, _cuda, _variants
 from ._cache import Cache
-from ._checks import (as_array, check_cell, compute_dtype_of, expect_shape, flag, is_torch_tensor, prepare, prepare_lengths,
-                      refuse_overlap, require_no_cell_state)
+from ._checks import (as_array, check_cell, check_weight_layout, compute_dtype_of, expect_shape, flag, is_torch_tensor,
+                      prepare, prepare_lengths, refuse_overlap, require_no_cell_state)
 from ._types import GATES, ForwardResult, Gradients
 
 #: The cell-variant keywords of forward and their plain-cell defaults.
@@ -54,7 +54,7 @@ def forward(x, w_x, w_h, b=None, b_h=None, h0=None, c0=None, *, cell="lstm", rev
             seq_lengths=None, batch_first=False, training=False, out=None, reset_after=True,
             dtype=None, compute_dtype=None, peepholes=None, input_forget=False, forget_gate=True, clip=None, activations=None,
             activation_alpha=None, activation_beta=None, w_proj=None, layer_norm=None, zoneout=None,
-            seed=None):
+            seed=None, weight_layout="input_major"):
     """Runs one recurrent layer over a whole sequence batch.
 
     Shapes (T steps, B batch, I inputs, H hidden, G gates: LSTM 4, GRU 3, RNN 1):
@@ -77,6 +77,11 @@ def forward(x, w_x, w_h, b=None, b_h=None, h0=None, c0=None, *, cell="lstm", rev
         recurrent product, False (Cho et al. 2014) before it.
       dtype: force the compute dtype (float32 or float64), converting every array to it.
         Without it, the dtype is that of the float arrays, which must all agree.
+      weight_layout: "input_major" (the shapes above) or "gate_major": every weight is given
+        as its transpose, w_x (G·H, I), w_h (G·H, H) (or (G·H, P)), w_proj (P, H), i.e.
+        PyTorch's weight_ih_l0 / weight_hh_l0 / weight_hr_l0 (and ONNX's W / R of a direction
+        in PyTorch's gate order), read in place; backward returns dw_x, dw_h, dw_proj in the
+        same layout. Biases, peepholes and layer-norm parameters are the same in both.
       compute_dtype: None (default: products in the arrays' dtype) or "bfloat16": float32
         arrays in and out, every operand of every matrix product rounded to bfloat16 (round
         to nearest even) and the products accumulated in float32; states, gates and
@@ -125,6 +130,7 @@ def forward(x, w_x, w_h, b=None, b_h=None, h0=None, c0=None, *, cell="lstm", rev
     """
     reverse, batch_first, training, reset_after = (flag(v, n) for v, n in (
         (reverse, "reverse"), (batch_first, "batch_first"), (training, "training"), (reset_after, "reset_after")))
+    gate_major = check_weight_layout(weight_layout) == "gate_major"
     if _cuda.is_device_call(x, w_x, w_h, b, b_h, h0, c0, out):  # device arrays: python/lstmcore/_cuda.py
         values = dict(peepholes=peepholes, input_forget=input_forget, forget_gate=forget_gate, clip=clip,
                       activations=activations, activation_alpha=activation_alpha, activation_beta=activation_beta,
@@ -137,7 +143,7 @@ def forward(x, w_x, w_h, b=None, b_h=None, h0=None, c0=None, *, cell="lstm", rev
             raise ValueError("compute_dtype: bfloat16 products run on the CPU only; pass host (NumPy) arrays")
         return _cuda.forward(x, w_x, w_h, b, b_h, h0, c0, cell=cell, reverse=reverse, seq_lengths=seq_lengths,
                              batch_first=batch_first, training=training, out=out, reset_after=reset_after,
-                             dtype=dtype)
+                             dtype=dtype, weight_layout=weight_layout)
     check_cell(cell)
     require_no_cell_state(cell, "c0", c0)
     variant = _variants.options(cell, training, peepholes=peepholes, input_forget=input_forget,
@@ -160,11 +166,11 @@ def forward(x, w_x, w_h, b=None, b_h=None, h0=None, c0=None, *, cell="lstm", rev
         y_array = _output(out, dt, list(a.items()) + list(given.items()) + [("seq_lengths", lengths_given)])
     if variant is not None:
         y, h_n, c_n, buffer = _variants.forward(cell, reset_after, a, lengths, reverse, batch_first,
-                                                training, y_array, variant)
+                                                training, y_array, variant, gate_major)
     else:
         y, h_n, c_n, buffer = _core.forward(cell, bool(reset_after), a["x"], a["w_x"], a["w_h"], a["b"],
                                             a["b_h"], a["h0"], a["c0"], lengths, bool(reverse),
-                                            bool(batch_first), bool(training), y_array,
+                                            bool(batch_first), bool(training), y_array, gate_major=gate_major,
                                             bf16=compute is not None)
     if out is not None:
         y = out  # the caller's object (a torch tensor stays one)
@@ -174,7 +180,8 @@ def forward(x, w_x, w_h, b=None, b_h=None, h0=None, c0=None, *, cell="lstm", rev
                                    w_h=a["w_h"], h0=a["h0"], c0=a["c0"], seq_lengths=lengths, reverse=reverse,
                                    batch_first=batch_first, has_b=a["b"] is not None,
                                    has_b_h=a["b_h"] is not None, buffer=buffer,
-                                   variant=_variants.cache_entry(variant, a), compute_dtype=compute)
+                                   variant=_variants.cache_entry(variant, a), weight_layout=weight_layout,
+                                   compute_dtype=compute)
     return ForwardResult(y, h_n, c_n, cache)
 
 
@@ -210,7 +217,7 @@ def backward(cache, dy=None, dh_n=None, dc_n=None):
     result = _core.backward(cache.cell, cache.reset_after, cache.x, cache.w_x, cache.w_h, cache.h0,
                             cache.c0, cache.seq_lengths, cache.reverse, cache.batch_first, cache.buffer,
                             cache.has_b, cache.has_b_h, g["dy"], g["dh_n"], g["dc_n"],
-                            bf16=cache.compute_dtype is not None)
+                            gate_major=cache.weight_layout == "gate_major", bf16=cache.compute_dtype is not None)
     return Gradients(*result)
 
 
@@ -219,7 +226,8 @@ def _check_gradients(cache, g, given):
     backward overwrites while it reads them)."""
     x, w_h = cache.x, cache.w_h
     T, B = (x.shape[1], x.shape[0]) if cache.batch_first else (x.shape[0], x.shape[1])
-    R, H = w_h.shape[0], w_h.shape[1] // GATES[cache.cell]
+    R, GH = w_h.shape[::-1] if cache.weight_layout == "gate_major" else w_h.shape
+    H = GH // GATES[cache.cell]
     r = "P" if cache.variant is not None and cache.variant["params"][1] is not None else "H"
     y_shape, letters = ((B, T, R), f"(B, T, {r})") if cache.batch_first else ((T, B, R), f"(T, B, {r})")
     for name, want, spelt in (("dy", y_shape, letters), ("dh_n", (B, R), f"(B, {r})"), ("dc_n", (B, H), "(B, H)")):

@@ -143,11 +143,11 @@ def _core_options(opts):
     return {k: v for k, v in opts.items() if k != "proj"}
 
 
-def forward(cell, reset_after, a, lengths, reverse, batch_first, training, out, opts):
+def forward(cell, reset_after, a, lengths, reverse, batch_first, training, out, opts, gate_major=False):
     peepholes, w_proj, ln = params(a)
     return _core.forward(cell, bool(reset_after), a["x"], a["w_x"], a["w_h"], a["b"], a["b_h"], a["h0"],
                          a["c0"], lengths, bool(reverse), bool(batch_first), bool(training), out,
-                         _core_options(opts), peepholes, w_proj, ln)
+                         _core_options(opts), peepholes, w_proj, ln, gate_major=gate_major)
 
 
 def backward(cache, g):
@@ -155,7 +155,7 @@ def backward(cache, g):
     r = _core.backward(cache.cell, cache.reset_after, cache.x, cache.w_x, cache.w_h, cache.h0, cache.c0,
                        cache.seq_lengths, cache.reverse, cache.batch_first, cache.buffer, cache.has_b,
                        cache.has_b_h, g["dy"], g["dh_n"], g["dc_n"], _core_options(cache.variant["options"]),
-                       peepholes, w_proj, ln)
+                       peepholes, w_proj, ln, gate_major=cache.weight_layout == "gate_major")
     return Gradients.with_extras(r[:7], dpeepholes=r[7], dw_proj=r[8], dlayer_norm=r[9])
 
 

@@ -21,6 +21,7 @@ namespace py = pybind11;
 struct Shape {
   std::vector<std::int64_t> dims;
   std::string letters;
+  std::string note = "";  // appended to the expected shape in messages, e.g. " for weight_layout='gate_major'"
 };
 
 std::string shape_str(const std::vector<std::int64_t>& dims);
@@ -42,7 +43,7 @@ py::array_t<T> checked(py::handle obj, const char* name, const Shape& want, bool
   if (writable && !a.writeable()) throw py::value_error(std::string(name) + ": expected a writeable array");
   if (shape_of(a) != want.dims)
     throw py::value_error(std::string(name) + ": expected shape " + want.letters + " = " + shape_str(want.dims) +
-                          ", got " + shape_str(shape_of(a)));
+                          want.note + ", got " + shape_str(shape_of(a)));
   return py::reinterpret_borrow<py::array_t<T>>(a);
 }
 

@@ -33,7 +33,7 @@ std::atomic<int> persistent_batch{lstmcore::cuda::DeviceOptions{}.persistent_bat
 // One device call from Python. Addresses are device pointers of the call's dtype (0: absent).
 struct DeviceCall {
   std::string cell, dtype, merge = "concat";
-  bool reset_after = true, reverse = false, batch_first = false, allow_tf32 = false;
+  bool reset_after = true, reverse = false, batch_first = false, allow_tf32 = false, gate_major = false;
   int64_t T = 0, B = 0, I = 0, H = 0, L = 1, D = 1;
   double dropout = 0.0;
   u64 seed = 0;
@@ -73,6 +73,7 @@ const Field kFields[] = {
     {"device", &DeviceCall::device, "CUDA device index, -1 for the current one"},
     {"stream", &DeviceCall::stream, "cudaStream_t as an integer, 0 for the legacy default stream"},
     {"allow_tf32", &DeviceCall::allow_tf32, "float GEMMs may use TF32"},
+    {"gate_major", &DeviceCall::gate_major, "weights (and their gradients) stored as (G·H, I), (G·H, H)"},
     {"x", &DeviceCall::x, "address of x"},
     {"w_x", &DeviceCall::w_x, "address of w_x"},
     {"w_h", &DeviceCall::w_h, "address of w_h"},
@@ -189,6 +190,7 @@ void forward_t(const DeviceCall& d) {
   a.h_n = out<T>(d.h_n);
   a.c_n = out<T>(d.c_n);
   a.cache = out<T>(d.cache);
+  a.weight_layout = d.gate_major ? lstmcore::WeightLayout::gate_major : lstmcore::WeightLayout::input_major;
   py::gil_scoped_release unlocked;
   lstmcore::cuda::forward<T>(c.spec, c.dims, c.options, a, c.device);
 }
@@ -213,6 +215,7 @@ void backward_t(const DeviceCall& d) {
   a.dw_h = out<T>(d.dw_h);
   a.db = out<T>(d.db);
   a.db_h = out<T>(d.db_h);
+  a.weight_layout = d.gate_major ? lstmcore::WeightLayout::gate_major : lstmcore::WeightLayout::input_major;
   py::gil_scoped_release unlocked;
   lstmcore::cuda::backward<T>(c.spec, c.dims, c.options, a, c.device);
 }
@@ -327,24 +330,24 @@ void register_cuda(py::module_& m) {
       [](const py::kwargs& kw) {
         const DeviceCall d = read_call("cuda_forward", kw,
                                        {"cell", "reset_after", "dtype", "T", "B", "I", "H", "x", "w_x", "w_h", "b",
-                                        "b_h", "h0", "c0", "y", "h_n", "c_n", "cache", LSTMCORE_WHERE});
+                                        "b_h", "h0", "c0", "y", "h_n", "c_n", "cache", LSTMCORE_WHERE, "gate_major"});
         is_float32(d.dtype) ? forward_t<float>(d) : forward_t<double>(d);
       },
       "Forward pass on device addresses (0 = absent), described by keywords: cell, reset_after, dtype, T, B, I, "
       "H, x, w_x, w_h, b, b_h, h0, c0, y, h_n, c_n, cache, seq_lengths, reverse, batch_first, device, stream, "
-      "allow_tf32; the outputs are preallocated.");
+      "allow_tf32, gate_major; the outputs are preallocated.");
   m.def(
       "cuda_backward",
       [](const py::kwargs& kw) {
         const DeviceCall d = read_call("cuda_backward", kw,
                                        {"cell", "reset_after", "dtype", "T", "B", "I", "H", "x", "w_x", "w_h", "h0",
                                         "c0", "cache", "dy", "dh_n", "dc_n", "dx", "dh0", "dc0", "dw_x", "dw_h", "db",
-                                        "db_h", LSTMCORE_WHERE});
+                                        "db_h", LSTMCORE_WHERE, "gate_major"});
         is_float32(d.dtype) ? backward_t<float>(d) : backward_t<double>(d);
       },
       "Backward pass on device addresses (0 = absent), described by keywords: cell, reset_after, dtype, T, B, I, "
       "H, x, w_x, w_h, h0, c0, cache, dy, dh_n, dc_n, dx, dh0, dc0, dw_x, dw_h, db, db_h, seq_lengths, reverse, "
-      "batch_first, device, stream, allow_tf32; consumes the cache; the outputs are preallocated.");
+      "batch_first, device, stream, allow_tf32, gate_major; consumes the cache; the outputs are preallocated.");
   m.def(
       "cuda_stack_forward",
       [](const py::kwargs& kw) {

@@ -20,6 +20,8 @@ namespace {
 
 // Sizes of one call, with the spellings used in messages. Plain cell: T, B, I from x, H
 // from w_h (H, G·H). Variant: H from w_x (I, G·H); R = P (from w_proj) or H is the width of h.
+// gate_major (lstmcore::WeightLayout): the weights are the transposes, w_x (G·H, I),
+// w_h (G·H, R), w_proj (P, H), and so are their gradients.
 struct Problem {
   lstmcore::CellSpec spec;
   lstmcore::Dims dims;
@@ -27,6 +29,16 @@ struct Problem {
   std::optional<lstmcore::VariantOptions> variant;  // set: the cell variants' general path
   int64_t G = 0, R = 0;
   std::string gh;  // "4H", "3H" or "H"
+  bool gate_major = false;
+
+  lstmcore::WeightLayout layout() const {
+    return gate_major ? lstmcore::WeightLayout::gate_major : lstmcore::WeightLayout::input_major;
+  }
+  // A weight's shape: input-major (rows, cols), or its transpose.
+  Shape weight(int64_t rows, const std::string& r, int64_t cols, const std::string& c) const {
+    if (!gate_major) return {{rows, cols}, "(" + r + ", " + c + ")"};
+    return {{cols, rows}, "(" + c + ", " + r + ")", " for weight_layout='gate_major'"};
+  }
 
   Shape rows(int64_t features, const std::string& letter) const {
     const auto& d = dims;
@@ -36,12 +48,12 @@ struct Problem {
   std::string r_letter() const { return variant && variant->proj > 0 ? "P" : "H"; }
   Shape h_state() const { return {{dims.batch, R}, "(B, " + r_letter() + ")"}; }
   Shape c_state() const { return {{dims.batch, dims.hidden}, "(B, H)"}; }
-  Shape w_x() const { return {{dims.input, G * dims.hidden}, "(I, " + gh + ")"}; }
-  Shape w_h() const { return {{R, G * dims.hidden}, "(" + r_letter() + ", " + gh + ")"}; }
+  Shape w_x() const { return weight(dims.input, "I", G * dims.hidden, gh); }
+  Shape w_h() const { return weight(R, r_letter(), G * dims.hidden, gh); }
   Shape bias() const { return {{G * dims.hidden}, "(" + gh + ",)"}; }
   Shape units() const { return {{dims.hidden}, "(H,)"}; }
   Shape peepholes() const { return {{3, dims.hidden}, "(3, H)"}; }
-  Shape w_proj() const { return {{dims.hidden, R}, "(H, P)"}; }
+  Shape w_proj() const { return weight(dims.hidden, "H", R, "P"); }
   bool lstm() const { return spec.cell == Cell::lstm; }
   int64_t cache_size() const {
     return static_cast<int64_t>(variant ? lstmcore::variant_cache_size(spec, *variant, dims)
@@ -51,8 +63,11 @@ struct Problem {
 
 Problem make_problem(const std::string& cell, bool reset_after, const py::array& x, const py::array& w_x,
                      const py::array& w_h, bool reverse, bool batch_first, py::handle variant, py::handle w_proj,
-                     bool bf16) {
+                     bool gate_major, bool bf16) {
   Problem p;
+  p.gate_major = gate_major;
+  const int hdim = gate_major ? 1 : 0;  // the axis of w_h that is H (plain cell)
+  const std::string note = gate_major ? " for weight_layout='gate_major'" : "";
   p.spec = {lstmcore::parse_cell(cell), reset_after,
             bf16 ? lstmcore::Compute::bfloat16 : lstmcore::Compute::native};
   p.G = lstmcore::gate_count(p.spec.cell);
@@ -62,12 +77,15 @@ Problem make_problem(const std::string& cell, bool reset_after, const py::array&
                           ", got shape " + shape_str(shape_of(x)));
   if (variant.is_none()) {
     if (w_h.ndim() != 2)
-      throw py::value_error("w_h: expected 2 dimensions (H, " + p.gh + "), got shape " + shape_str(shape_of(w_h)));
-    p.dims.hidden = w_h.shape(0);
+      throw py::value_error("w_h: expected 2 dimensions " + std::string(gate_major ? "(" + p.gh + ", H)" : "(H, " + p.gh + ")") +
+                            note + ", got shape " + shape_str(shape_of(w_h)));
+    p.dims.hidden = w_h.shape(hdim);
   } else {
-    if (w_x.ndim() != 2 || w_x.shape(1) % p.G != 0 || w_x.shape(1) == 0)
-      throw py::value_error("w_x: expected shape (I, " + p.gh + ") with H >= 1, got " + shape_str(shape_of(w_x)));
-    p.dims.hidden = w_x.shape(1) / p.G;
+    const int gdim = 1 - hdim;  // the axis of w_x that is G·H
+    if (w_x.ndim() != 2 || w_x.shape(gdim) % p.G != 0 || w_x.shape(gdim) == 0)
+      throw py::value_error("w_x: expected shape " + std::string(gate_major ? "(" + p.gh + ", I)" : "(I, " + p.gh + ")") +
+                            " with H >= 1" + note + ", got " + shape_str(shape_of(w_x)));
+    p.dims.hidden = w_x.shape(gdim) / p.G;
   }
   p.dims.steps = batch_first ? x.shape(1) : x.shape(0);
   p.dims.batch = batch_first ? x.shape(0) : x.shape(1);
@@ -86,10 +104,13 @@ Problem make_problem(const std::string& cell, bool reset_after, const py::array&
   read_variant_options(py::reinterpret_borrow<py::dict>(variant), o);
   if (!w_proj.is_none()) {
     auto wp = py::reinterpret_borrow<py::array>(w_proj);
-    if (wp.ndim() != 2 || wp.shape(1) < 1)
-      throw py::value_error("w_proj: expected shape (H, P) = (" + std::to_string(p.dims.hidden) +
-                            ", P) with P >= 1, got " + shape_str(shape_of(wp)));
-    o.proj = wp.shape(1);
+    const int pdim = 1 - hdim;  // the axis of w_proj that is P
+    if (wp.ndim() != 2 || wp.shape(pdim) < 1)
+      throw py::value_error(gate_major ? "w_proj: expected shape (P, H) = (P, " + std::to_string(p.dims.hidden) +
+                                             ") with P >= 1" + note + ", got " + shape_str(shape_of(wp))
+                                       : "w_proj: expected shape (H, P) = (" + std::to_string(p.dims.hidden) +
+                                             ", P) with P >= 1, got " + shape_str(shape_of(wp)));
+    o.proj = wp.shape(pdim);
     p.R = o.proj;
   }
   lstmcore::variant_cache_size(p.spec, o, p.dims);  // option and size checks
@@ -145,6 +166,7 @@ py::tuple forward_t(const Problem& p, const py::array& x, const py::array& w_x, 
   a.h_n = h_n.mutable_data();
   a.c_n = c_n ? c_n->mutable_data() : nullptr;
   a.cache = cache ? cache->mutable_data() : nullptr;
+  a.weight_layout = p.layout();
   {
     py::gil_scoped_release unlocked;
     if (p.variant)
@@ -206,6 +228,7 @@ py::tuple backward_t(const Problem& p, const py::array& x, const py::array& w_x,
   a.dc0 = dc0 ? dc0->mutable_data() : nullptr;
   a.dw_x = dw_x.mutable_data();
   a.dw_h = dw_h.mutable_data();
+  a.weight_layout = p.layout();
   a.db = db ? db->mutable_data() : nullptr;
   a.db_h = db_h ? db_h->mutable_data() : nullptr;
   {
@@ -231,8 +254,9 @@ void register_layer(py::module_& m) {
       [](const std::string& cell, bool reset_after, const py::array& x, const py::array& w_x, const py::array& w_h,
          py::object b, py::object b_h, py::object h0, py::object c0, py::object seq_lengths, bool reverse,
          bool batch_first, bool training, py::object out, py::object variant, py::object peepholes,
-         py::object w_proj, py::object layer_norm, bool bf16) {
-        const Problem p = make_problem(cell, reset_after, x, w_x, w_h, reverse, batch_first, variant, w_proj, bf16);
+         py::object w_proj, py::object layer_norm, bool gate_major, bool bf16) {
+        const Problem p =
+            make_problem(cell, reset_after, x, w_x, w_h, reverse, batch_first, variant, w_proj, gate_major, bf16);
         const Params params{peepholes, w_proj, layer_norm};
         if (is_float32(x, "x"))
           return forward_t<float>(p, x, w_x, w_h, b, b_h, h0, c0, seq_lengths, training, out, params);
@@ -242,7 +266,7 @@ void register_layer(py::module_& m) {
       py::arg("b_h"), py::arg("h0"), py::arg("c0"), py::arg("seq_lengths"), py::arg("reverse"),
       py::arg("batch_first"), py::arg("training"), py::arg("out"), py::arg("variant") = py::none(),
       py::arg("peepholes") = py::none(), py::arg("w_proj") = py::none(), py::arg("layer_norm") = py::none(),
-      py::arg("bf16") = false,
+      py::arg("gate_major") = false, py::arg("bf16") = false,
       "Checked forward pass on C-contiguous arrays of one dtype; returns (y, h_n, c_n, cache_buffer). With "
       "variant (a dict of cell options) the cell variants' general path, with their parameters.");
   m.def(
@@ -250,8 +274,9 @@ void register_layer(py::module_& m) {
       [](const std::string& cell, bool reset_after, const py::array& x, const py::array& w_x, const py::array& w_h,
          py::object h0, py::object c0, py::object seq_lengths, bool reverse, bool batch_first, const py::array& cache,
          bool has_b, bool has_b_h, py::object dy, py::object dh_n, py::object dc_n, py::object variant,
-         py::object peepholes, py::object w_proj, py::object layer_norm, bool bf16) {
-        const Problem p = make_problem(cell, reset_after, x, w_x, w_h, reverse, batch_first, variant, w_proj, bf16);
+         py::object peepholes, py::object w_proj, py::object layer_norm, bool gate_major, bool bf16) {
+        const Problem p =
+            make_problem(cell, reset_after, x, w_x, w_h, reverse, batch_first, variant, w_proj, gate_major, bf16);
         const Params params{peepholes, w_proj, layer_norm};
         if (is_float32(x, "x"))
           return backward_t<float>(p, x, w_x, w_h, h0, c0, seq_lengths, cache, has_b, has_b_h, dy, dh_n, dc_n,
@@ -263,7 +288,7 @@ void register_layer(py::module_& m) {
       py::arg("c0"), py::arg("seq_lengths"), py::arg("reverse"), py::arg("batch_first"), py::arg("cache"),
       py::arg("has_b"), py::arg("has_b_h"), py::arg("dy"), py::arg("dh_n"), py::arg("dc_n"),
       py::arg("variant") = py::none(), py::arg("peepholes") = py::none(), py::arg("w_proj") = py::none(),
-      py::arg("layer_norm") = py::none(), py::arg("bf16") = false,
+      py::arg("layer_norm") = py::none(), py::arg("gate_major") = false, py::arg("bf16") = false,
       "Checked backward pass; consumes the cache buffer; returns (dx, dh0, dc0, dw_x, dw_h, db, db_h), plus "
       "(dpeepholes, dw_proj, dlayer_norm) with variant.");
   m.def(

@@ -242,6 +242,15 @@ inline double rel_err(const Vec& a, const Vec& ref) {
   return den > 0 ? std::sqrt(num / den) : std::sqrt(num);
 }
 
+// m (rows × cols, row-major) transposed: a weight in the other WeightLayout.
+template <typename T>
+std::vector<T> transposed(const std::vector<T>& m, i64 rows, i64 cols) {
+  std::vector<T> t(m.size());
+  for (i64 r = 0; r < rows; ++r)
+    for (i64 c = 0; c < cols; ++c) t[c * rows + r] = m[r * cols + c];
+  return t;
+}
+
 template <typename T>
 std::vector<T> cast(const Vec& v) {
   return std::vector<T>(v.begin(), v.end());

@@ -70,12 +70,23 @@ class Dev {
   std::size_t n_ = 0;
 };
 
+// The inputs on the device; with gate_major the weights as their transposes (G·H, I), (G·H, H).
 template <typename T>
 struct DevInputs {
   Dev<T> x, w_x, w_h, b, b_h, h0, c0;
-  explicit DevInputs(const Inputs<T>& in)
-      : x(in.x), w_x(in.w_x), w_h(in.w_h), b(in.b), b_h(in.b_h), h0(in.h0), c0(in.c0) {}
+  DevInputs(const Inputs<T>& in, const Problem& p, bool gate_major)
+      : x(in.x),
+        w_x(gate_major ? transposed(in.w_x, p.I(), p.G()) : in.w_x),
+        w_h(gate_major ? transposed(in.w_h, p.H(), p.G()) : in.w_h),
+        b(in.b),
+        b_h(in.b_h),
+        h0(in.h0),
+        c0(in.c0) {}
 };
+
+lstmcore::WeightLayout layout_of(bool gate_major) {
+  return gate_major ? lstmcore::WeightLayout::gate_major : lstmcore::WeightLayout::input_major;
+}
 
 lstmcore::cuda::DeviceOptions sync_options() {
   lstmcore::cuda::DeviceOptions o;
@@ -91,9 +102,9 @@ struct DevForward {
 
 template <typename T>
 DevForward<T> dev_forward(const Problem& p, bool training,
-                          const lstmcore::cuda::DeviceOptions& options = sync_options()) {
+                          const lstmcore::cuda::DeviceOptions& options = sync_options(), bool gate_major = false) {
   const Inputs<T> in(p);
-  const DevInputs<T> d(in);
+  const DevInputs<T> d(in, p, gate_major);
   const i64 BH = p.B() * p.H();
   Dev<T> y = Dev<T>::output(p.T() * BH), h_n = Dev<T>::output(BH), c_n = Dev<T>::output(is_lstm(p.spec) ? BH : 0);
   Dev<T> cache = Dev<T>::output(training ? lstmcore::cache_size(p.spec, p.d) : 0);
@@ -109,17 +120,19 @@ DevForward<T> dev_forward(const Problem& p, bool training,
   a.h_n = h_n.get();
   a.c_n = c_n.get();
   a.cache = cache.get();
+  a.weight_layout = layout_of(gate_major);
   lstmcore::cuda::forward<T>(p.spec, p.d, p.options(), a, options);
   cuda_ok(cudaStreamSynchronize(static_cast<cudaStream_t>(options.stream)), "cudaStreamSynchronize");
   return {to_double(y.host()), to_double(h_n.host()), to_double(c_n.host()), cache.host()};
 }
 
 // Backward on the device from a cache (filled by either backend), dy = Wy, dh_n = Wh, dc_n = Wc.
+// gate_major: the weights and their gradients as their transposes; returned in input-major order.
 template <typename T>
 Grads dev_backward(const Problem& p, const LossWeights& l, const std::vector<T>& cache_host,
-                   const lstmcore::cuda::DeviceOptions& options = sync_options()) {
+                   const lstmcore::cuda::DeviceOptions& options = sync_options(), bool gate_major = false) {
   const Inputs<T> in(p);
-  const DevInputs<T> d(in);
+  const DevInputs<T> d(in, p, gate_major);
   Dev<T> cache(cache_host), dy(cast<T>(l.wy)), dh_n(cast<T>(l.wh)), dc_n(cast<T>(l.wc));
   const i64 BH = p.B() * p.H(), G = p.G();
   Dev<T> dx = Dev<T>::output(p.T() * p.B() * p.I()), dh0 = Dev<T>::output(BH),
@@ -142,13 +155,14 @@ Grads dev_backward(const Problem& p, const LossWeights& l, const std::vector<T>&
   a.dw_h = dw_h.get();
   a.db = db.get();
   a.db_h = db_h.get();
+  a.weight_layout = layout_of(gate_major);
   lstmcore::cuda::backward<T>(p.spec, p.d, p.options(), a, options);
   Grads g;
   g.dx = to_double(dx.host());
   g.dh0 = to_double(dh0.host());
   g.dc0 = to_double(dc0.host());
-  g.dw_x = to_double(dw_x.host());
-  g.dw_h = to_double(dw_h.host());
+  g.dw_x = to_double(gate_major ? transposed(dw_x.host(), G, p.I()) : dw_x.host());
+  g.dw_h = to_double(gate_major ? transposed(dw_h.host(), G, p.H()) : dw_h.host());
   g.db = to_double(db.host());
   g.db_h = to_double(db_h.host());
   return g;
@@ -224,6 +238,39 @@ void compare_all(const char* dtype) {
       check_grads<T>(what + " backward from the CPU's cache", dev_backward<T>(p, l, lib_forward<T>(p, true).cache),
                      cpu_grads);
       check_grads<T>(what + " CPU backward from the GPU's cache", lib_backward_from<T>(p, l, gpu.cache), cpu_grads);
+    }
+  }
+}
+
+// WeightLayout::gate_major on the device: every cell, forward (inference, training) and
+// backward, with the persistent kernels and with a GEMM per step, against the CPU on the
+// input-major weights.
+template <typename T>
+void compare_gate_major(const char* dtype) {
+  std::uint64_t seed = 500;
+  for (const CellSpec& spec : all_specs()) {
+    for (const Options& o : {kOptions[0], kOptions[3], kOptions[6]}) {
+      Problem p = make_problem(spec, o.d, o.reverse, o.batch_first, o.lengths, o.optionals, ++seed);
+      p.label = dtype;
+      const std::string what = p.describe() + " gate_major";
+      const FwdResult<T> cpu = lib_forward<T>(p, true);
+      const LossWeights l = make_loss(p, seed * 31);
+      const Grads cpu_grads = lib_backward<T>(p, l);
+      for (bool persistent : {true, false}) {
+        lstmcore::cuda::DeviceOptions options = sync_options();
+        if (!persistent) options.persistent_batch = 0;
+        const std::string w = what + (persistent ? " (persistent)" : " (per step)");
+        for (bool training : {false, true}) {
+          const DevForward<T> gpu = dev_forward<T>(p, training, options, true);
+          for (const auto& [name, got, want] : {std::tuple<const char*, const Vec*, const Vec*>{"y", &gpu.y, &cpu.y},
+                                                {"h_n", &gpu.h_n, &cpu.h_n}, {"c_n", &gpu.c_n, &cpu.c_n}}) {
+            const double e = rel_err(*got, *want);
+            th::note(std::string(dtype) + " gate_major " + name, e);
+            CHECK_MSG(e <= tol<T>(), w << " " << name << ": relative error " << e);
+          }
+          if (training) check_grads<T>(w + " backward", dev_backward<T>(p, l, gpu.cache, options, true), cpu_grads);
+        }
+      }
     }
   }
 }
@@ -390,6 +437,9 @@ void compare_stacks(const char* dtype) {
 
 TEST(cuda_forward_backward_float) { compare_all<float>("f32"); }
 TEST(cuda_forward_backward_double) { compare_all<double>("f64"); }
+
+TEST(cuda_gate_major_float) { compare_gate_major<float>("f32"); }
+TEST(cuda_gate_major_double) { compare_gate_major<double>("f64"); }
 
 TEST(cuda_stack_float) { compare_stacks<float>("f32"); }
 TEST(cuda_stack_double) { compare_stacks<double>("f64"); }

@@ -378,3 +378,21 @@ def test_torch_bridge(family):
     assert yb.dtype == torch.bfloat16
     yb.float().sum().backward()
     assert mb.weight_ih_l0.grad.dtype == torch.bfloat16
+
+
+@pytest.mark.parametrize("cell,reset_after", CELLS)
+def test_gate_major_layout(cell, reset_after):
+    """weight_layout="gate_major" (PyTorch's (G·H, K) weights read in place) rounds and packs
+    the same values: the same outputs and dx to the bit; the weight gradients (transposed
+    products) equal up to summation order."""
+    p, g = problem(cell, 17)
+    args = (p["x"], p["w_x"], p["w_h"], p["b"], p["b_h"], p["h0"], p["c0"])
+    gm = (p["x"], np.ascontiguousarray(p["w_x"].T), np.ascontiguousarray(p["w_h"].T)) + args[3:]
+    kw = dict(cell=cell, reset_after=reset_after, training=True, compute_dtype="bfloat16")
+    r1, r2 = lstmcore.forward(*args, **kw), lstmcore.forward(*gm, weight_layout="gate_major", **kw)
+    assert np.array_equal(r1.y, r2.y)
+    g1 = lstmcore.backward(r1.cache, dy=g["dy"], dh_n=g["dh_n"], dc_n=g["dc_n"])
+    g2 = lstmcore.backward(r2.cache, dy=g["dy"], dh_n=g["dh_n"], dc_n=g["dc_n"])
+    assert np.array_equal(g1.dx, g2.dx)
+    assert rel_err(g2.dw_x.T, g1.dw_x) < TOL_BF16
+    assert rel_err(g2.dw_h.T, g1.dw_h) < TOL_BF16

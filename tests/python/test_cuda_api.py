@@ -184,13 +184,18 @@ def _fake_binding(core):
     def rows(T, B, F, batch_first):
         return (B, T, F) if batch_first else (T, B, F)
 
+    def weight(rows_, cols, gate_major):
+        return (cols, rows_) if gate_major else (rows_, cols)
+
     def cuda_forward(cell, reset_after, dtype, T, B, I, H, x, w_x, w_h, b, b_h, h0, c0, y, h_n, c_n, cache,
-                     seq_lengths, reverse, batch_first, device, stream, allow_tf32):
+                     seq_lengths, reverse, batch_first, device, stream, allow_tf32, gate_major):
         GH = GATES[cell] * H
-        ins = [_at(x, rows(T, B, I, batch_first), dtype), _at(w_x, (I, GH), dtype), _at(w_h, (H, GH), dtype),
+        ins = [_at(x, rows(T, B, I, batch_first), dtype), _at(w_x, weight(I, GH, gate_major), dtype),
+               _at(w_h, weight(H, GH, gate_major), dtype),
                _at(b, (GH,), dtype), _at(b_h, (GH,), dtype), _at(h0, (B, H), dtype), _at(c0, (B, H), dtype)]
         out = _at(y, rows(T, B, H, batch_first), dtype)
-        _, hn, cn, buf = core.forward(cell, reset_after, *ins, seq_lengths, reverse, batch_first, bool(cache), out)
+        _, hn, cn, buf = core.forward(cell, reset_after, *ins, seq_lengths, reverse, batch_first, bool(cache), out,
+                                      gate_major=gate_major)
         _at(h_n, (B, H), dtype)[...] = hn
         if c_n:
             _at(c_n, (B, H), dtype)[...] = cn
@@ -198,15 +203,16 @@ def _fake_binding(core):
             _at(cache, buf.shape, dtype)[...] = buf
 
     def cuda_backward(cell, reset_after, dtype, T, B, I, H, x, w_x, w_h, h0, c0, cache, dy, dh_n, dc_n, dx, dh0, dc0,
-                      dw_x, dw_h, db, db_h, seq_lengths, reverse, batch_first, device, stream, allow_tf32):
+                      dw_x, dw_h, db, db_h, seq_lengths, reverse, batch_first, device, stream, allow_tf32, gate_major):
         GH = GATES[cell] * H
         n = core.cache_size(cell, reset_after, T, B, I, H)
-        got = core.backward(cell, reset_after, _at(x, rows(T, B, I, batch_first), dtype), _at(w_x, (I, GH), dtype),
-                            _at(w_h, (H, GH), dtype), _at(h0, (B, H), dtype), _at(c0, (B, H), dtype), seq_lengths,
+        wx, wh = weight(I, GH, gate_major), weight(H, GH, gate_major)
+        got = core.backward(cell, reset_after, _at(x, rows(T, B, I, batch_first), dtype), _at(w_x, wx, dtype),
+                            _at(w_h, wh, dtype), _at(h0, (B, H), dtype), _at(c0, (B, H), dtype), seq_lengths,
                             reverse, batch_first, _at(cache, (n,), dtype), bool(db), bool(db_h),
                             _at(dy, rows(T, B, H, batch_first), dtype), _at(dh_n, (B, H), dtype),
-                            _at(dc_n, (B, H), dtype))
-        shapes = [rows(T, B, I, batch_first), (B, H), (B, H), (I, GH), (H, GH), (GH,), (GH,)]
+                            _at(dc_n, (B, H), dtype), gate_major=gate_major)
+        shapes = [rows(T, B, I, batch_first), (B, H), (B, H), wx, wh, (GH,), (GH,)]
         for address, shape, value in zip((dx, dh0, dc0, dw_x, dw_h, db, db_h), shapes, got):
             assert (address == 0) == (value is None)
             if address:

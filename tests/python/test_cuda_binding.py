@@ -21,7 +21,7 @@ SIZES = dict(cell="lstm", reset_after=True, dtype="float32", T=3, B=2, I=4, H=5)
 
 def _forward(**change):
     fields = dict(SIZES, **dict.fromkeys(("x", "w_x", "w_h", "b", "b_h", "h0", "c0", "y", "h_n", "c_n", "cache"), 0),
-                  **WHERE)
+                  **WHERE, gate_major=False)
     fields.update(change)
     return fields
 
@@ -29,7 +29,7 @@ def _forward(**change):
 def _backward():
     names = ("x", "w_x", "w_h", "h0", "c0", "cache", "dy", "dh_n", "dc_n", "dx", "dh0", "dc0", "dw_x", "dw_h", "db",
              "db_h")
-    return dict(SIZES, **dict.fromkeys(names, 0), **WHERE)
+    return dict(SIZES, **dict.fromkeys(names, 0), **WHERE, gate_major=False)
 
 
 def _stack(backward):

@@ -35,8 +35,8 @@ LSTMCORE_INLINE_NAMESPACE_BEGIN
 template <typename T>
 struct ForwardArgs {
   const T* x = nullptr;    // row-order (T, B, I)
-  const T* w_x = nullptr;  // (I, G·H)   input weights, gate blocks of H columns
-  const T* w_h = nullptr;  // (H, G·H)   recurrent weights, same gate order
+  const T* w_x = nullptr;  // (I, G·H)   input weights, gate blocks of H columns; gate_major: (G·H, I)
+  const T* w_h = nullptr;  // (H, G·H)   recurrent weights, same gate order; gate_major: (G·H, H)
   const T* b = nullptr;    // (G·H) or nullptr   input-side bias
   const T* b_h = nullptr;  // (G·H) or nullptr   recurrent-side bias
   const T* h0 = nullptr;   // (B, H) or nullptr  initial hidden state
@@ -48,6 +48,8 @@ struct ForwardArgs {
   // fills it with what backward needs (gate activations, states); pass it as-is
   // to backward together with the same inputs.
   T* cache = nullptr;
+  // How w_x, w_h (and a variant's w_proj) are stored (types.h).
+  WeightLayout weight_layout = WeightLayout::input_major;
 };
 
 // Backward pass arguments. The call must use the spec, dims and options (reverse,
@@ -61,8 +63,8 @@ struct ForwardArgs {
 template <typename T>
 struct BackwardArgs {
   const T* x = nullptr;     // row-order (T, B, I)
-  const T* w_x = nullptr;   // (I, G·H)
-  const T* w_h = nullptr;   // (H, G·H)
+  const T* w_x = nullptr;   // (I, G·H); gate_major: (G·H, I)
+  const T* w_h = nullptr;   // (H, G·H); gate_major: (G·H, H)
   const T* h0 = nullptr;    // (B, H) or nullptr
   const T* c0 = nullptr;    // (B, H) or nullptr (LSTM only)
   T* cache = nullptr;       // in: forward's cache; consumed (overwritten)
@@ -72,10 +74,12 @@ struct BackwardArgs {
   T* dx = nullptr;          // out: row-order (T, B, I)
   T* dh0 = nullptr;         // out: (B, H)
   T* dc0 = nullptr;         // out: (B, H) (LSTM: required; others: must be nullptr)
-  T* dw_x = nullptr;        // out: (I, G·H)
-  T* dw_h = nullptr;        // out: (H, G·H)
+  T* dw_x = nullptr;        // out: (I, G·H); gate_major: (G·H, I)
+  T* dw_h = nullptr;        // out: (H, G·H); gate_major: (G·H, H)
   T* db = nullptr;          // out: (G·H) or nullptr
   T* db_h = nullptr;        // out: (G·H) or nullptr
+  // How w_x, w_h (w_proj) are stored, as in forward; dw_x, dw_h (dw_proj) are written so too.
+  WeightLayout weight_layout = WeightLayout::input_major;
 };
 
 // Elements of T in the training cache of one call:

@@ -13,6 +13,8 @@
 //
 // Weights: one LayerWeights per layer and direction, in the same k·D + d order:
 //   w_x (I_k, G·H) with I_0 = I and I_k = O for k > 0; w_h (R, G·H); b, b_h (G·H).
+//   With WeightLayout::gate_major (the args' weight_layout, types.h) every layer's w_x,
+//   w_h, w_proj and their gradients are the transposes: (G·H, I_k), (G·H, R), (P, H).
 //
 // Dropout (training only, i.e. when a cache is given; never after the last layer):
 //   x_{k+1} = y_k ⊙ m_k,  m_k = 1/(1-p) where kept (probability 1-p), else 0.
@@ -100,6 +102,8 @@ struct StackForwardArgs {
   // nullptr (then it is part of the call's planned workspace; the layers' own scratch
   // always is).
   T* workspace = nullptr;
+  // How every layer's weights are stored (types.h).
+  WeightLayout weight_layout = WeightLayout::input_major;
 };
 
 template <typename T>
@@ -118,6 +122,8 @@ struct StackBackwardArgs {
   const LayerGradients<T>* grads = nullptr;  // L·D entries, index k·D + d
   // scratch for the glue: stack_backward_workspace_size() elements, or nullptr (as in forward).
   T* workspace = nullptr;
+  // As in forward; every layer's weight gradients are written in this layout.
+  WeightLayout weight_layout = WeightLayout::input_major;
 };
 
 // Elements of T in the training cache, laid out as

@@ -52,6 +52,15 @@ struct CellSpec {
   Compute compute = Compute::native;
 };
 
+// How the weight matrices are stored (ForwardArgs / BackwardArgs / the stack's args).
+//   input_major (default): w_x (I, G·H), w_h (R, G·H), w_proj (H, P); x·w_x is a plain product.
+//   gate_major: the transposes, w_x (G·H, I), w_h (G·H, R), w_proj (P, H): PyTorch's
+//     weight_ih / weight_hh / weight_hr and ONNX's W / R (per direction), read in place.
+// Every weight gradient (dw_x, dw_h, dw_proj) is written in its weight's layout. Biases,
+// peepholes and layer-norm parameters are vectors and do not depend on it. R = H, or P
+// with a projection (variants.h).
+enum class WeightLayout { input_major, gate_major };
+
 // Problem sizes. Every size must be >= 1.
 struct Dims {
   std::int64_t steps = 0;   // T

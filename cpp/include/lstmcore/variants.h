@@ -98,7 +98,7 @@ VariantOptions variant_defaults(Cell cell) noexcept;
 template <typename T>
 struct VariantParams {
   const T* peepholes = nullptr;  // (3, H)  rows p_i, p_f, p_o
-  const T* w_proj = nullptr;     // (H, P)
+  const T* w_proj = nullptr;     // (H, P); gate_major: (P, H) (PyTorch's weight_hr)
   const T* ln_gain_x = nullptr;  // (4H)  γ_x    layer norm of x_t·w_x
   const T* ln_bias_x = nullptr;  // (4H)  β_x
   const T* ln_gain_h = nullptr;  // (4H)  γ_h    layer norm of h_{t−1}·w_h
@@ -111,7 +111,7 @@ struct VariantParams {
 template <typename T>
 struct VariantGrads {
   T* dpeepholes = nullptr;  // (3, H)
-  T* dw_proj = nullptr;     // (H, P)
+  T* dw_proj = nullptr;     // (H, P); gate_major: (P, H)
   T* dln_gain_x = nullptr;  // (4H)
   T* dln_bias_x = nullptr;  // (4H)
   T* dln_gain_h = nullptr;  // (4H)

@@ -20,24 +20,25 @@ namespace LSTMCORE_ISA_NS {
 
 // x·w_x (+ bias) into out: the bfloat16 projection when the plan has one, else the GEMM.
 template <typename T>
-void project(const Context& ctx, const ForwardPlan& plan, const Scratch& ws, const T* x, const T* w_x, const T* bias,
-             i64 N, i64 I, i64 H, i64 G, T* out, i64 ld) {
+void project(const Context& ctx, const ForwardPlan& plan, const Scratch& ws, const T* x, const Weight<T>& w_x,
+             const T* bias, i64 N, i64 H, i64 G, T* out, i64 ld) {
   const ProductPlan& pp = plan.projection;
-  if (pp.pack.K == 0) return project_inputs(ctx, x, w_x, bias, N, I, G * H, out, ld);
+  if (pp.pack.K == 0) return project_inputs(ctx, x, w_x, bias, N, out, ld);
+  const i64 I = w_x.K;
   const bool native = kNativeBf16 && std::is_same_v<T, float>;
   T* packed = ws.get<T>(pp.packed);
   T* xr = ws.get<T>(plan.x_round);
   auto* packed16 = reinterpret_cast<bf16_t*>(packed);
   auto* x16 = reinterpret_cast<bf16_t*>(xr);
   const PackedWeights<T> p = packed_layout(pp.pack, packed);
-  const i64 lda16 = pair_width(I), GH = G * H, S = G * p.U;
+  const i64 lda16 = pair_width(I), S = G * p.U;
   if (native) {
     if constexpr (std::is_same_v<T, float>) {
-      pack_pairs(I, H, G, p.W, p.blocks, [&](i64 k, i64 c) { return w_x[k * GH + c]; }, packed16);
+      pack_pairs(I, H, G, p.W, p.blocks, [&](i64 k, i64 c) { return w_x.at(k, c); }, packed16);
       to_bf16(x, I, x16, lda16, N, 0, I);
     }
   } else {
-    pack_recurrent(w_x, pp.pack, packed);
+    pack_recurrent(w_x.data, w_x.gate_major, pp.pack, packed);
     round_packed_swapped(packed, p.blocks, p.panel, I, G * p.W);
     round_swapped(x, I, xr, N, 0, I, I);
   }

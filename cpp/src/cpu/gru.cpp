@@ -19,6 +19,8 @@ template <typename T>
 void gru_forward(const Context& ctx, const ForwardPlan& plan, const Scratch& ws, bool reset_after, const Dims& d,
                  const SequenceOptions& o, const ForwardArgs<T>& a) {
   const i64 B = d.batch, H = d.hidden, G = 3 * H, N = d.steps * d.batch;
+  // reset_after=false: per-step GEMMs on blocks of it (bfloat16 products: a rounded copy)
+  const Weight<T> w_h(rounded(ws, plan.w_h_round, a.w_h), H, G, a.weight_layout);
   const Walk walk(d, o);
   const bool training = a.cache != nullptr;
 
@@ -35,7 +37,8 @@ void gru_forward(const Context& ctx, const ForwardPlan& plan, const Scratch& ws,
   std::memset(zeros, 0, sizeof(T) * H);
   const T* bhn = a.b_h ? a.b_h + 2 * H : zeros;
 
-  project(ctx, plan, ws, a.x, a.w_x, (a.b || a.b_h) ? bias : nullptr, N, d.input, H, 3, gates, ldg);
+  project(ctx, plan, ws, a.x, Weight<T>(a.w_x, d.input, G, a.weight_layout), (a.b || a.b_h) ? bias : nullptr, N, H,
+          3, gates, ldg);
 
   T* h = a.h_n;
   copy_or_zero(h, a.h0, B * H);
@@ -62,7 +65,7 @@ void gru_forward(const Context& ctx, const ForwardPlan& plan, const Scratch& ws,
   };
 
   if (reset_after) {
-    run_recurrence<T>(plan, ws, a.w_h, d.steps, B, H, h,
+    run_recurrence<T>(plan, ws, a.w_h, a.weight_layout, d.steps, B, H, h,
                       [&](i64 s, i64 u0, i64 u1, const T* h_prev, T* h_next, const T* rec) {
       for (i64 b = 0; b < B; ++b) {
         if (!walk.active(s, b)) {
@@ -99,13 +102,12 @@ void gru_forward(const Context& ctx, const ForwardPlan& plan, const Scratch& ws,
     return;
   }
   // reset_after=false: r and z first, then the n block's GEMM on r ⊙ h_{t-1}. bfloat16
-  // products: w_h rounded once, h_{t-1} into h_round each step, r ⊙ h_{t-1} in place.
-  const T* w_h = rounded(ws, plan.w_h_round, a.w_h);
+  // products: h_{t-1} into h_round each step, r ⊙ h_{t-1} in place.
   T* h_round = ws.get<T>(plan.h_round);
   for (i64 s = 0; s < d.steps; ++s) {
     {
       if (h_round) round_columns(static_cast<const T*>(h), H, h_round, H, B, 0, H);
-      gemm<T>(ctx, false, false, B, 2 * H, H, h_round ? h_round : h, H, w_h, G, false, rec, G);
+      times_weight(ctx, B, h_round ? h_round : h, H, w_h, 0, 2 * H, false, rec, G);
       for_batch(ctx, B, B * G, [&](i64 b) {
         T* ra = rec + b * G;
         T* rhb = rh + b * H;
@@ -122,7 +124,7 @@ void gru_forward(const Context& ctx, const ForwardPlan& plan, const Scratch& ws,
         }
       });
       if (ctx.bf16) round_in_place(rh, B, H, H);
-      gemm<T>(ctx, false, false, B, H, H, rh, H, w_h + 2 * H, G, false, rec + 2 * H, G);
+      times_weight(ctx, B, rh, H, w_h, 2 * H, H, false, rec + 2 * H, G);
       for_batch(ctx, B, B * G, [&](i64 b) {
         if (!walk.active(s, b)) return;
         const i64 row = walk.row(walk.time(s, b), b);
@@ -142,6 +144,8 @@ template <typename T>
 void gru_backward(const Context& ctx, const BackwardPlan& plan, const Scratch& ws, bool reset_after, const Dims& d,
                   const SequenceOptions& o, const BackwardArgs<T>& a) {
   const i64 B = d.batch, H = d.hidden, G = 3 * H, N = d.steps * d.batch;
+  // reset_after=false: per-step GEMMs on blocks of it (bfloat16 products: a rounded copy)
+  const Weight<T> w_h(rounded(ws, plan.w_h_round, a.w_h), H, G, a.weight_layout);
   const Walk walk(d, o);
   T* gates = a.cache;
   const T* states = a.cache + N * G;
@@ -199,17 +203,16 @@ void gru_backward(const Context& ctx, const BackwardPlan& plan, const Scratch& w
 
   if (reset_after) {
     auto active = [&](i64 s, i64 b) { return walk.active(s, b); };
-    run_backward_recurrence<T>(plan, ws, a.w_h, d.steps, B, H, dh, active, [&](i64 s, i64 u0, i64 u1, T* da) {
+    run_backward_recurrence<T>(plan, ws, a.w_h, a.weight_layout, d.steps, B, H, dh, active, [&](i64 s, i64 u0, i64 u1, T* da) {
       for (i64 b = 0; b < B; ++b) row_grad(s, b, u0, u1, da + b * G);
     });
   }
-  // reset_after=false. bfloat16 products: w_h rounded once, da_step before each product.
-  const T* w_h = reset_after ? a.w_h : rounded(ws, plan.w_h_round, a.w_h);
+  // reset_after=false. bfloat16 products: da_step rounded before each product.
   for (i64 s = reset_after ? -1 : d.steps - 1; s >= 0; --s) {
     for_batch(ctx, B, B * G, [&](i64 b) { row_grad(s, b, 0, H, da_step + b * G); });
     if (ctx.bf16) round_in_place(da_step, B, G, G);
     // reset_after=false: d(r ⊙ h) = dn·w_h[:, n]ᵀ gives dr and a path to h_{t-1}.
-    gemm<T>(ctx, false, true, B, H, H, da_step + 2 * H, G, w_h + 2 * H, G, false, drh, H);
+    times_weight_t(ctx, B, da_step + 2 * H, G, w_h, 2 * H, H, false, drh, H);
     for_batch(ctx, B, B * G, [&](i64 b) {
       T* ds = da_step + b * G;
       if (!walk.active(s, b)) return;
@@ -227,7 +230,7 @@ void gru_backward(const Context& ctx, const BackwardPlan& plan, const Scratch& w
       }
     });
     if (ctx.bf16) round_in_place(da_step, B, H, G);
-    gemm<T>(ctx, false, true, B, H, 2 * H, da_step, G, w_h, G, true, dh, H);
+    times_weight_t(ctx, B, da_step, G, w_h, 0, 2 * H, true, dh, H);
   }
 
   WeightGradients<T> wg(N, d.input, G);

@@ -14,6 +14,7 @@
 #include <cstdint>
 #include <cstring>
 
+#include "common.h"
 #include "lstmcore/recurrent.h"
 #include "cpu/isa.h"
 #include "cpu/math.h"
@@ -192,18 +193,43 @@ void copy_or_zero(T* dst, const T* src, i64 n) {
     std::memset(dst, 0, sizeof(T) * n);
 }
 
+using detail::Weight;  // a weight in either layout (common.h)
+
+// C (m × cols) [+]= A (m × K, lda) · M[:, c : c + cols]
+template <typename T>
+void times_weight(const Context& ctx, i64 m, const T* A, i64 lda, const Weight<T>& w, i64 c, i64 cols,
+                  bool accumulate, T* C, i64 ldc) {
+  gemm<T>(ctx, false, w.gate_major, m, cols, w.K, A, lda, w.col(c), w.ld(), accumulate, C, ldc);
+}
+
+// C (m × K) [+]= A (m × cols, lda) · M[:, c : c + cols]ᵀ
+template <typename T>
+void times_weight_t(const Context& ctx, i64 m, const T* A, i64 lda, const Weight<T>& w, i64 c, i64 cols,
+                    bool accumulate, T* C, i64 ldc) {
+  gemm<T>(ctx, false, !w.gate_major, m, w.K, cols, A, lda, w.col(c), w.ld(), accumulate, C, ldc);
+}
+
+// The gradient of a weight from its product's two sides, written in the weight's layout:
+// dM[:, c : c + cols] = leftᵀ·right, left (N × K, ld_left), right (N × cols, ld_right);
+// gate_major writes its transpose rightᵀ·left into rows c.. of the (n × K) gradient.
+template <typename T>
+void weight_gradient(const Context& ctx, const Weight<T>& w, T* dw, i64 N, const T* left, i64 ld_left,
+                     const T* right, i64 ld_right, i64 c, i64 cols) {
+  T* out = w.gate_major ? dw + c * w.K : dw + c;  // the gradient is stored as its weight
+  if (w.gate_major)
+    gemm<T>(ctx, true, false, cols, w.K, N, right, ld_right, left, ld_left, false, out, w.K);
+  else
+    gemm<T>(ctx, true, false, w.K, cols, N, left, ld_left, right, ld_right, false, out, w.n);
+}
+
 // x·w_x plus a bias row for all T·B rows in one GEMM: out (N, GH), row stride ld. The
 // bias rows are written first and the product accumulated onto them (one pass over out,
 // not three).
 template <typename T>
-void project_inputs(const Context& ctx, const T* x, const T* w_x, const T* bias, i64 rows, i64 input, i64 width,
-                    T* out, i64 ld) {
-  if (!bias) {
-    gemm<T>(ctx, false, false, rows, width, input, x, input, w_x, width, false, out, ld);
-    return;
-  }
-  for (i64 r = 0; r < rows; ++r) std::memcpy(out + r * ld, bias, sizeof(T) * width);
-  gemm<T>(ctx, false, false, rows, width, input, x, input, w_x, width, true, out, ld);
+void project_inputs(const Context& ctx, const T* x, const Weight<T>& w_x, const T* bias, i64 rows, T* out, i64 ld) {
+  if (bias)
+    for (i64 r = 0; r < rows; ++r) std::memcpy(out + r * ld, bias, sizeof(T) * w_x.n);
+  times_weight(ctx, rows, x, w_x.K, w_x, 0, w_x.n, bias != nullptr, out, ld);
 }
 
 // Runs f(b) for b in [0, B), split over threads when the pass is large enough.

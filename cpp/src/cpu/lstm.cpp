@@ -26,7 +26,8 @@ void lstm_forward(const Context& ctx, const ForwardPlan& plan, const Scratch& ws
   T* bias = ws.get<T>(plan.bias);
   for (i64 j = 0; j < G; ++j) bias[j] = (a.b ? a.b[j] : T(0)) + (a.b_h ? a.b_h[j] : T(0));
 
-  project(ctx, plan, ws, a.x, a.w_x, (a.b || a.b_h) ? bias : nullptr, N, d.input, H, 4, gates, ldg);
+  project(ctx, plan, ws, a.x, Weight<T>(a.w_x, d.input, G, a.weight_layout), (a.b || a.b_h) ? bias : nullptr, N, H,
+          4, gates, ldg);
 
   // The states: h in h_n (and a second buffer inside the recurrence), c in c_n.
   T* c = a.c_n;
@@ -35,7 +36,7 @@ void lstm_forward(const Context& ctx, const ForwardPlan& plan, const Scratch& ws
   walk.zero_padding(a.y, H);
   if (training) walk.zero_padding(cells, H);  // steps past a length: defined, never read
 
-  run_recurrence<T>(plan, ws, a.w_h, d.steps, B, H, a.h_n,
+  run_recurrence<T>(plan, ws, a.w_h, a.weight_layout, d.steps, B, H, a.h_n,
                     [&](i64 s, i64 u0, i64 u1, const T* h_prev, T* h_next, const T* rec) {
     for (i64 b = 0; b < B; ++b) {
       if (!walk.active(s, b)) {  // finished sequence: the state stays
@@ -94,7 +95,7 @@ void lstm_backward(const Context& ctx, const BackwardPlan& plan, const Scratch& 
   copy_or_zero(dc, a.dc_n, B * H);
 
   auto active = [&](i64 s, i64 b) { return walk.active(s, b); };
-  run_backward_recurrence<T>(plan, ws, a.w_h, d.steps, B, H, dh, active, [&](i64 s, i64 u0, i64 u1, T* da) {
+  run_backward_recurrence<T>(plan, ws, a.w_h, a.weight_layout, d.steps, B, H, dh, active, [&](i64 s, i64 u0, i64 u1, T* da) {
     for (i64 b = 0; b < B; ++b) {
       T* ds = da + b * G;
       if (!walk.active(s, b)) {

@@ -108,14 +108,29 @@ inline void copy_units(T* dst, const T* src, i64 n, const PackedWeights<T>& p) {
   }
 }
 
-// Packs w_h (H × G·H) for the forward product h·w_h: K = H, G gate blocks.
+// Packs w_h (H × G·H; gate_major: stored G·H × H) for the forward product h·w_h: K = H,
+// G gate blocks. Both layouts give the same panels.
 template <typename T>
-PackedWeights<T> pack_recurrent(const T* w_h, const PackGeometry& geo, T* out) {
+PackedWeights<T> pack_recurrent(const T* w_h, bool gate_major, const PackGeometry& geo, T* out) {
   const PackedWeights<T> p = packed_layout(geo, out);
   const i64 H = geo.H, G = geo.G;
   for (i64 blk = 0; blk < p.blocks; ++blk) {
     T* dst = out + blk * p.panel;
     const i64 u0 = blk * p.W, n = std::min<i64>(p.W, H - u0);
+    if (gate_major) {  // row g·H + u of the stored matrix is column u of gate g: transposed in tiles
+      constexpr i64 kTile = 16;    // a tile's reads (W rows × 16) and writes (16 panel rows) stay in L1
+      if (n < p.W) std::memset(dst, 0, sizeof(T) * p.panel);
+      for (i64 g = 0; g < G; ++g)
+        for (i64 k0 = 0; k0 < H; k0 += kTile) {
+          const i64 kn = std::min(kTile, H - k0);
+          for (i64 w = 0; w < n; ++w) {
+            const T* src = w_h + (g * H + u0 + w) * H + k0;
+            T* d = dst + (k0 * G + g) * p.W + w;
+            for (i64 k = 0; k < kn; ++k) d[k * G * p.W] = src[k];
+          }
+        }
+      continue;
+    }
     for (i64 k = 0; k < H; ++k)
       for (i64 g = 0; g < G; ++g) {
         T* d = dst + (k * G + g) * p.W;
@@ -144,9 +159,10 @@ PackedWeights<T> pack_columns(const T* m, i64 ld, bool transposed, const PackGeo
 }
 
 // Packs w_hᵀ (G·H × H) for the backward product da·w_hᵀ: K = G·H, one output block of H.
+// gate_major w_h is stored as w_hᵀ already.
 template <typename T>
-PackedWeights<T> pack_recurrent_transposed(const T* w_h, const PackGeometry& geo, T* out) {
-  return pack_columns(w_h, geo.K, true, geo, out);
+PackedWeights<T> pack_recurrent_transposed(const T* w_h, bool gate_major, const PackGeometry& geo, T* out) {
+  return gate_major ? pack_columns(w_h, geo.H, false, geo, out) : pack_columns(w_h, geo.K, true, geo, out);
 }
 
 // out (MR × SW vectors) = A rows (MR × K, leading dimension lda) · panel columns (K × SW
@@ -288,8 +304,8 @@ void run_on_threads(int nt, Body&& body) {
 // reading h_prev and writing h_next (rows it skips must copy h_prev). One barrier per step.
 // The plan's regions: product (w_h packed, the threads and their tiles), h_other, rec.
 template <typename T, class Step>
-void run_recurrence(const ForwardPlan& plan, const Scratch& ws, const T* w_h, i64 steps, i64 B, i64 H, T* h_n,
-                    Step&& step) {
+void run_recurrence(const ForwardPlan& plan, const Scratch& ws, const T* w_h, WeightLayout layout, i64 steps, i64 B,
+                    i64 H, T* h_n, Step&& step) {
   T* packed = ws.get<T>(plan.product.packed);
   // bfloat16 products: w_h rounded once; the product reads h_{t-1} rounded, from the
   // buffer of the step's parity (the threads write the other one for the next step). On
@@ -303,12 +319,13 @@ void run_recurrence(const ForwardPlan& plan, const Scratch& ws, const T* w_h, i6
   if (native) {
     p = packed_layout(plan.product.pack, packed);
     if constexpr (std::is_same_v<T, float>) {
-      pack_pairs(H, H, G, p.W, p.blocks, [&](i64 k, i64 c) { return w_h[k * G * H + c]; }, packed16);
+      const Weight<T> w(w_h, H, G * H, layout);
+      pack_pairs(H, H, G, p.W, p.blocks, [&](i64 k, i64 c) { return w.at(k, c); }, packed16);
       std::memset(h16, 0, sizeof(bf16_t) * 2 * B * lda16);
       to_bf16(h_n, H, h16, lda16, B, 0, H);
     }
   } else {
-    p = pack_recurrent(w_h, plan.product.pack, packed);
+    p = pack_recurrent(w_h, layout == WeightLayout::gate_major, plan.product.pack, packed);
     if (plan.product.bf16) {  // in VDPBF16PS's order (cpu/bf16.h)
       round_packed_swapped(packed, p.blocks, p.panel, H, G * p.W);
       round_swapped(static_cast<const T*>(h_n), H, h_round, B, 0, H, H);
@@ -361,8 +378,8 @@ void run_recurrence(const ForwardPlan& plan, const Scratch& ws, const T* w_h, i6
 // slower threads still read the other).
 // The plan's regions: product (w_hᵀ packed, the threads and their tiles), da[2], prod.
 template <typename T, class Active, class Grad>
-void run_backward_recurrence(const BackwardPlan& plan, const Scratch& ws, const T* w_h, i64 steps, i64 B, i64 H,
-                             T* dh, Active&& active, Grad&& grad) {
+void run_backward_recurrence(const BackwardPlan& plan, const Scratch& ws, const T* w_h, WeightLayout layout, i64 steps,
+                             i64 B, i64 H, T* dh, Active&& active, Grad&& grad) {
   T* packed = ws.get<T>(plan.product.packed);
   // bfloat16 products: w_h rounded once, each step's da rounded by its threads (native:
   // both as bfloat16 pairs, da into the plan's da16, by iteration parity).
@@ -377,10 +394,11 @@ void run_backward_recurrence(const BackwardPlan& plan, const Scratch& ws, const 
   if (native) {
     p = packed_layout(plan.product.pack, packed);
     if constexpr (std::is_same_v<T, float>)
-      pack_pairs(GH, H, 1, p.W, p.blocks, [&](i64 k, i64 c) { return w_h[c * GH + k]; }, packed16);
+      pack_pairs(GH, H, 1, p.W, p.blocks, [&](i64 k, i64 c) { return Weight<T>(w_h, H, GH, layout).at(c, k); },
+                 packed16);
     std::memset(da16, 0, sizeof(bf16_t) * 2 * B * lda16);
   } else {
-    p = pack_recurrent_transposed(w_h, plan.product.pack, packed);
+    p = pack_recurrent_transposed(w_h, layout == WeightLayout::gate_major, plan.product.pack, packed);
     if (bf16) round_packed_swapped(packed, p.blocks, p.panel, GH, p.W);  // VDPBF16PS's order (cpu/bf16.h)
   }
   const i64 panel16 = lda16 * p.W;

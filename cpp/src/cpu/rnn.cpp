@@ -23,13 +23,14 @@ void rnn_forward(const Context& ctx, const ForwardPlan& plan, const Scratch& ws,
   T* bias = ws.get<T>(plan.bias);
   for (i64 j = 0; j < H; ++j) bias[j] = (a.b ? a.b[j] : T(0)) + (a.b_h ? a.b_h[j] : T(0));
 
-  project(ctx, plan, ws, a.x, a.w_x, (a.b || a.b_h) ? bias : nullptr, N, d.input, H, 1, pre, ldp);
+  project(ctx, plan, ws, a.x, Weight<T>(a.w_x, d.input, H, a.weight_layout), (a.b || a.b_h) ? bias : nullptr, N, H,
+          1, pre, ldp);
 
   T* h = a.h_n;
   copy_or_zero(h, a.h0, B * H);
   walk.zero_padding(a.y, H);
 
-  run_recurrence<T>(plan, ws, a.w_h, d.steps, B, H, h,
+  run_recurrence<T>(plan, ws, a.w_h, a.weight_layout, d.steps, B, H, h,
                     [&](i64 s, i64 u0, i64 u1, const T* h_prev, T* h_next, const T* rec) {
     for (i64 b = 0; b < B; ++b) {
       if (!walk.active(s, b)) {
@@ -70,7 +71,7 @@ void rnn_backward(const Context& ctx, const BackwardPlan& plan, const Scratch& w
   copy_or_zero(dh, a.dh_n, B * H);
 
   auto active = [&](i64 s, i64 b) { return walk.active(s, b); };
-  run_backward_recurrence<T>(plan, ws, a.w_h, d.steps, B, H, dh, active, [&](i64 s, i64 u0, i64 u1, T* da) {
+  run_backward_recurrence<T>(plan, ws, a.w_h, a.weight_layout, d.steps, B, H, dh, active, [&](i64 s, i64 u0, i64 u1, T* da) {
     for (i64 b = 0; b < B; ++b) {
       T* ds = da + b * H;
       if (!walk.active(s, b)) {

@@ -46,15 +46,16 @@ class WeightGradients {
   // buffers: the cache backward consumes, its workspace). nullptr (native compute): no rounding.
   void round_operands(T* x_round, T* w_x_round) { x_round_ = x_round, w_x_round_ = w_x_round; }
 
+  // dw_x, dw_h in the layout of w_x, w_h (a.weight_layout).
   void run(const Context& ctx, const BackwardArgs<T>& a) const {
     if (a.db) column_sums(db_, N_, GH_, ld_db_, a.db);
     if (a.db_h)
       for (int k = 0; k < n_b_h_; ++k) column_sums(b_h_[k].rows, N_, b_h_[k].cols, b_h_[k].ld, a.db_h + b_h_[k].col);
     const T* x = a.x;
-    const T* w_x = a.w_x;
+    const T* w_x_data = a.w_x;
     if (x_round_) {
       x = rounded_copy(a.x, N_ * I_, x_round_);
-      w_x = rounded_copy(a.w_x, I_ * GH_, w_x_round_);
+      w_x_data = rounded_copy(a.w_x, I_ * GH_, w_x_round_);  // elementwise: either layout
       round_in_place(const_cast<T*>(da_x_), N_, GH_, ld_x_);
       for (int k = 0; k < n_w_h_; ++k) {
         const Block& b = w_h_[k];
@@ -62,11 +63,13 @@ class WeightGradients {
         round_in_place(const_cast<T*>(b.right), N_, b.cols, b.ld_right);
       }
     }
-    gemm<T>(ctx, false, true, N_, I_, GH_, da_x_, ld_x_, w_x, GH_, false, a.dx, I_);  // dx = da_x·w_xᵀ
-    gemm<T>(ctx, true, false, I_, GH_, N_, x, I_, da_x_, ld_x_, false, a.dw_x, GH_);  // dw_x = xᵀ·da_x
+    const Weight<T> w_x(w_x_data, I_, GH_, a.weight_layout);
+    times_weight_t(ctx, N_, da_x_, ld_x_, w_x, 0, GH_, false, a.dx, I_);                 // dx = da_x·w_xᵀ
+    weight_gradient(ctx, w_x, a.dw_x, N_, x, I_, da_x_, ld_x_, 0, GH_);                  // dw_x = xᵀ·da_x
     for (int k = 0; k < n_w_h_; ++k) {
       const Block& b = w_h_[k];
-      gemm<T>(ctx, true, false, b.K, b.cols, N_, b.left, b.ld_left, b.right, b.ld_right, false, a.dw_h + b.col, GH_);
+      const Weight<T> w_h(a.w_h, b.K, GH_, a.weight_layout);
+      weight_gradient(ctx, w_h, a.dw_h, N_, b.left, b.ld_left, b.right, b.ld_right, b.col, b.cols);
     }
   }
 

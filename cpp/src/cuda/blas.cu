@@ -82,14 +82,6 @@ void column_sums(const Context& ctx, const T* data, i64 rows, i64 width, i64 ld,
 }
 
 template <typename T>
-void input_gradients(const Context& ctx, i64 N, i64 I, i64 width, const T* da, const T* x, const T* w_x, T* dx,
-                     T* dw_x, T* db, const T* ones) {
-  gemm<T>(ctx, false, true, N, I, width, da, width, w_x, width, T(0), dx, I);  // dx = da·w_xᵀ
-  gemm<T>(ctx, true, false, I, width, N, x, I, da, width, T(0), dw_x, width);  // dw_x = xᵀ·da
-  if (db) column_sums(ctx, da, N, width, width, ones, db);
-}
-
-template <typename T>
 void copy_or_zero(const Context& ctx, T* dst, const T* src, i64 n) {
   const std::size_t bytes = sizeof(T) * static_cast<std::size_t>(n);
   if (src)
@@ -119,8 +111,6 @@ const T* combine_bias(const Context& ctx, const T* b, const T* b_h, i64 width, i
 #define LSTMCORE_INSTANTIATE(T)                                                                                   \
   template void gemm<T>(const Context&, bool, bool, i64, i64, i64, const T*, i64, const T*, i64, T, T*, i64);    \
   template void column_sums<T>(const Context&, const T*, i64, i64, i64, const T*, T*);                           \
-  template void input_gradients<T>(const Context&, i64, i64, i64, const T*, const T*, const T*, T*, T*, T*,      \
-                                   const T*);                                                                    \
   template void copy_or_zero<T>(const Context&, T*, const T*, i64);                                              \
   template void fill<T>(const Context&, T*, i64, T);                                                             \
   template void zero_padding<T>(const Context&, const Walk&, T*, i64);                                           \

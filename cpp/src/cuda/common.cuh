@@ -19,6 +19,7 @@
 #include <cstdint>
 #include <string>
 
+#include "common.h"
 #include "lstmcore/cuda.h"
 
 namespace lstmcore {
@@ -27,6 +28,7 @@ namespace cuda {
 namespace backend {
 
 using i64 = std::int64_t;
+using detail::Weight;  // a weight in either layout (common.h)
 
 // ---- errors --------------------------------------------------------------------------
 
@@ -198,7 +200,7 @@ unsigned persistent_blocks(const Context& ctx, Kernel kernel, i64 batch, i64 n) 
 
 // Where a step finds rec[b, col] = (h_{t-1}·w_h)[b, col]: in the buffer a GEMM filled
 // (RecBuffer, the per-step path), or as a dot product the thread computes (RecProduct,
-// the persistent kernels; h is (B, K), w_h is (K, width), both row-major).
+// the persistent kernels; h is (B, K), w_h the K × width weight in either layout).
 template <typename T>
 struct RecBuffer {
   const T* rec;
@@ -208,25 +210,23 @@ struct RecBuffer {
 
 template <typename T>
 struct RecProduct {
-  const T* w_h;
+  Weight<T> w_h;
   const T* h;
-  i64 K, width;
   __device__ T operator()(i64 b, i64 col) const {
-    const T* hb = h + b * K;
+    const T* hb = h + b * w_h.K;
     T sum = T(0);
-    for (i64 k = 0; k < K; ++k) sum += hb[k] * w_h[k * width + col];
+    for (i64 k = 0; k < w_h.K; ++k) sum += hb[k] * w_h.at(k, col);
     return sum;
   }
 };
 
 // The recurrent side of backward for one (row b, unit j): (da·w_hᵀ)[b, j] =
-// Σ_col da[b, col]·w_h[j, col], da being (B, width) and w_h (H, width).
+// Σ_col da[b, col]·w_h[j, col], da being (B, width) and w_h (H, width) in either layout.
 template <typename T>
-__device__ inline T back_product(const T* w_h, const T* da, i64 b, i64 j, i64 width) {
+__device__ inline T back_product(const Weight<T>& w_h, const T* da, i64 b, i64 j, i64 width) {
   const T* db = da + b * width;
-  const T* wj = w_h + j * width;
   T sum = T(0);
-  for (i64 col = 0; col < width; ++col) sum += db[col] * wj[col];
+  for (i64 col = 0; col < width; ++col) sum += db[col] * w_h.at(j, col);
   return sum;
 }
 
@@ -234,11 +234,11 @@ __device__ inline T back_product(const T* w_h, const T* da, i64 b, i64 j, i64 wi
 // for the (row, unit) pair idx = b·H + j; h alternates between h_a (h0 on entry) and h_b,
 // so after T steps it is in h_a for even T, in h_b for odd T.
 template <typename T, class Unit>
-__global__ void forward_persistent(Walk w, i64 H, i64 width, const T* w_h, T* h_a, T* h_b, Unit unit) {
+__global__ void forward_persistent(Walk w, i64 H, Weight<T> w_h, T* h_a, T* h_b, Unit unit) {
   T* cur = h_a;
   T* next = h_b;
   for (i64 s = 0; s < w.T; ++s) {
-    const RecProduct<T> rec{w_h, cur, H, width};
+    const RecProduct<T> rec{w_h, cur};
     LSTMCORE_FOR_EACH(idx, w.B * H) unit(s, idx, rec, cur, next);
     LSTMCORE_GRID_SYNC();
     T* t = cur;
@@ -253,7 +253,8 @@ __global__ void forward_persistent(Walk w, i64 H, i64 width, const T* w_h, T* h_
 // da·w_hᵀ, is added at the start of the next iteration (and once after the last), from the
 // other of the two da buffers, which the grid barrier has made complete.
 template <typename T, class Unit>
-__global__ void backward_persistent(Walk w, i64 H, i64 width, const T* w_h, T* dh, T* da_a, T* da_b, Unit unit) {
+__global__ void backward_persistent(Walk w, i64 H, Weight<T> w_h, T* dh, T* da_a, T* da_b, Unit unit) {
+  const i64 width = w_h.n;
   T* cur = da_a;
   T* done = da_b;  // the previous iteration's gradients
   for (i64 s = w.T - 1; s >= 0; --s) {
@@ -281,12 +282,41 @@ void gemm(const Context& ctx, bool trans_a, bool trans_b, i64 m, i64 n, i64 k, c
 template <typename T>
 void column_sums(const Context& ctx, const T* data, i64 rows, i64 width, i64 ld, const T* ones, T* out);
 
+// C (m × cols) = A (m × K, lda) · M[:, c : c + cols] + beta·C, M the weight w.
+template <typename T>
+void times_weight(const Context& ctx, i64 m, const T* A, i64 lda, const Weight<T>& w, i64 c, i64 cols, T beta, T* C,
+                  i64 ldc) {
+  gemm<T>(ctx, false, w.gate_major, m, cols, w.K, A, lda, w.col(c), w.ld(), beta, C, ldc);
+}
+
+// C (m × K) = A (m × cols, lda) · M[:, c : c + cols]ᵀ + beta·C.
+template <typename T>
+void times_weight_t(const Context& ctx, i64 m, const T* A, i64 lda, const Weight<T>& w, i64 c, i64 cols, T beta,
+                    T* C, i64 ldc) {
+  gemm<T>(ctx, false, !w.gate_major, m, w.K, cols, A, lda, w.col(c), w.ld(), beta, C, ldc);
+}
+
+// The gradient of the weight w, columns c .. c + cols: dM = leftᵀ·right (left N × K, right
+// N × cols), written in w's layout (gate_major: rightᵀ·left into rows c.. of dw).
+template <typename T>
+void weight_gradient(const Context& ctx, const Weight<T>& w, T* dw, i64 N, const T* left, i64 ld_left,
+                     const T* right, i64 ld_right, i64 c, i64 cols) {
+  if (w.gate_major)
+    gemm<T>(ctx, true, false, cols, w.K, N, right, ld_right, left, ld_left, T(0), dw + c * w.K, w.K);
+  else
+    gemm<T>(ctx, true, false, w.K, cols, N, left, ld_left, right, ld_right, T(0), dw + c, w.n);
+}
+
 // What every cell's backward ends with, from the gate gradients da (N rows of `width`):
-// dx = da·w_xᵀ (N × I), dw_x = xᵀ·da (I × width) and, when db is given, db = Σ_rows da
+// dx = da·w_xᵀ (N × I), dw_x = xᵀ·da (in w_x's layout) and, when db is given, db = Σ_rows da
 // (ones: N ones, filled when db is given).
 template <typename T>
-void input_gradients(const Context& ctx, i64 N, i64 I, i64 width, const T* da, const T* x, const T* w_x, T* dx,
-                     T* dw_x, T* db, const T* ones);
+void input_gradients(const Context& ctx, i64 N, const T* da, const T* x, const Weight<T>& w_x, T* dx, T* dw_x, T* db,
+                     const T* ones) {
+  times_weight_t(ctx, N, da, w_x.n, w_x, 0, w_x.n, T(0), dx, w_x.K);  // dx = da·w_xᵀ
+  weight_gradient(ctx, w_x, dw_x, N, x, w_x.K, da, w_x.n, 0, w_x.n);  // dw_x = xᵀ·da
+  if (db) column_sums(ctx, da, N, w_x.n, w_x.n, ones, db);
+}
 
 // dst = src (n elements, device to device), or zeros when src is nullptr.
 template <typename T>

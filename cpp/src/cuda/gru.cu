@@ -203,6 +203,7 @@ template <typename T>
 void gru_forward(const Context& ctx, bool reset_after, const Dims& d, const SequenceOptions& o,
                  const ForwardArgs<T>& a) {
   const i64 B = d.batch, H = d.hidden, I = d.input, G = 3 * H, N = d.steps * d.batch;
+  const Weight<T> w_x(a.w_x, I, G, a.weight_layout), w_h(a.w_h, H, G, a.weight_layout);
   const bool training = a.cache != nullptr;
 
   Workspace ws;
@@ -220,7 +221,7 @@ void gru_forward(const Context& ctx, bool reset_after, const Dims& d, const Sequ
   const T* bias = combine_bias(ctx, a.b, a.b_h, G, 2 * H, ws.get(bias_slot));
   const T* b_hn = a.b_h ? a.b_h + 2 * H : nullptr;
 
-  gemm<T>(ctx, false, false, N, G, I, a.x, I, a.w_x, G, T(0), gates, G);
+  times_weight(ctx, N, a.x, I, w_x, 0, G, T(0), gates, G);
 
   copy_or_zero(ctx, a.h_n, a.h0, B * H);
   zero_padding(ctx, walk, a.y, H);
@@ -235,12 +236,12 @@ void gru_forward(const Context& ctx, bool reset_after, const Dims& d, const Sequ
     const auto persistent = forward_persistent<T, GruAfterForwardUnit<T>>;
     if (const unsigned blocks = persistent_blocks(ctx, persistent, B, B * H)) {
       const GruAfterForwardUnit<T> unit{walk, H, bias, b_hn, gates, a.y, states, aux};
-      LSTMCORE_PERSISTENT_CALL(persistent, blocks, ctx.stream, walk, H, G, a.w_h, cur, next, unit);
+      LSTMCORE_PERSISTENT_CALL(persistent, blocks, ctx.stream, walk, H, w_h, cur, next, unit);
       LSTMCORE_CUDA_LAUNCHED("forward_persistent (gru)");
       if (d.steps % 2) std::swap(cur, next);
     } else {
       for (i64 s = 0; s < d.steps; ++s) {
-        gemm<T>(ctx, false, false, B, G, H, cur, H, a.w_h, G, T(0), rec, G);
+        times_weight(ctx, B, cur, H, w_h, 0, G, T(0), rec, G);
         LSTMCORE_RUN(gru_step_after<T>, B * H, ctx.stream,
                      walk, s, H, bias, b_hn, rec, gates, cur, next, a.y, states, aux);
         std::swap(cur, next);
@@ -254,9 +255,9 @@ void gru_forward(const Context& ctx, bool reset_after, const Dims& d, const Sequ
   T* h = a.h_n;
   T* rh = ws.get(h_slot);
   for (i64 s = 0; s < d.steps; ++s) {
-    gemm<T>(ctx, false, false, B, 2 * H, H, h, H, a.w_h, G, T(0), rec, G);
+    times_weight(ctx, B, h, H, w_h, 0, 2 * H, T(0), rec, G);
     LSTMCORE_RUN(gru_gates_before<T>, B * H, ctx.stream, walk, s, H, bias, rec, gates, h, rh);
-    gemm<T>(ctx, false, false, B, H, H, rh, H, a.w_h + 2 * H, G, T(0), rec + 2 * H, G);
+    times_weight(ctx, B, rh, H, w_h, 2 * H, H, T(0), rec + 2 * H, G);
     LSTMCORE_RUN(gru_finish_before<T>, B * H, ctx.stream,
                  walk, s, H, bias, b_hn, rec, gates, h, rh, a.y, states, aux);
   }
@@ -266,6 +267,7 @@ template <typename T>
 void gru_backward(const Context& ctx, bool reset_after, const Dims& d, const SequenceOptions& o,
                   const BackwardArgs<T>& a) {
   const i64 B = d.batch, H = d.hidden, I = d.input, G = 3 * H, N = d.steps * d.batch;
+  const Weight<T> w_x(a.w_x, I, G, a.weight_layout), w_h(a.w_h, H, G, a.weight_layout);
   T* gates = a.cache;
   const T* states = a.cache + N * G;
   T* aux = a.cache + N * (G + H);
@@ -294,34 +296,34 @@ void gru_backward(const Context& ctx, bool reset_after, const Dims& d, const Seq
   const unsigned blocks = reset_after ? persistent_blocks(ctx, persistent, B, B * H) : 0;
   if (blocks) {
     const GruAfterGradUnit<T> unit{walk, H, gates, states, aux, a.h0, a.dy, h_prev, dh};
-    LSTMCORE_PERSISTENT_CALL(persistent, blocks, ctx.stream, walk, H, G, a.w_h, dh, da, ws.get(da2_slot), unit);
+    LSTMCORE_PERSISTENT_CALL(persistent, blocks, ctx.stream, walk, H, w_h, dh, da, ws.get(da2_slot), unit);
     LSTMCORE_CUDA_LAUNCHED("backward_persistent (gru)");
   }
   for (i64 s = d.steps - 1; s >= 0 && !blocks; --s) {  // the per-step path
     LSTMCORE_RUN(gru_grad_step<T>, B * H, ctx.stream,
                  walk, s, H, reset_after, gates, states, aux, a.h0, a.dy, h_prev, dh, da);
     if (reset_after) {
-      gemm<T>(ctx, false, true, B, H, G, da, G, a.w_h, G, T(1), dh, H);  // dh += da·w_hᵀ
+      times_weight_t(ctx, B, da, G, w_h, 0, G, T(1), dh, H);  // dh += da·w_hᵀ
       continue;
     }
     // d(r ⊙ h) = dn·w_h[:, n]ᵀ gives dr and a path to h_{t-1}; then the r and z blocks.
-    gemm<T>(ctx, false, true, B, H, H, da + 2 * H, G, a.w_h + 2 * H, G, T(0), drh, H);
+    times_weight_t(ctx, B, da + 2 * H, G, w_h, 2 * H, H, T(0), drh, H);
     LSTMCORE_RUN(gru_reset_grad_before<T>, B * H, ctx.stream, walk, s, H, gates, h_prev, drh, dh, da);
-    gemm<T>(ctx, false, true, B, H, 2 * H, da, G, a.w_h, G, T(1), dh, H);
+    times_weight_t(ctx, B, da, G, w_h, 0, 2 * H, T(1), dh, H);
   }
 
   if (a.db || a.db_h) fill(ctx, ones, N, T(1));
-  input_gradients<T>(ctx, N, I, G, gates, a.x, a.w_x, a.dx, a.dw_x, a.db, ones);
+  input_gradients<T>(ctx, N, gates, a.x, w_x, a.dx, a.dw_x, a.db, ones);
   // r and z: the recurrent side sees the same gradient as the input side.
-  gemm<T>(ctx, true, false, H, 2 * H, N, h_prev, H, gates, G, T(0), a.dw_h, G);
+  weight_gradient(ctx, w_h, a.dw_h, N, h_prev, H, gates, G, 0, 2 * H);
   if (reset_after) {
-    gemm<T>(ctx, true, false, H, H, N, h_prev, H, aux, H, T(0), a.dw_h + 2 * H, G);
+    weight_gradient(ctx, w_h, a.dw_h, N, h_prev, H, aux, H, 2 * H, H);
     if (a.db_h) {
       column_sums<T>(ctx, gates, N, 2 * H, G, ones, a.db_h);
       column_sums<T>(ctx, aux, N, H, H, ones, a.db_h + 2 * H);
     }
   } else {
-    gemm<T>(ctx, true, false, H, H, N, aux, H, gates + 2 * H, G, T(0), a.dw_h + 2 * H, G);
+    weight_gradient(ctx, w_h, a.dw_h, N, aux, H, gates + 2 * H, G, 2 * H, H);
     if (a.db_h) column_sums<T>(ctx, gates, N, G, G, ones, a.db_h);
   }
 }

@@ -141,6 +141,7 @@ struct LstmGradUnit {
 template <typename T>
 void lstm_forward(const Context& ctx, const Dims& d, const SequenceOptions& o, const ForwardArgs<T>& a) {
   const i64 B = d.batch, H = d.hidden, I = d.input, G = 4 * H, N = d.steps * d.batch;
+  const Weight<T> w_x(a.w_x, I, G, a.weight_layout), w_h(a.w_h, H, G, a.weight_layout);
   const bool training = a.cache != nullptr;
 
   Workspace ws;
@@ -156,7 +157,7 @@ void lstm_forward(const Context& ctx, const Dims& d, const SequenceOptions& o, c
   T* rec = ws.get(rec_slot);
   const T* bias = combine_bias(ctx, a.b, a.b_h, G, G, ws.get(bias_slot));
 
-  gemm<T>(ctx, false, false, N, G, I, a.x, I, a.w_x, G, T(0), gates, G);  // all steps at once
+  times_weight(ctx, N, a.x, I, w_x, 0, G, T(0), gates, G);  // all steps at once
 
   copy_or_zero(ctx, a.h_n, a.h0, B * H);
   copy_or_zero(ctx, a.c_n, a.c0, B * H);  // c is updated in place in c_n
@@ -168,12 +169,12 @@ void lstm_forward(const Context& ctx, const Dims& d, const SequenceOptions& o, c
   const auto persistent = forward_persistent<T, LstmForwardUnit<T>>;
   if (const unsigned blocks = persistent_blocks(ctx, persistent, B, B * H)) {
     const LstmForwardUnit<T> unit{walk, H, bias, gates, a.c_n, a.y, cells};
-    LSTMCORE_PERSISTENT_CALL(persistent, blocks, ctx.stream, walk, H, G, a.w_h, cur, next, unit);
+    LSTMCORE_PERSISTENT_CALL(persistent, blocks, ctx.stream, walk, H, w_h, cur, next, unit);
     LSTMCORE_CUDA_LAUNCHED("forward_persistent (lstm)");
     if (d.steps % 2) std::swap(cur, next);
   } else {
     for (i64 s = 0; s < d.steps; ++s) {
-      gemm<T>(ctx, false, false, B, G, H, cur, H, a.w_h, G, T(0), rec, G);  // h_{t-1}·w_h
+      times_weight(ctx, B, cur, H, w_h, 0, G, T(0), rec, G);  // h_{t-1}·w_h
       LSTMCORE_RUN(lstm_step<T>, B * H, ctx.stream, walk, s, H, bias, rec, gates, cur, next, a.c_n, a.y, cells);
       std::swap(cur, next);
     }
@@ -184,6 +185,7 @@ void lstm_forward(const Context& ctx, const Dims& d, const SequenceOptions& o, c
 template <typename T>
 void lstm_backward(const Context& ctx, const Dims& d, const SequenceOptions& o, const BackwardArgs<T>& a) {
   const i64 B = d.batch, H = d.hidden, I = d.input, G = 4 * H, N = d.steps * d.batch;
+  const Weight<T> w_x(a.w_x, I, G, a.weight_layout), w_h(a.w_h, H, G, a.weight_layout);
   T* gates = a.cache;
   const T* cells = a.cache + N * G;
 
@@ -209,19 +211,19 @@ void lstm_backward(const Context& ctx, const Dims& d, const SequenceOptions& o, 
   const auto persistent = backward_persistent<T, LstmGradUnit<T>>;
   if (const unsigned blocks = persistent_blocks(ctx, persistent, B, B * H)) {
     const LstmGradUnit<T> unit{walk, H, gates, cells, a.h0, a.c0, a.dy, h_prev, a.dh0, a.dc0};
-    LSTMCORE_PERSISTENT_CALL(persistent, blocks, ctx.stream, walk, H, G, a.w_h, a.dh0, da, ws.get(da2_slot), unit);
+    LSTMCORE_PERSISTENT_CALL(persistent, blocks, ctx.stream, walk, H, w_h, a.dh0, da, ws.get(da2_slot), unit);
     LSTMCORE_CUDA_LAUNCHED("backward_persistent (lstm)");
   } else {
     for (i64 s = d.steps - 1; s >= 0; --s) {
       LSTMCORE_RUN(lstm_grad_step<T>, B * H, ctx.stream,
                    walk, s, H, gates, cells, a.h0, a.c0, a.dy, h_prev, a.dh0, a.dc0, da);
-      gemm<T>(ctx, false, true, B, H, G, da, G, a.w_h, G, T(1), a.dh0, H);  // dh += da·w_hᵀ
+      times_weight_t(ctx, B, da, G, w_h, 0, G, T(1), a.dh0, H);  // dh += da·w_hᵀ
     }
   }
 
   if (a.db || a.db_h) fill(ctx, ones, N, T(1));
-  input_gradients<T>(ctx, N, I, G, gates, a.x, a.w_x, a.dx, a.dw_x, a.db, ones);
-  gemm<T>(ctx, true, false, H, G, N, h_prev, H, gates, G, T(0), a.dw_h, G);  // dw_h = h_prevᵀ·da
+  input_gradients<T>(ctx, N, gates, a.x, w_x, a.dx, a.dw_x, a.db, ones);
+  weight_gradient(ctx, w_h, a.dw_h, N, h_prev, H, gates, G, 0, G);  // dw_h = h_prevᵀ·da
   if (a.db_h) column_sums<T>(ctx, gates, N, G, G, ones, a.db_h);
 }
 

@@ -99,6 +99,7 @@ struct RnnGradUnit {
 template <typename T>
 void rnn_forward(const Context& ctx, bool relu, const Dims& d, const SequenceOptions& o, const ForwardArgs<T>& a) {
   const i64 B = d.batch, H = d.hidden, I = d.input, N = d.steps * d.batch;
+  const Weight<T> w_x(a.w_x, I, H, a.weight_layout), w_h(a.w_h, H, H, a.weight_layout);
   const bool training = a.cache != nullptr;
 
   Workspace ws;
@@ -113,7 +114,7 @@ void rnn_forward(const Context& ctx, bool relu, const Dims& d, const SequenceOpt
   T* rec = ws.get(rec_slot);
   const T* bias = combine_bias(ctx, a.b, a.b_h, H, H, ws.get(bias_slot));
 
-  gemm<T>(ctx, false, false, N, H, I, a.x, I, a.w_x, H, T(0), pre, H);
+  times_weight(ctx, N, a.x, I, w_x, 0, H, T(0), pre, H);
 
   copy_or_zero(ctx, a.h_n, a.h0, B * H);
   zero_padding(ctx, walk, a.y, H);
@@ -123,12 +124,12 @@ void rnn_forward(const Context& ctx, bool relu, const Dims& d, const SequenceOpt
   const auto persistent = forward_persistent<T, RnnForwardUnit<T>>;
   if (const unsigned blocks = persistent_blocks(ctx, persistent, B, B * H)) {
     const RnnForwardUnit<T> unit{walk, H, relu, bias, pre, a.y, training};
-    LSTMCORE_PERSISTENT_CALL(persistent, blocks, ctx.stream, walk, H, H, a.w_h, cur, next, unit);
+    LSTMCORE_PERSISTENT_CALL(persistent, blocks, ctx.stream, walk, H, w_h, cur, next, unit);
     LSTMCORE_CUDA_LAUNCHED("forward_persistent (rnn)");
     if (d.steps % 2) std::swap(cur, next);
   } else {
     for (i64 s = 0; s < d.steps; ++s) {
-      gemm<T>(ctx, false, false, B, H, H, cur, H, a.w_h, H, T(0), rec, H);
+      times_weight(ctx, B, cur, H, w_h, 0, H, T(0), rec, H);
       LSTMCORE_RUN(rnn_step<T>, B * H, ctx.stream, walk, s, H, relu, bias, rec, pre, cur, next, a.y, training);
       std::swap(cur, next);
     }
@@ -139,6 +140,7 @@ void rnn_forward(const Context& ctx, bool relu, const Dims& d, const SequenceOpt
 template <typename T>
 void rnn_backward(const Context& ctx, bool relu, const Dims& d, const SequenceOptions& o, const BackwardArgs<T>& a) {
   const i64 B = d.batch, H = d.hidden, I = d.input, N = d.steps * d.batch;
+  const Weight<T> w_x(a.w_x, I, H, a.weight_layout), w_h(a.w_h, H, H, a.weight_layout);
   T* states = a.cache;  // h_t, replaced by da_t as the walk goes back
 
   Workspace ws;
@@ -161,18 +163,18 @@ void rnn_backward(const Context& ctx, bool relu, const Dims& d, const SequenceOp
   const auto persistent = backward_persistent<T, RnnGradUnit<T>>;
   if (const unsigned blocks = persistent_blocks(ctx, persistent, B, B * H)) {
     const RnnGradUnit<T> unit{walk, H, relu, states, a.h0, a.dy, h_prev, dh};
-    LSTMCORE_PERSISTENT_CALL(persistent, blocks, ctx.stream, walk, H, H, a.w_h, dh, da, ws.get(da2_slot), unit);
+    LSTMCORE_PERSISTENT_CALL(persistent, blocks, ctx.stream, walk, H, w_h, dh, da, ws.get(da2_slot), unit);
     LSTMCORE_CUDA_LAUNCHED("backward_persistent (rnn)");
   } else {
     for (i64 s = d.steps - 1; s >= 0; --s) {
       LSTMCORE_RUN(rnn_grad_step<T>, B * H, ctx.stream, walk, s, H, relu, states, a.h0, a.dy, h_prev, dh, da);
-      gemm<T>(ctx, false, true, B, H, H, da, H, a.w_h, H, T(1), dh, H);  // dh += da·w_hᵀ
+      times_weight_t(ctx, B, da, H, w_h, 0, H, T(1), dh, H);  // dh += da·w_hᵀ
     }
   }
 
   if (a.db || a.db_h) fill(ctx, ones, N, T(1));
-  input_gradients<T>(ctx, N, I, H, states, a.x, a.w_x, a.dx, a.dw_x, a.db, ones);
-  gemm<T>(ctx, true, false, H, H, N, h_prev, H, states, H, T(0), a.dw_h, H);
+  input_gradients<T>(ctx, N, states, a.x, w_x, a.dx, a.dw_x, a.db, ones);
+  weight_gradient(ctx, w_h, a.dw_h, N, h_prev, H, states, H, 0, H);
   if (a.db_h) column_sums<T>(ctx, states, N, H, H, ones, a.db_h);
 }
 

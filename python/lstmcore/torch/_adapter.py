@@ -9,7 +9,7 @@ lives here, in one place, so that a change inside lstmcore is mended here alone:
   backward graph: only its buffer and the inputs do);
 * ``cache_rows``: the size of a training cache per (step, batch row), for the fake tensors that
   torch.compile and torch.export trace with;
-* the weight layout: torch keeps (G·H, K) matrices, the core takes their transposes today.
+* the weight layout: torch keeps (G·H, K) matrices, which the core reads as they are (gate_major).
 """
 from __future__ import annotations
 
@@ -23,39 +23,13 @@ from lstmcore import _core, _cuda, _variants
 from lstmcore._cache import Cache, DeviceCache
 
 # ------------------------------------------------------------------------------------------
-# The weight layout. torch keeps weight_ih (G·H, I), weight_hh (G·H, R), weight_hr (P, H); the
-# core takes w_x (I, G·H), w_h (R, G·H), w_proj (H, P): the transposes, copied on every call.
-# When the core reads torch's matrices directly (lstmcore.forward(..., weight_layout="gate_major"),
-# gradients returned in the same layout), set GATE_MAJOR = True: nothing else changes.
-
-GATE_MAJOR = False
-
-
-def _transpose(a):
-    """A C-contiguous transpose; large ones by torch (its blocked copy is ~3× NumPy's strided one),
-    small ones by NumPy (fewer calls)."""
-    if a is None:
-        return None
-    if isinstance(a, torch.Tensor):
-        return a.t().contiguous()
-    if a.size <= 16384:
-        return np.ascontiguousarray(a.T)
-    return torch.from_numpy(a).t().contiguous().numpy()
-
+# The weight layout. torch keeps weight_ih (G·H, I), weight_hh (G·H, R), weight_hr (P, H): the core
+# reads them in place with weight_layout="gate_major" and returns their gradients in that layout.
 
 def core_weights(w_ih, w_hh, w_hr):
-    """(w_x, w_h, w_proj, keywords for lstmcore.forward) from torch's matrices (NumPy arrays for the
-    host path, detached torch tensors for the device path)."""
-    if GATE_MAJOR:
-        return w_ih, w_hh, w_hr, {"weight_layout": "gate_major"}
-    return _transpose(w_ih), _transpose(w_hh), _transpose(w_hr), {}
-
-
-def torch_grads(dw_x, dw_h, dw_proj):
-    """The core's weight gradients (as backward returned them) in torch's layout, C-contiguous."""
-    if GATE_MAJOR:
-        return dw_x, dw_h, dw_proj
-    return _transpose(dw_x), _transpose(dw_h), _transpose(dw_proj)
+    """(w_x, w_h, w_proj, keywords for lstmcore.forward and the cache) from torch's matrices (NumPy
+    arrays for the host path, detached torch tensors for the device path): the same objects."""
+    return w_ih, w_hh, w_hr, {"weight_layout": "gate_major"}
 
 
 # ------------------------------------------------------------------------------------------

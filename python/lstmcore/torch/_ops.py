@@ -153,7 +153,7 @@ def run_backward(cache, dy, dh_n, dc_n):
         g = lstmcore.backward(cache, *(None if t is None else t.detach().contiguous() for t in (dy, dh_n, dc_n)))
     else:
         g = lstmcore.backward(cache, _np(dy), _np(dh_n), _np(dc_n))
-    dw_ih, dw_hh, dw_hr = _adapter.torch_grads(g.dw_x, g.dw_h, g.dw_proj)
+    dw_ih, dw_hh, dw_hr = g.dw_x, g.dw_h, g.dw_proj  # torch's layout (gate_major, _adapter.core_weights)
     ln = g.dlayer_norm if g.dlayer_norm is not None else (None,) * 6
     return [_t(g.dx), _t(g.dh0), _t(g.dc0), _t(dw_ih), _t(dw_hh), _t(g.db), _t(g.db_h), _t(dw_hr),
             _t(g.dpeepholes), *(_t(v) for v in ln)]
@@ -276,19 +276,20 @@ def _rebuild_cache(cfg, x, h0, c0, params, lengths, seed, buffer):
                   seq_lengths=None if lengths is None else np.ascontiguousarray(lengths.numpy(), dtype=np.int64))
     if on_device(x):
         d = [None if t is None else t.detach().contiguous() for t in (x, h0, c0, params[0], params[1])]
-        w_x, w_h, _, _ = _adapter.core_weights(d[3], d[4], None)
+        w_x, w_h, _, layout = _adapter.core_weights(d[3], d[4], None)
         return _adapter.rebuild_device_cache(x.device.index or 0, x=d[0], w_x=w_x, w_h=w_h, h0=d[1], c0=d[2],
-                                             buffer=buffer, **common)
+                                             buffer=buffer, **common, **layout)
 
     def arr(t):
         return None if t is None else np.ascontiguousarray(t.detach().numpy())
 
     p = [arr(t) for t in params]
-    w_x, w_h, w_proj, _ = _adapter.core_weights(p[0], p[1], p[4])
+    w_x, w_h, w_proj, layout = _adapter.core_weights(p[0], p[1], p[4])
     ln = _layer_norm(p)
     variant = _adapter.variant_field(cfg.cell, cfg.kwargs, None if seed is None else int(seed), p[5], w_proj, ln)
     return _adapter.rebuild_cache(x=arr(x), w_x=w_x, w_h=w_h, h0=arr(h0), c0=arr(c0),
-                                  buffer=buffer.numpy(), variant=variant, compute_dtype=cfg.compute, **common)
+                                  buffer=buffer.numpy(), variant=variant, compute_dtype=cfg.compute, **common,
+                                  **layout)
 
 
 _NP_DTYPES = {torch.float32: np.dtype(np.float32), torch.float64: np.dtype(np.float64)}

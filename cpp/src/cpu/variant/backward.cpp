@@ -63,6 +63,7 @@ void run(const Context& ctx, const VariantBackwardPlan& plan, const Scratch& ws,
   const T* mask_c = p.zone_c ? C + p.mc : nullptr;
   const i64 work = B * GH * 16;
   // dL/dh_{t−1} += dL/d(h·w_h)·w_hᵀ (GRU with the reset before the product: r and z blocks)
+  const Weight<T> w_h(a.w_h, R, GH, a.weight_layout), w_proj(v.w_proj, H, R, a.weight_layout);
   StepProduct<T, true> recurrent(plan.recurrent, ws, B);
   StepProduct<T, true> second(plan.second, ws, B);  // GRU: dL/da_n·w_h[:, n]ᵀ; LSTM: dL/dh̃·w_projᵀ
 
@@ -96,7 +97,7 @@ void run(const Context& ctx, const VariantBackwardPlan& plan, const Scratch& ws,
     if (p.lstm) {
       const T* dmr = dhb;
       if (p.proj) {
-        second(dhb, R, v.w_proj, R, dm, H, false);  // dL/dm = dL/dh̃·w_projᵀ
+        second(dhb, R, w_proj, 0, dm, H, false);  // dL/dm = dL/dh̃·w_projᵀ
         dmr = dm;
       }
       for_batch(ctx, B, work, [&](i64 b) {
@@ -183,7 +184,7 @@ void run(const Context& ctx, const VariantBackwardPlan& plan, const Scratch& ws,
           std::memcpy(ds, dah + row * ldah, sizeof(T) * GH);
         }
       });
-      recurrent(dstep, GH, a.w_h, GH, dh, R, true);  // dL/dh_{t−1} += da·w_hᵀ
+      recurrent(dstep, GH, w_h, 0, dh, R, true);  // dL/dh_{t−1} += da·w_hᵀ
     } else if (p.gru) {
       for_batch(ctx, B, work, [&](i64 b) {
         T* ds = dstep + b * GH;
@@ -223,7 +224,7 @@ void run(const Context& ctx, const VariantBackwardPlan& plan, const Scratch& ws,
       });
       if (!p.reset_after) {
         // dL/d(r ⊙ h_{t−1}) = dL/da_n·w_h[:, n]ᵀ, then r and the rest of dL/dh_{t−1}
-        second(dstep + 2 * H, GH, a.w_h + 2 * H, GH, dm, H, false);
+        second(dstep + 2 * H, GH, w_h, 2 * H, dm, H, false);
         for_batch(ctx, B, work, [&](i64 b) {
           if (!walk.active(s, b)) return;
           const i64 row = row_of(b);
@@ -241,7 +242,7 @@ void run(const Context& ctx, const VariantBackwardPlan& plan, const Scratch& ws,
           std::memcpy(dah + row * ldah, ds, sizeof(T) * GH);
         });
       }
-      recurrent(dstep, GH, a.w_h, GH, dh, H, true);
+      recurrent(dstep, GH, w_h, 0, dh, H, true);
     } else {
       for_batch(ctx, B, work, [&](i64 b) {
         T* ds = dstep + b * GH;
@@ -256,7 +257,7 @@ void run(const Context& ctx, const VariantBackwardPlan& plan, const Scratch& ws,
         activate_grad(o.f, clip, pr, ac, dhb + b * H, ds, H);
         std::memcpy(pr, ds, sizeof(T) * H);
       });
-      recurrent(dstep, GH, a.w_h, GH, dh, H, true);
+      recurrent(dstep, GH, w_h, 0, dh, H, true);
     }
   }
 
@@ -276,7 +277,7 @@ void run(const Context& ctx, const VariantBackwardPlan& plan, const Scratch& ws,
   else
     wg.recurrent_bias(dah, ldah, 0, GH);
   wg.run(ctx, a);
-  if (p.proj) gemm<T>(ctx, true, false, H, R, N, C + p.mt, H, dht, ldt, false, g.dw_proj, R);  // mᵀ·dL/dh̃
+  if (p.proj) weight_gradient(ctx, w_proj, g.dw_proj, N, C + p.mt, H, dht, ldt, 0, R);  // mᵀ·dL/dh̃
   if (p.peep) {
     std::memset(g.dpeepholes, 0, sizeof(T) * 3 * H);
     for (i64 b = 0; b < B; ++b)

@@ -40,7 +40,8 @@ void run(const Context& ctx, const VariantForwardPlan& plan, const Scratch& ws, 
   copy_or_zero(bx, a.b, GH);
   copy_or_zero(bh, a.b_h, GH);
 
-  gemm<T>(ctx, false, false, N, GH, p.I, a.x, p.I, a.w_x, GH, false, xp, ldx);
+  const Weight<T> w_h(a.w_h, R, GH, a.weight_layout), w_proj(v.w_proj, H, R, a.weight_layout);
+  times_weight(ctx, N, a.x, p.I, Weight<T>(a.w_x, p.I, GH, a.weight_layout), 0, GH, false, xp, ldx);
   T* h = a.h_n;
   T* c = a.c_n;
   copy_or_zero(h, a.h0, B * R);
@@ -58,7 +59,7 @@ void run(const Context& ctx, const VariantForwardPlan& plan, const Scratch& ws, 
   for (i64 s = 0; s < p.T; ++s) {
     auto row_of = [&](i64 b) { return walk.row(walk.time(s, b), b); };
     // h_{t−1}·w_h (GRU with the reset before the product: the r and z blocks only)
-    recurrent(h, R, a.w_h, GH, rec, GH, false);
+    recurrent(h, R, w_h, 0, rec, GH, false);
 
     if (p.lstm) {
       for_batch(ctx, B, work, [&](i64 b) {
@@ -110,7 +111,7 @@ void run(const Context& ctx, const VariantForwardPlan& plan, const Scratch& ws, 
         zoneout_update(cb, cc, mask_c ? mask_c + row * H : nullptr, zc, H);
         if (p.zone_c) std::memcpy(C + p.cs + row * H, cb, sizeof(T) * H);
       });
-      if (p.proj) second(mbuf, H, v.w_proj, R, hbuf, R, false);
+      if (p.proj) second(mbuf, H, w_proj, 0, hbuf, R, false);
     } else if (p.gru) {
       // r and z; with the reset before the product also r ⊙ h_{t−1} and the n block's GEMM
       for_batch(ctx, B, work, [&](i64 b) {
@@ -125,7 +126,7 @@ void run(const Context& ctx, const VariantForwardPlan& plan, const Scratch& ws, 
         if (!p.reset_after)
           for (i64 j = 0; j < H; ++j) mbuf[b * H + j] = ac[j] * h[b * H + j];
       });
-      if (reset_before) second(mbuf, H, a.w_h + 2 * H, GH, rec + 2 * H, GH, false);
+      if (reset_before) second(mbuf, H, w_h, 2 * H, rec + 2 * H, GH, false);
       for_batch(ctx, B, work, [&](i64 b) {
         if (!walk.active(s, b)) return;
         const i64 row = row_of(b);

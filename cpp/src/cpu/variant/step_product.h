@@ -1,7 +1,7 @@
 // The products of the variants' time loop on the packed micro-kernel of packed.h.
 //
-// C (m × n, ldc) [+]= A (m × k, lda) · op(B), row-major; op(B) = B stored k × n (ldb), or
-// with TransB Bᵀ where B is stored n × k. The first call packs op(B) into the panels of
+// C (m × n, ldc) [+]= A (m × k, lda) · op(B), row-major; op(B) = B, columns of a weight
+// (kernel_common.h Weight, either layout), or with TransB Bᵀ. The first call packs op(B) into the panels of
 // the recurrent kernels (blocks of W columns, each k × W), once per walk, since B (a
 // weight) is the same at every step; each call then runs the micro-kernel over the
 // blocks, split over the plan's threads. The packed operand and the threads' tiles are
@@ -25,9 +25,11 @@ class StepProduct {
   StepProduct(const ProductPlan& plan, const Scratch& ws, i64 m)
       : plan_(plan), m_(m), packed_(ws.get<T>(plan.packed)), tiles_(ws.get<T>(plan.tiles)) {}
 
-  void operator()(const T* A, i64 lda, const T* B, i64 ldb, T* C, i64 ldc, bool accumulate) {
+  // B: the columns c.. of the weight w (TransB: their transpose); either layout of w.
+  void operator()(const T* A, i64 lda, const Weight<T>& w, i64 c, T* C, i64 ldc, bool accumulate) {
+    const T* B = w.col(c);
     if (B != packed_from_) {
-      layout_ = pack_columns(B, ldb, TransB, plan_.pack, packed_);
+      layout_ = pack_columns(B, w.ld(), TransB != w.gate_major, plan_.pack, packed_);
       packed_from_ = B;
     }
     const PackedWeights<T>& p = layout_;
