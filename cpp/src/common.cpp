@@ -88,6 +88,11 @@ std::int64_t checked_mul(std::int64_t a, std::int64_t b, const char* what) {
   return r;
 }
 
+void check_compute(const CellSpec& spec, bool supported, const char* what) {
+  if (spec.compute != Compute::native && !supported)
+    throw InvalidArgument(std::string("compute: bfloat16 products need ") + what);
+}
+
 void check_dims(const CellSpec& spec, const Dims& d) {
   const std::pair<const char*, std::int64_t> sizes[] = {
       {"steps (T)", d.steps}, {"batch (B)", d.batch}, {"input (I)", d.input}, {"hidden (H)", d.hidden}};

@@ -33,8 +33,13 @@ void require_absent(const void* p, const char* name, Cell cell);
 
 // The checks every forward / backward entry makes before any arithmetic: sizes, lengths,
 // required pointers, and no cell-state pointers for a cell without a cell state.
+// InvalidArgument naming "compute" unless `supported` or the spec computes natively:
+// bfloat16 products exist for float arrays on the plain cells of the CPU path only.
+void check_compute(const CellSpec& spec, bool supported, const char* what);
+
 template <typename T>
 void check_forward_args(const CellSpec& spec, const Dims& d, const SequenceOptions& o, const ForwardArgs<T>& a) {
+  check_compute(spec, sizeof(T) == 4, "float arrays (float32 in, float32 out), got double");
   check_dims(spec, d);
   check_lengths(d, o);
   require(a.x, "x");
@@ -52,6 +57,7 @@ void check_forward_args(const CellSpec& spec, const Dims& d, const SequenceOptio
 
 template <typename T>
 void check_backward_args(const CellSpec& spec, const Dims& d, const SequenceOptions& o, const BackwardArgs<T>& a) {
+  check_compute(spec, sizeof(T) == 4, "float arrays (float32 in, float32 out), got double");
   check_dims(spec, d);
   check_lengths(d, o);
   require(a.x, "x");

@@ -32,6 +32,7 @@ std::string describe() { return "cuda: no"; }
 template <typename T>
 void forward(const CellSpec& spec, const Dims& d, const SequenceOptions& o, const ForwardArgs<T>& a,
              const DeviceOptions& dev) {
+  detail::check_compute(spec, false, "the CPU path (the CUDA entry points compute natively)");
   detail::check_forward_args(spec, d, o, a);
   detail::Spans spans;
   detail::forward_spans(spans, spec, d, o, a, d.hidden, static_cast<std::int64_t>(cache_size(spec, d)));
@@ -47,6 +48,7 @@ void forward(const CellSpec& spec, const Dims& d, const SequenceOptions& o, cons
 template <typename T>
 void backward(const CellSpec& spec, const Dims& d, const SequenceOptions& o, const BackwardArgs<T>& a,
               const DeviceOptions& dev) {
+  detail::check_compute(spec, false, "the CPU path (the CUDA entry points compute natively)");
   detail::check_backward_args(spec, d, o, a);
   detail::Spans spans;
   detail::backward_spans(spans, spec, d, o, a, d.hidden, static_cast<std::int64_t>(cache_size(spec, d)));

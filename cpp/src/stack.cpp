@@ -184,6 +184,7 @@ class HostOps {
                const ForwardArgs<T>& f, const VariantParams<T>& params) {
     detail::check_forward_args(cell, dims, o, f);
     if (variant) {
+      detail::check_compute(cell, false, "the plain cells (the cell variants compute natively)");
       const detail::VariantPlan v = detail::make_variant_plan(cell, *variant, dims);
       detail::check_variant_params(v, params);
       cpu::run_variant_forward(ctx_, v, o, f, params, slot(d));
@@ -196,6 +197,7 @@ class HostOps {
                 const VariantGrads<T>& grads) {
     detail::check_backward_args(cell, dims, o, b);
     if (variant) {
+      detail::check_compute(cell, false, "the plain cells (the cell variants compute natively)");
       const detail::VariantPlan v = detail::make_variant_plan(cell, *variant, dims);
       detail::check_variant_params(v, params);
       detail::check_variant_grads(v, grads);

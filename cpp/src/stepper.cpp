@@ -6,6 +6,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <new>
+#include <stdexcept>
 #include <string>
 
 #include "cpu/context.h"
@@ -27,12 +28,17 @@ struct Kernels {
 template <typename T>
 Kernels<T> kernels_of(const cpu::KernelTable& table) {
   const std::string name = table.name;
+#ifdef LSTMCORE_HAVE_AVX512_BF16
+  if (name == "avx512_bf16") return {&cpu::avx512_bf16::stepper_pack<T>, &cpu::avx512_bf16::stepper_step<T>};
+#endif
 #ifdef LSTMCORE_HAVE_AVX512
   if (name == "avx512") return {&cpu::avx512::stepper_pack<T>, &cpu::avx512::stepper_step<T>};
 #endif
 #ifdef LSTMCORE_HAVE_AVX2
   if (name == "avx2") return {&cpu::avx2::stepper_pack<T>, &cpu::avx2::stepper_step<T>};
 #endif
+  // The packing geometry is the table's: another variant's kernels would read it wrongly.
+  if (name != "generic") throw std::logic_error("Stepper: no step kernel for the instruction set " + name);
   return {&cpu::generic::stepper_pack<T>, &cpu::generic::stepper_step<T>};
 }
 

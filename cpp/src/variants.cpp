@@ -185,6 +185,7 @@ void variant_forward(const CellSpec& spec, const VariantOptions& o, const Dims& 
                      const ForwardArgs<T>& a, const VariantParams<T>& v) {
   const cpu::Context ctx = cpu::capture();
   const detail::VariantPlan p = detail::make_variant_plan(spec, o, d);
+  detail::check_compute(spec, false, "the plain cells (the cell variants compute natively)");
   detail::check_forward_args(spec, d, so, a);
   detail::check_variant_params(p, v);
   detail::Spans spans;
@@ -199,6 +200,7 @@ void variant_backward(const CellSpec& spec, const VariantOptions& o, const Dims&
                       const BackwardArgs<T>& a, const VariantParams<T>& v, const VariantGrads<T>& g) {
   const cpu::Context ctx = cpu::capture();
   const detail::VariantPlan p = detail::make_variant_plan(spec, o, d);
+  detail::check_compute(spec, false, "the plain cells (the cell variants compute natively)");
   detail::check_backward_args(spec, d, so, a);
   detail::check_variant_params(p, v);
   detail::check_variant_grads(p, g);

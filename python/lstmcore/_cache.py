@@ -34,6 +34,8 @@ class OneShotCache:
     """
 
     __slots__ = ("_lock", "_consumed")
+    #: Fields that ``_from_fields`` may omit, with their values then.
+    _DEFAULTS = {}
     _MADE_BY = "forward(..., training=True)"
 
     def __init__(self, *args, **kwargs):
@@ -52,6 +54,7 @@ class OneShotCache:
         """A cache from its fields, checked to describe one consistent call (ValueError /
         TypeError naming the field otherwise)."""
         names = cls._field_names()
+        fields = {**cls._DEFAULTS, **fields}
         missing = [n for n in names if n not in fields]
         unknown = sorted(set(fields) - set(names))
         if missing or unknown:
@@ -109,11 +112,13 @@ class Cache(OneShotCache):
     None, reverse, batch_first, has_b, has_b_h, buffer (the core's cache size for these
     sizes), variant (None, or {"options": dict, "params": (peepholes, w_proj, layer_norm)}),
     weight_layout ("input_major", or "gate_major": w_x (G·H, I), w_h (G·H, R), w_proj (P, H), and
-    backward's weight gradients likewise); R = P with a projection w_proj (H, P), else H.
+    backward's weight gradients likewise); compute_dtype (optional: None, or "bfloat16" for
+    forward's compute_dtype="bfloat16"); R = P with a projection w_proj (H, P), else H.
     """
 
     __slots__ = ("cell", "reset_after", "dtype", "x", "w_x", "w_h", "h0", "c0", "seq_lengths",
-                 "reverse", "batch_first", "has_b", "has_b_h", "buffer", "variant", "weight_layout")
+                 "reverse", "batch_first", "has_b", "has_b_h", "buffer", "variant", "weight_layout", "compute_dtype")
+    _DEFAULTS = {"compute_dtype": None}
 
     def __repr__(self):
         return f"<lstmcore.Cache cell={self.cell!r} dtype={self.dtype} x.shape={self.x.shape} {self._state()}>"
@@ -135,6 +140,8 @@ class Cache(OneShotCache):
         for name in ("reset_after", "reverse", "batch_first", "has_b", "has_b_h"):
             f[name] = bool(f[name])
         f["dtype"] = dt
+        if f["compute_dtype"] not in (None, "bfloat16"):
+            raise ValueError(f"compute_dtype: expected None or 'bfloat16', got {f['compute_dtype']!r}")
         require_no_cell_state(cell, "c0", f["c0"])
 
         def shape_of(name, required=True):

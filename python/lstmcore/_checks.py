@@ -254,3 +254,14 @@ def refuse_overlap(name, target, others, what):
     for other, arr in others:
         if isinstance(arr, np.ndarray) and overlap(target, arr):
             raise ValueError(f"{name}: shares memory with {other}; {what}")
+
+
+def compute_dtype_of(value):
+    """The ``compute_dtype`` of forward and the layers: None (the arrays' dtype) or "bfloat16"
+    (also given as torch's or ml_dtypes' name for it); ValueError naming it otherwise."""
+    if value is None:
+        return None
+    name = str(value).removeprefix("torch.")
+    if name != "bfloat16":
+        raise ValueError(f"compute_dtype: expected None (the arrays' dtype) or 'bfloat16', got {value!r}")
+    return name

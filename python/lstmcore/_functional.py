@@ -11,8 +11,8 @@ import numpy as np
 
 from . import _core, _cuda, _variants
 from ._cache import Cache
-from ._checks import (as_array, check_cell, check_weight_layout, expect_shape, flag, is_torch_tensor, prepare,
-                      prepare_lengths, refuse_overlap, require_no_cell_state)
+from ._checks import (as_array, check_cell, check_weight_layout, compute_dtype_of, expect_shape, flag, is_torch_tensor,
+                      prepare, prepare_lengths, refuse_overlap, require_no_cell_state)
 from ._types import GATES, ForwardResult, Gradients
 
 #: The cell-variant keywords of forward and their plain-cell defaults.
@@ -52,7 +52,7 @@ def _output(out, dt, inputs):
 
 def forward(x, w_x, w_h, b=None, b_h=None, h0=None, c0=None, *, cell="lstm", reverse=False,
             seq_lengths=None, batch_first=False, training=False, out=None, reset_after=True,
-            dtype=None, peepholes=None, input_forget=False, forget_gate=True, clip=None, activations=None,
+            dtype=None, compute_dtype=None, peepholes=None, input_forget=False, forget_gate=True, clip=None, activations=None,
             activation_alpha=None, activation_beta=None, w_proj=None, layer_norm=None, zoneout=None,
             seed=None, weight_layout="input_major"):
     """Runs one recurrent layer over a whole sequence batch.
@@ -82,6 +82,12 @@ def forward(x, w_x, w_h, b=None, b_h=None, h0=None, c0=None, *, cell="lstm", rev
         PyTorch's weight_ih_l0 / weight_hh_l0 / weight_hr_l0 (and ONNX's W / R of a direction
         in PyTorch's gate order), read in place; backward returns dw_x, dw_h, dw_proj in the
         same layout. Biases, peepholes and layer-norm parameters are the same in both.
+      compute_dtype: None (default: products in the arrays' dtype) or "bfloat16": float32
+        arrays in and out, every operand of every matrix product rounded to bfloat16 (round
+        to nearest even) and the products accumulated in float32; states, gates and
+        nonlinearities in float32 (README, "bfloat16 compute"). The cache remembers it, so
+        backward computes its products the same way. float64 arrays are refused (TypeError;
+        dtype=numpy.float32 converts them); the cell variants and device arrays too (ValueError).
 
     Cell variants (keyword-only; the defaults are the plain cell, which runs on the packed
     kernels; anything else runs on a general path). ONNX's options, all cells:
@@ -133,6 +139,8 @@ def forward(x, w_x, w_h, b=None, b_h=None, h0=None, c0=None, *, cell="lstm", rev
                  if not (values[name] is default or (default is not None and values[name] == default))]
         if given:
             raise ValueError(f"{given[0]}: the cell variants run on the CPU only; pass host (NumPy) arrays")
+        if compute_dtype_of(compute_dtype) is not None:
+            raise ValueError("compute_dtype: bfloat16 products run on the CPU only; pass host (NumPy) arrays")
         return _cuda.forward(x, w_x, w_h, b, b_h, h0, c0, cell=cell, reverse=reverse, seq_lengths=seq_lengths,
                              batch_first=batch_first, training=training, out=out, reset_after=reset_after,
                              dtype=dtype, weight_layout=weight_layout)
@@ -144,6 +152,13 @@ def forward(x, w_x, w_h, b=None, b_h=None, h0=None, c0=None, *, cell="lstm", rev
                                 w_proj=w_proj, layer_norm=layer_norm, zoneout=zoneout, seed=seed)
     dt, a, given = prepare([("x", x), ("w_x", w_x), ("w_h", w_h), ("b", b), ("b_h", b_h), ("h0", h0), ("c0", c0)]
                            + _variants.named_arrays(variant, peepholes, w_proj, layer_norm), dtype)
+    compute = compute_dtype_of(compute_dtype)
+    if compute is not None and dt != np.float32:
+        raise TypeError(f"compute_dtype: 'bfloat16' computes on float32 arrays, got {dt} "
+                        "(pass dtype=numpy.float32 to convert them)")
+    if compute is not None and variant is not None:
+        raise ValueError("compute_dtype: 'bfloat16' runs the plain cells only (the cell variants compute in the "
+                         "arrays' dtype)")
     lengths_given = as_array(seq_lengths, "seq_lengths")
     lengths = prepare_lengths(lengths_given, _steps(a["x"], batch_first))
     y_array = None
@@ -155,7 +170,8 @@ def forward(x, w_x, w_h, b=None, b_h=None, h0=None, c0=None, *, cell="lstm", rev
     else:
         y, h_n, c_n, buffer = _core.forward(cell, bool(reset_after), a["x"], a["w_x"], a["w_h"], a["b"],
                                             a["b_h"], a["h0"], a["c0"], lengths, bool(reverse),
-                                            bool(batch_first), bool(training), y_array, gate_major=gate_major)
+                                            bool(batch_first), bool(training), y_array, gate_major=gate_major,
+                                            bf16=compute is not None)
     if out is not None:
         y = out  # the caller's object (a torch tensor stays one)
     cache = None
@@ -164,7 +180,8 @@ def forward(x, w_x, w_h, b=None, b_h=None, h0=None, c0=None, *, cell="lstm", rev
                                    w_h=a["w_h"], h0=a["h0"], c0=a["c0"], seq_lengths=lengths, reverse=reverse,
                                    batch_first=batch_first, has_b=a["b"] is not None,
                                    has_b_h=a["b_h"] is not None, buffer=buffer,
-                                   variant=_variants.cache_entry(variant, a), weight_layout=weight_layout)
+                                   variant=_variants.cache_entry(variant, a), weight_layout=weight_layout,
+                                   compute_dtype=compute)
     return ForwardResult(y, h_n, c_n, cache)
 
 
@@ -200,7 +217,7 @@ def backward(cache, dy=None, dh_n=None, dc_n=None):
     result = _core.backward(cache.cell, cache.reset_after, cache.x, cache.w_x, cache.w_h, cache.h0,
                             cache.c0, cache.seq_lengths, cache.reverse, cache.batch_first, cache.buffer,
                             cache.has_b, cache.has_b_h, g["dy"], g["dh_n"], g["dc_n"],
-                            gate_major=cache.weight_layout == "gate_major")
+                            gate_major=cache.weight_layout == "gate_major", bf16=cache.compute_dtype is not None)
     return Gradients(*result)
 
 
@@ -240,7 +257,7 @@ def available_isas():
 
 
 def get_isa():
-    """The kernel variant in use: "avx512", "avx2" or "generic"."""
+    """The kernel variant in use: "avx512_bf16", "avx512", "avx2" or "generic"."""
     return _core.get_isa()
 
 

@@ -53,6 +53,12 @@ that device with x's library on each call, the outputs, the cache and, after ``b
 (``dy`` / ``dstate`` on the same device), ``layer.grads`` are arrays of that library. The
 dropout masks are the CPU's for the same seed. Plain cells only: a layer with a cell
 variant refuses device arrays. ``step`` runs on the host.
+
+``compute_dtype="bfloat16"`` (keyword of every constructor; the attribute
+``layer.compute_dtype``): the products of every layer and direction on bfloat16 operands,
+as :func:`lstmcore.forward`'s option (README, "bfloat16 compute"): float32 layers of plain
+cells, host arrays only (device calls compute in float32). The training cache keeps the
+mode for ``backward``. A run-time setting: ``config()`` / ``save`` do not store it.
 """
 from __future__ import annotations
 
@@ -64,7 +70,8 @@ import numpy as np
 from . import _core, _cuda, _formats, _onnx_graph, _variants
 from . import init as _init
 from ._cache import OneShotCache
-from ._checks import as_array, core_ready, expect_shape, float_dtype, prepare_lengths, refuse_overlap
+from ._checks import (as_array, compute_dtype_of, core_ready, expect_shape, float_dtype, prepare_lengths,
+                      refuse_overlap)
 from ._types import GATES, has_cell_state
 
 __all__ = ["LSTM", "GRU", "RNN", "StackCache", "load", "from_config"]
@@ -112,7 +119,8 @@ class StackCache(OneShotCache):
 
     __slots__ = ("cell", "reset_after", "num_layers", "directions", "merge", "dropout", "dropout_seed", "dtype",
                  "x", "weights", "h0", "c0", "seq_lengths", "batch_first", "buffer", "variant", "lib", "device",
-                 "config")
+                 "config", "compute_dtype")
+    _DEFAULTS = {"compute_dtype": None}
     _MADE_BY = "layer.forward(..., training=True)"
 
     @classmethod
@@ -167,7 +175,7 @@ class _Recurrent:
     def _setup(self, input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional, dtype, seed,
                cell, reset_after=True, nonlinearity=None, init="torch", merge="concat", activations=None,
                activation_alpha=None, activation_beta=None, clip=None, peepholes=False, input_forget=False,
-               forget_gate=True, proj_size=0, layer_norm=False, zoneout=None, reverse=False):
+               forget_gate=True, proj_size=0, layer_norm=False, zoneout=None, reverse=False, compute_dtype=None):
         for name, v in (("input_size", input_size), ("hidden_size", hidden_size), ("num_layers", num_layers)):
             if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
                 raise ValueError(f"{name}: expected an integer >= 1, got {v!r}")
@@ -194,6 +202,13 @@ class _Recurrent:
         self._set_variant(activations, activation_alpha, activation_beta, clip, peepholes, input_forget,
                           forget_gate, proj_size, layer_norm, zoneout)
         self.dtype = dt
+        # bfloat16 products (lstmcore.forward's compute_dtype): a run-time setting, not saved in config()
+        self.compute_dtype = compute_dtype_of(compute_dtype)
+        if self.compute_dtype is not None and dt != np.float32:
+            raise TypeError(f"compute_dtype: 'bfloat16' computes on float32 layers, got dtype={dt}")
+        if self.compute_dtype is not None and self._variant is not None:
+            raise ValueError("compute_dtype: 'bfloat16' runs the plain cells only (the cell variants compute in the "
+                             "layer's dtype)")
         self._check_parameter_bytes()
         self.seed = seed
         seeds = np.random.SeedSequence(seed).spawn(2)
@@ -494,7 +509,7 @@ class _Recurrent:
         else:
             y, h_n, c_n, buffer = _core.stack_forward(*self._spec(), dropout_seed, x, weights, h0, c0, lengths,
                                                       self.batch_first, training, merge=self.merge,
-                                                      variant=self._variant)
+                                                      variant=self._variant, bf16=self.compute_dtype is not None)
         cache = None
         if training:
             cache = StackCache._from_fields(
@@ -502,7 +517,7 @@ class _Recurrent:
                 directions=self.num_directions, merge=self.merge, dropout=self.dropout, dropout_seed=dropout_seed,
                 dtype=self.dtype, x=x, weights=weights, h0=h0, c0=c0, seq_lengths=lengths,
                 batch_first=self.batch_first, buffer=buffer, variant=self._variant, lib=lib, device=dev,
-                config=self.config())
+                config=self.config(), compute_dtype=None if device else self.compute_dtype)
         return self._reversed_in_time(y, lengths), self._pack_state(h_n, c_n), cache
 
     def backward(self, cache, dy=None, dstate=None):
@@ -529,7 +544,7 @@ class _Recurrent:
             dx, dh0, dc0, grads = _core.stack_backward(
                 cache.cell, cache.reset_after, cache.num_layers, cache.directions, cache.dropout, cache.dropout_seed,
                 cache.x, cache.weights, cache.h0, cache.c0, cache.seq_lengths, cache.batch_first, cache.buffer,
-                dy, dh_n, dc_n, merge=cache.merge, variant=cache.variant)
+                dy, dh_n, dc_n, merge=cache.merge, variant=cache.variant, bf16=cache.compute_dtype is not None)
         self.grads = {}
         j = 0
         for k in range(self.num_layers):
@@ -595,7 +610,8 @@ class _Recurrent:
             raise ValueError(f"x_t: expected shape (B, {self.input_size}), got {x_t.shape}")
         h0, c0 = self._state(state)
         y, h_n, c_n, _ = _core.stack_forward(*self._spec(), 0, x_t[None], self._weights(), h0, c0, None,
-                                             False, False, merge=self.merge, variant=self._variant)
+                                             False, False, merge=self.merge, variant=self._variant,
+                                             bf16=self.compute_dtype is not None)
         return y[0], self._pack_state(h_n, c_n)
 
     def stepper(self, batch=1, state=None):
@@ -741,12 +757,12 @@ class LSTM(_Recurrent):
                  bidirectional=False, *, dtype=np.float32, seed=None, init="torch",
                  merge="concat", activations=None, activation_alpha=None, activation_beta=None, clip=None,
                  peepholes=False, input_forget=False, forget_gate=True, proj_size=0, layer_norm=False,
-                 zoneout=None, reverse=False):
+                 zoneout=None, reverse=False, compute_dtype=None):
         self._setup(input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional, dtype, seed,
                     cell="lstm", init=init, merge=merge, activations=activations,
                     activation_alpha=activation_alpha, activation_beta=activation_beta, clip=clip,
                     peepholes=peepholes, input_forget=input_forget, forget_gate=forget_gate, proj_size=proj_size,
-                    layer_norm=layer_norm, zoneout=zoneout, reverse=reverse)
+                    layer_norm=layer_norm, zoneout=zoneout, reverse=reverse, compute_dtype=compute_dtype)
 
 
 class GRU(_Recurrent):
@@ -766,11 +782,12 @@ class GRU(_Recurrent):
     def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False, dropout=0.0,
                  bidirectional=False, *, reset_after=True, dtype=np.float32, seed=None,
                  init="torch", merge="concat", activations=None, activation_alpha=None, activation_beta=None,
-                 clip=None, reverse=False, **lstm_options):
+                 clip=None, reverse=False, compute_dtype=None, **lstm_options):
         _refuse_lstm_options("gru", lstm_options)
         self._setup(input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional, dtype, seed,
                     cell="gru", reset_after=reset_after, init=init, merge=merge, activations=activations,
-                    activation_alpha=activation_alpha, activation_beta=activation_beta, clip=clip, reverse=reverse)
+                    activation_alpha=activation_alpha, activation_beta=activation_beta, clip=clip, reverse=reverse,
+                    compute_dtype=compute_dtype)
 
 
 class RNN(_Recurrent):
@@ -789,14 +806,14 @@ class RNN(_Recurrent):
     def __init__(self, input_size, hidden_size, num_layers=1, nonlinearity="tanh", bias=True, batch_first=False,
                  dropout=0.0, bidirectional=False, *, dtype=np.float32, seed=None, init="torch",
                  merge="concat", activations=None, activation_alpha=None, activation_beta=None, clip=None,
-                 reverse=False, **lstm_options):
+                 reverse=False, compute_dtype=None, **lstm_options):
         if nonlinearity not in ("tanh", "relu"):
             raise ValueError(f"nonlinearity: expected 'tanh' or 'relu', got {nonlinearity!r}")
         _refuse_lstm_options("rnn", lstm_options)
         self._setup(input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional, dtype, seed,
                     cell="rnn_" + nonlinearity, nonlinearity=nonlinearity, init=init, merge=merge,
                     activations=activations, activation_alpha=activation_alpha, activation_beta=activation_beta,
-                    clip=clip, reverse=reverse)
+                    clip=clip, reverse=reverse, compute_dtype=compute_dtype)
 
 
 _CLASSES = {"lstm": LSTM, "gru": GRU, "rnn": RNN}

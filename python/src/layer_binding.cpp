@@ -2,7 +2,7 @@
 // description (a dict of cell options, python/lstmcore/_variants.py) variant_forward /
 // variant_backward. Shapes in, pointers down, GIL released, NumPy results out. Defaults,
 // dtype conversion and the cache object live in Python (python/lstmcore/_functional.py);
-// this file only checks and forwards.
+// this file only checks and forwards. bf16: CellSpec::compute = bfloat16 (float32 arrays).
 #include <lstmcore/lstmcore.h>
 
 #include <optional>
@@ -63,12 +63,13 @@ struct Problem {
 
 Problem make_problem(const std::string& cell, bool reset_after, const py::array& x, const py::array& w_x,
                      const py::array& w_h, bool reverse, bool batch_first, py::handle variant, py::handle w_proj,
-                     bool gate_major) {
+                     bool gate_major, bool bf16) {
   Problem p;
   p.gate_major = gate_major;
   const int hdim = gate_major ? 1 : 0;  // the axis of w_h that is H (plain cell)
   const std::string note = gate_major ? " for weight_layout='gate_major'" : "";
-  p.spec = {lstmcore::parse_cell(cell), reset_after};
+  p.spec = {lstmcore::parse_cell(cell), reset_after,
+            bf16 ? lstmcore::Compute::bfloat16 : lstmcore::Compute::native};
   p.G = lstmcore::gate_count(p.spec.cell);
   p.gh = p.G == 1 ? "H" : std::to_string(p.G) + "H";
   if (x.ndim() != 3)
@@ -253,9 +254,9 @@ void register_layer(py::module_& m) {
       [](const std::string& cell, bool reset_after, const py::array& x, const py::array& w_x, const py::array& w_h,
          py::object b, py::object b_h, py::object h0, py::object c0, py::object seq_lengths, bool reverse,
          bool batch_first, bool training, py::object out, py::object variant, py::object peepholes,
-         py::object w_proj, py::object layer_norm, bool gate_major) {
+         py::object w_proj, py::object layer_norm, bool gate_major, bool bf16) {
         const Problem p =
-            make_problem(cell, reset_after, x, w_x, w_h, reverse, batch_first, variant, w_proj, gate_major);
+            make_problem(cell, reset_after, x, w_x, w_h, reverse, batch_first, variant, w_proj, gate_major, bf16);
         const Params params{peepholes, w_proj, layer_norm};
         if (is_float32(x, "x"))
           return forward_t<float>(p, x, w_x, w_h, b, b_h, h0, c0, seq_lengths, training, out, params);
@@ -265,7 +266,7 @@ void register_layer(py::module_& m) {
       py::arg("b_h"), py::arg("h0"), py::arg("c0"), py::arg("seq_lengths"), py::arg("reverse"),
       py::arg("batch_first"), py::arg("training"), py::arg("out"), py::arg("variant") = py::none(),
       py::arg("peepholes") = py::none(), py::arg("w_proj") = py::none(), py::arg("layer_norm") = py::none(),
-      py::arg("gate_major") = false,
+      py::arg("gate_major") = false, py::arg("bf16") = false,
       "Checked forward pass on C-contiguous arrays of one dtype; returns (y, h_n, c_n, cache_buffer). With "
       "variant (a dict of cell options) the cell variants' general path, with their parameters.");
   m.def(
@@ -273,9 +274,9 @@ void register_layer(py::module_& m) {
       [](const std::string& cell, bool reset_after, const py::array& x, const py::array& w_x, const py::array& w_h,
          py::object h0, py::object c0, py::object seq_lengths, bool reverse, bool batch_first, const py::array& cache,
          bool has_b, bool has_b_h, py::object dy, py::object dh_n, py::object dc_n, py::object variant,
-         py::object peepholes, py::object w_proj, py::object layer_norm, bool gate_major) {
+         py::object peepholes, py::object w_proj, py::object layer_norm, bool gate_major, bool bf16) {
         const Problem p =
-            make_problem(cell, reset_after, x, w_x, w_h, reverse, batch_first, variant, w_proj, gate_major);
+            make_problem(cell, reset_after, x, w_x, w_h, reverse, batch_first, variant, w_proj, gate_major, bf16);
         const Params params{peepholes, w_proj, layer_norm};
         if (is_float32(x, "x"))
           return backward_t<float>(p, x, w_x, w_h, h0, c0, seq_lengths, cache, has_b, has_b_h, dy, dh_n, dc_n,
@@ -287,7 +288,7 @@ void register_layer(py::module_& m) {
       py::arg("c0"), py::arg("seq_lengths"), py::arg("reverse"), py::arg("batch_first"), py::arg("cache"),
       py::arg("has_b"), py::arg("has_b_h"), py::arg("dy"), py::arg("dh_n"), py::arg("dc_n"),
       py::arg("variant") = py::none(), py::arg("peepholes") = py::none(), py::arg("w_proj") = py::none(),
-      py::arg("layer_norm") = py::none(), py::arg("gate_major") = false,
+      py::arg("layer_norm") = py::none(), py::arg("gate_major") = false, py::arg("bf16") = false,
       "Checked backward pass; consumes the cache buffer; returns (dx, dh0, dc0, dw_x, dw_h, db, db_h), plus "
       "(dpeepholes, dw_proj, dlayer_norm) with variant.");
   m.def(

@@ -88,10 +88,11 @@ struct StackProblem {
 
 StackProblem make_stack_problem(const std::string& cell, bool reset_after, int64_t num_layers, int directions,
                                 double dropout, uint64_t seed, const py::array& x, const py::sequence& weights,
-                                bool batch_first, const std::string& merge, py::handle variant) {
+                                bool batch_first, const std::string& merge, py::handle variant, bool bf16) {
   StackProblem p;
   p.spec.merge = parse_merge(merge);
-  p.spec.cell = {lstmcore::parse_cell(cell), reset_after};
+  p.spec.cell = {lstmcore::parse_cell(cell), reset_after,
+                 bf16 ? lstmcore::Compute::bfloat16 : lstmcore::Compute::native};
   p.variant = StackVariant(p.spec.cell.cell, variant);
   p.spec.num_layers = num_layers;
   p.spec.directions = directions;
@@ -317,15 +318,16 @@ void register_stack(py::module_& m) {
       "stack_forward",
       [](const std::string& cell, bool reset_after, int64_t num_layers, int directions, double dropout, uint64_t seed,
          const py::array& x, const py::sequence& weights, py::object h0, py::object c0, py::object seq_lengths,
-         bool batch_first, bool training, const std::string& merge, py::object variant) {
+         bool batch_first, bool training, const std::string& merge, py::object variant, bool bf16) {
         const StackProblem p = make_stack_problem(cell, reset_after, num_layers, directions, dropout, seed, x, weights,
-                                                  batch_first, merge, variant);
+                                                  batch_first, merge, variant, bf16);
         if (is_float32(x, "x")) return stack_forward_t<float>(p, x, weights, h0, c0, seq_lengths, training);
         return stack_forward_t<double>(p, x, weights, h0, c0, seq_lengths, training);
       },
       py::arg("cell"), py::arg("reset_after"), py::arg("num_layers"), py::arg("directions"), py::arg("dropout"),
       py::arg("seed"), py::arg("x"), py::arg("weights"), py::arg("h0"), py::arg("c0"), py::arg("seq_lengths"),
       py::arg("batch_first"), py::arg("training"), py::arg("merge") = "concat", py::arg("variant") = py::none(),
+      py::arg("bf16") = false,
       "Checked stack forward; weights is a sequence of L·D tuples (w_x, w_h, b, b_h) in order k·D + d, with "
       "(peepholes, w_proj, layer_norm) appended when variant (a dict of cell options) is given; "
       "returns (y, h_n, c_n, cache_buffer).");
@@ -334,9 +336,9 @@ void register_stack(py::module_& m) {
       [](const std::string& cell, bool reset_after, int64_t num_layers, int directions, double dropout, uint64_t seed,
          const py::array& x, const py::sequence& weights, py::object h0, py::object c0, py::object seq_lengths,
          bool batch_first, const py::array& cache, py::object dy, py::object dh_n, py::object dc_n,
-         const std::string& merge, py::object variant) {
+         const std::string& merge, py::object variant, bool bf16) {
         const StackProblem p = make_stack_problem(cell, reset_after, num_layers, directions, dropout, seed, x, weights,
-                                                  batch_first, merge, variant);
+                                                  batch_first, merge, variant, bf16);
         if (is_float32(x, "x"))
           return stack_backward_t<float>(p, x, weights, h0, c0, seq_lengths, cache, dy, dh_n, dc_n);
         return stack_backward_t<double>(p, x, weights, h0, c0, seq_lengths, cache, dy, dh_n, dc_n);
@@ -344,7 +346,7 @@ void register_stack(py::module_& m) {
       py::arg("cell"), py::arg("reset_after"), py::arg("num_layers"), py::arg("directions"), py::arg("dropout"),
       py::arg("seed"), py::arg("x"), py::arg("weights"), py::arg("h0"), py::arg("c0"), py::arg("seq_lengths"),
       py::arg("batch_first"), py::arg("cache"), py::arg("dy"), py::arg("dh_n"), py::arg("dc_n"),
-      py::arg("merge") = "concat", py::arg("variant") = py::none(),
+      py::arg("merge") = "concat", py::arg("variant") = py::none(), py::arg("bf16") = false,
       "Checked stack backward; consumes the cache buffer; returns (dx, dh0, dc0, [(dw_x, dw_h, db, db_h)...]), "
       "each gradient tuple with (dpeepholes, dw_proj, dlayer_norm) appended when variant is given.");
   m.def(

@@ -641,7 +641,9 @@ def test_import_lstmcore_does_not_import_torch():
 
 
 def test_autocast_inputs_of_another_dtype_run_in_the_weights_dtype():
-    """Under torch.autocast a bfloat16 activation reaching the module runs in float32 (the weights')."""
+    """Under torch.autocast a bfloat16 activation reaching the module runs with the float32
+    weights, the products in bfloat16 (compute_dtype="bfloat16"; tests/python/test_bf16.py), and
+    the GRU returns float32 as torch.nn.GRU does there."""
     torch.manual_seed(0)
     lin, ours = nn.Linear(I, I), lt.GRU(I, H)
     theirs = nn.GRU(I, H)
@@ -653,4 +655,4 @@ def test_autocast_inputs_of_another_dtype_run_in_the_weights_dtype():
         y, _ = ours(a)
     assert y.dtype == torch.float32
     want, _ = theirs(a.float())
-    assert rel(y, want) <= TOL32
+    assert rel(y, want) <= 1e-2  # bfloat16 products: ~3e-3 from float32

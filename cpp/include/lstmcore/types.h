@@ -30,12 +30,26 @@ const char* cell_name(Cell cell) noexcept;
 // Parses the names above; throws InvalidArgument for anything else.
 Cell parse_cell(const std::string& name);
 
+// How the products of a call are computed.
+//   native:   in the arrays' own type (float or double).
+//   bfloat16: float arrays only (InvalidArgument naming "compute" for double, for the
+//             cell variants and for the CUDA entry points). Every operand of every
+//             matrix product (x, w_x, w_h, h_{t-1}; in backward the gate gradients, x,
+//             h_{t-1}, w_x, w_h) is rounded to bfloat16 (round to nearest even; NaN stays
+//             NaN, subnormals are kept) and the products accumulate in float. Inputs,
+//             outputs, states, the cache and the gradients stay float; the cell state,
+//             the gates, the nonlinearities and the bias sums are computed in float.
+//             Backward must be given the compute of the forward that filled the cache.
+enum class Compute { native, bfloat16 };
+
 // The cell and its variant. reset_after only matters for GRU:
 //   true  (default): n = tanh(ax_n + r ⊙ (h·w_h[:, n] + b_h[n]))   (PyTorch, cuDNN)
 //   false:           n = tanh(ax_n + (r ⊙ h)·w_h[:, n] + b_h[n])   (Cho et al. 2014)
+// compute: see Compute above.
 struct CellSpec {
   Cell cell = Cell::lstm;
   bool reset_after = true;
+  Compute compute = Compute::native;
 };
 
 // How the weight matrices are stored (ForwardArgs / BackwardArgs / the stack's args).
@@ -92,8 +106,10 @@ int get_num_threads() noexcept;
 void release_memory();
 std::size_t kept_memory() noexcept;
 
-// The CPU kernels are compiled for several instruction sets ("avx512": AVX-512 F/DQ/BW/VL
-// with FMA; "avx2": AVX2 with FMA; "generic": baseline x86-64 or any other processor)
+// The CPU kernels are compiled for several instruction sets ("avx512_bf16": "avx512" plus
+// AVX512-BF16, whose VDPBF16PS runs the recurrent products of Compute::bfloat16 calls;
+// "avx512": AVX-512 F/DQ/BW/VL with FMA; "avx2": AVX2 with FMA; "generic": baseline x86-64
+// or any other processor)
 // and one is chosen at load time from CPUID: the best this processor supports, unless
 // the environment variable LSTMCORE_ISA names another supported one.
 // available_isas(): the variants compiled in and supported here, best first.

@@ -19,14 +19,21 @@ void with_scratch(void* given, std::size_t bytes, Body&& body) {
   body(Scratch(block.data()));
 }
 
+// The call's Context with its compute type.
+Context with_compute(const Context& c, const CellSpec& spec) {
+  Context r = c;
+  r.bf16 = spec.compute == Compute::bfloat16;
+  return r;
+}
+
 }  // namespace
 
 std::size_t forward_bytes(const Context& c, Dtype t, const CellSpec& spec, const Dims& d, bool training) {
-  return plan_forward(c, t, spec, d, training).bytes;
+  return plan_forward(with_compute(c, spec), t, spec, d, training).bytes;
 }
 
 std::size_t backward_bytes(const Context& c, Dtype t, const CellSpec& spec, const Dims& d) {
-  return plan_backward(c, t, spec, d).bytes;
+  return plan_backward(with_compute(c, spec), t, spec, d).bytes;
 }
 
 std::size_t variant_forward_bytes(const Context& c, Dtype t, const detail::VariantPlan& p, bool training) {
@@ -38,16 +45,18 @@ std::size_t variant_backward_bytes(const Context& c, Dtype t, const detail::Vari
 }
 
 template <typename T>
-void run_forward(const Context& c, const CellSpec& spec, const Dims& d, const SequenceOptions& o,
+void run_forward(const Context& call, const CellSpec& spec, const Dims& d, const SequenceOptions& o,
                  const ForwardArgs<T>& a, void* scratch) {
+  const Context c = with_compute(call, spec);
   const ForwardPlan plan = plan_forward(c, dtype_of<T>(), spec, d, a.cache != nullptr);
   with_scratch(scratch, plan.bytes,
                [&](const Scratch& s) { c.kernels->entries<T>().forward(c, plan, s, spec, d, o, a); });
 }
 
 template <typename T>
-void run_backward(const Context& c, const CellSpec& spec, const Dims& d, const SequenceOptions& o,
+void run_backward(const Context& call, const CellSpec& spec, const Dims& d, const SequenceOptions& o,
                   const BackwardArgs<T>& a, void* scratch) {
+  const Context c = with_compute(call, spec);
   const BackwardPlan plan = plan_backward(c, dtype_of<T>(), spec, d);
   with_scratch(scratch, plan.bytes,
                [&](const Scratch& s) { c.kernels->entries<T>().backward(c, plan, s, spec, d, o, a); });

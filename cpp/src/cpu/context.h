@@ -33,6 +33,9 @@ constexpr std::size_t size_of(Dtype t) { return t == Dtype::f32 ? 4 : 8; }
 struct Context {
   int threads = 1;                       // get_num_threads() at the call's entry
   const KernelTable* kernels = nullptr;  // the instruction-set variant in use at the call's entry
+  // The call's CellSpec::compute is Compute::bfloat16 (set by cpu/call.cpp, not by capture):
+  // every product operand is rounded to bfloat16 (cpu/bf16.h).
+  bool bf16 = false;
 };
 
 // The settings in force now. Called once per public entry point (cpu/dispatch.cpp).

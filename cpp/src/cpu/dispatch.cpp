@@ -26,10 +26,14 @@ const KernelTable avx2_table = LSTMCORE_TABLE(avx2);
 #ifdef LSTMCORE_HAVE_AVX512
 const KernelTable avx512_table = LSTMCORE_TABLE(avx512);
 #endif
+#ifdef LSTMCORE_HAVE_AVX512_BF16
+const KernelTable avx512_bf16_table = LSTMCORE_TABLE(avx512_bf16);
+#endif
 
 bool cpu_has(const std::string& isa) {
 #if defined(__x86_64__) || defined(__i386__)
   __builtin_cpu_init();
+  if (isa == "avx512_bf16") return cpu_has("avx512") && __builtin_cpu_supports("avx512bf16");
   if (isa == "avx512")
     return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") &&
            __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
@@ -42,6 +46,9 @@ bool cpu_has(const std::string& isa) {
 // The compiled variants, best first.
 std::vector<const KernelTable*> compiled() {
   std::vector<const KernelTable*> v;
+#ifdef LSTMCORE_HAVE_AVX512_BF16
+  v.push_back(&avx512_bf16_table);
+#endif
 #ifdef LSTMCORE_HAVE_AVX512
   v.push_back(&avx512_table);
 #endif

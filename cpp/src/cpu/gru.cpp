@@ -4,6 +4,7 @@
 //   states (T·B, H):  h_t.
 //   aux    (T·B, H):  reset_after: h_{t-1}·w_h[:, n] + b_h[n]  (backward: dL/d ah_n = dn ⊙ r)
 //                     otherwise:   r ⊙ h_{t-1}, the operand of the n block's recurrent GEMM.
+#include "cpu/bf16_projection.h"
 #include "cpu/kernel_common.h"
 #include "cpu/kernels.h"
 #include "cpu/packed.h"
@@ -18,7 +19,8 @@ template <typename T>
 void gru_forward(const Context& ctx, const ForwardPlan& plan, const Scratch& ws, bool reset_after, const Dims& d,
                  const SequenceOptions& o, const ForwardArgs<T>& a) {
   const i64 B = d.batch, H = d.hidden, G = 3 * H, N = d.steps * d.batch;
-  const Weight<T> w_h(a.w_h, H, G, a.weight_layout);  // reset_after=false: per-step GEMMs on blocks of it
+  // reset_after=false: per-step GEMMs on blocks of it (bfloat16 products: a rounded copy)
+  const Weight<T> w_h(rounded(ws, plan.w_h_round, a.w_h), H, G, a.weight_layout);
   Walk walk(d, o);
   if (reset_after) walk.sort_by_length(ws.get<i64>(plan.order));
   const bool training = a.cache != nullptr;
@@ -36,7 +38,8 @@ void gru_forward(const Context& ctx, const ForwardPlan& plan, const Scratch& ws,
   std::memset(zeros, 0, sizeof(T) * H);
   const T* bhn = a.b_h ? a.b_h + 2 * H : zeros;
 
-  project_inputs(ctx, a.x, Weight<T>(a.w_x, d.input, G, a.weight_layout), (a.b || a.b_h) ? bias : nullptr, N, gates, ldg);
+  project(ctx, plan, ws, a.x, Weight<T>(a.w_x, d.input, G, a.weight_layout), (a.b || a.b_h) ? bias : nullptr, N, H,
+          3, gates, ldg);
 
   T* h = a.h_n;
   copy_or_zero(h, a.h0, B * H);
@@ -96,10 +99,13 @@ void gru_forward(const Context& ctx, const ForwardPlan& plan, const Scratch& ws,
     });
     return;
   }
-  // reset_after=false: r and z first, then the n block's GEMM on r ⊙ h_{t-1}.
+  // reset_after=false: r and z first, then the n block's GEMM on r ⊙ h_{t-1}. bfloat16
+  // products: h_{t-1} into h_round each step, r ⊙ h_{t-1} in place.
+  T* h_round = ws.get<T>(plan.h_round);
   for (i64 s = 0; s < d.steps; ++s) {
     {
-      times_weight(ctx, B, h, H, w_h, 0, 2 * H, false, rec, G);
+      if (h_round) round_columns(static_cast<const T*>(h), H, h_round, H, B, 0, H);
+      times_weight(ctx, B, h_round ? h_round : h, H, w_h, 0, 2 * H, false, rec, G);
       for_batch(ctx, B, B * G, [&](i64 b) {
         T* ra = rec + b * G;
         T* rhb = rh + b * H;
@@ -115,6 +121,7 @@ void gru_forward(const Context& ctx, const ForwardPlan& plan, const Scratch& ws,
           rhb[j] = ra[j] * h[b * H + j];
         }
       });
+      if (ctx.bf16) round_in_place(rh, B, H, H);
       times_weight(ctx, B, rh, H, w_h, 2 * H, H, false, rec + 2 * H, G);
       for_batch(ctx, B, B * G, [&](i64 b) {
         if (!walk.active(s, b)) return;
@@ -135,7 +142,8 @@ template <typename T>
 void gru_backward(const Context& ctx, const BackwardPlan& plan, const Scratch& ws, bool reset_after, const Dims& d,
                   const SequenceOptions& o, const BackwardArgs<T>& a) {
   const i64 B = d.batch, H = d.hidden, G = 3 * H, N = d.steps * d.batch;
-  const Weight<T> w_h(a.w_h, H, G, a.weight_layout);  // reset_after=false: per-step GEMMs on blocks of it
+  // reset_after=false: per-step GEMMs on blocks of it (bfloat16 products: a rounded copy)
+  const Weight<T> w_h(rounded(ws, plan.w_h_round, a.w_h), H, G, a.weight_layout);
   Walk walk(d, o);
   if (reset_after) walk.sort_by_length(ws.get<i64>(plan.order));
   T* gates = a.cache;
@@ -197,8 +205,10 @@ void gru_backward(const Context& ctx, const BackwardPlan& plan, const Scratch& w
       for (i64 i = 0; i < n; ++i) row_grad(s, walk.slot(i), u0, u1, da + i * G);
     });
   }
+  // reset_after=false. bfloat16 products: da_step rounded before each product.
   for (i64 s = reset_after ? -1 : d.steps - 1; s >= 0; --s) {
     for_batch(ctx, B, B * G, [&](i64 b) { row_grad(s, b, 0, H, da_step + b * G); });
+    if (ctx.bf16) round_in_place(da_step, B, G, G);
     // reset_after=false: d(r ⊙ h) = dn·w_h[:, n]ᵀ gives dr and a path to h_{t-1}.
     times_weight_t(ctx, B, da_step + 2 * H, G, w_h, 2 * H, H, false, drh, H);
     for_batch(ctx, B, B * G, [&](i64 b) {
@@ -217,6 +227,7 @@ void gru_backward(const Context& ctx, const BackwardPlan& plan, const Scratch& w
         ga[j] = ds[j] = dr;
       }
     });
+    if (ctx.bf16) round_in_place(da_step, B, H, G);
     times_weight_t(ctx, B, da_step, G, w_h, 0, 2 * H, true, dh, H);
   }
 
@@ -232,6 +243,7 @@ void gru_backward(const Context& ctx, const BackwardPlan& plan, const Scratch& w
     wg.recurrent(H, aux, H, gates + 2 * H, G, 2 * H, H);
     wg.recurrent_bias(gates, G, 0, G);
   }
+  wg.round_operands(ws.get<T>(plan.x_round), ws.get<T>(plan.w_x_round));  // bfloat16 products only
   wg.run(ctx, a);
 }
 

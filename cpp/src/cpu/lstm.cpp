@@ -2,6 +2,7 @@
 //   gates (T·B, 4H): i, f, g, o after their activations; backward overwrites them
 //                    with the pre-activation gradients da.
 //   cells (T·B, H):  c_t.
+#include "cpu/bf16_projection.h"
 #include "cpu/kernel_common.h"
 #include "cpu/kernels.h"
 #include "cpu/packed.h"
@@ -26,7 +27,8 @@ void lstm_forward(const Context& ctx, const ForwardPlan& plan, const Scratch& ws
   T* bias = ws.get<T>(plan.bias);
   for (i64 j = 0; j < G; ++j) bias[j] = (a.b ? a.b[j] : T(0)) + (a.b_h ? a.b_h[j] : T(0));
 
-  project_inputs(ctx, a.x, Weight<T>(a.w_x, d.input, G, a.weight_layout), (a.b || a.b_h) ? bias : nullptr, N, gates, ldg);
+  project(ctx, plan, ws, a.x, Weight<T>(a.w_x, d.input, G, a.weight_layout), (a.b || a.b_h) ? bias : nullptr, N, H,
+          4, gates, ldg);
 
   // The states: h in h_n (and a second buffer inside the recurrence), c in c_n.
   T* c = a.c_n;
@@ -138,6 +140,7 @@ void lstm_backward(const Context& ctx, const BackwardPlan& plan, const Scratch& 
   wg.input_side(gates, G);
   wg.recurrent(H, h_prev, ldh, gates, G, 0, G);
   wg.recurrent_bias(gates, G, 0, G);
+  wg.round_operands(ws.get<T>(plan.x_round), ws.get<T>(plan.w_x_round));  // bfloat16 products only
   wg.run(ctx, a);
 }
 

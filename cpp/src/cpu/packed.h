@@ -14,6 +14,8 @@
 #include <cstring>
 #include <type_traits>
 
+#include "cpu/bf16.h"
+#include "cpu/bf16_kernel.h"
 #include "cpu/kernel_common.h"
 
 namespace lstmcore {
@@ -251,6 +253,9 @@ void panel_product(const T* A, i64 lda, i64 rows, const T* panel, i64 K, T* tile
   }
 }
 
+template <typename T>
+void scatter_tile(const PackedWeights<T>& p, i64 B, i64 blk, const T* tile, T* rec);
+
 // rec[b, g·H + u] = Σ_k A[b, k] · M[k, g·H + u] for every row b < B and the units u of
 // block `blk`, M being the packed operand and A (B × K) dense. `tile`: B · G · W scratch.
 template <typename T>
@@ -261,7 +266,12 @@ void recurrent_block(const PackedWeights<T>& p, const T* A, i64 B, i64 blk, T* t
     case 3: panel_product<T, 3>(A, p.K, B, panel, p.K, tile); break;
     default: panel_product<T, 4>(A, p.K, B, panel, p.K, tile); break;
   }
-  // Scatter the tile (B × G·W) into the gate layout of rec (B × G·H).
+  scatter_tile(p, B, blk, tile, rec);
+}
+
+// Scatters the tile of block blk (B × G·W) into the gate layout of rec (B × G·H).
+template <typename T>
+void scatter_tile(const PackedWeights<T>& p, i64 B, i64 blk, const T* tile, T* rec) {
   const i64 u0 = blk * p.W, n = std::min<i64>(p.W, p.H - u0), GH = p.G * p.H;
   for (i64 b = 0; b < B; ++b)
     for (i64 g = 0; g < p.G; ++g) copy_units(rec + b * GH + g * p.H + u0, tile + (b * p.G + g) * p.W, n, p);
@@ -302,9 +312,30 @@ void run_on_threads(int nt, Body&& body) {
 template <typename T, class Step>
 void run_recurrence(const ForwardPlan& plan, const Scratch& ws, const Walk& walk, const T* w_h, WeightLayout layout,
                     i64 H, T* h_n, Step&& step) {
-  const PackedWeights<T> p = pack_recurrent(w_h, layout == WeightLayout::gate_major, plan.product.pack,
-                                            ws.get<T>(plan.product.packed));
   const i64 B = walk.B, steps = walk.T;
+  T* packed = ws.get<T>(plan.product.packed);
+  // bfloat16 products: w_h rounded once; the product reads h_{t-1} rounded, from the
+  // buffer of the step's parity (the threads write the other one for the next step). On
+  // AVX512-BF16 (native) both as bfloat16 pairs (bf16_kernel.h), in the same regions.
+  // Rounded rows are in slot order, like the state.
+  const bool native = plan.product.bf16 && kNativeBf16 && std::is_same_v<T, float>;
+  T* h_round = ws.get<T>(plan.h_round);
+  auto* packed16 = reinterpret_cast<bf16_t*>(packed);
+  auto* h16 = reinterpret_cast<bf16_t*>(h_round);
+  const i64 lda16 = pair_width(H), G = plan.product.pack.G;
+  PackedWeights<T> p;
+  if (native) {
+    p = packed_layout(plan.product.pack, packed);
+    if constexpr (std::is_same_v<T, float>) {
+      const Weight<T> w(w_h, H, G * H, layout);
+      pack_pairs(H, H, G, p.W, p.blocks, [&](i64 k, i64 c) { return w.at(k, c); }, packed16);
+      std::memset(h16, 0, sizeof(bf16_t) * 2 * B * lda16);
+    }
+  } else {
+    p = pack_recurrent(w_h, layout == WeightLayout::gate_major, plan.product.pack, packed);
+    if (plan.product.bf16) round_packed_swapped(packed, p.blocks, p.panel, H, G * p.W);  // VDPBF16PS's order
+  }
+  const i64 panel16 = lda16 * G * p.W;
   T* h_other = ws.get<T>(plan.h_other);
   T* rec = ws.get<T>(plan.rec);
   const int nt = plan.product.threads;
@@ -316,6 +347,9 @@ void run_recurrence(const ForwardPlan& plan, const Scratch& ws, const Walk& walk
     for (i64 i = 0; i < B; ++i) std::memcpy(h_other + i * H, h_n + walk.order[i] * H, sizeof(T) * H);
     std::swap(first, second);
   }
+  if constexpr (std::is_same_v<T, float>)  // bfloat16 products: h_0 rounded, in slot order
+    if (native) to_bf16(first, H, h16, lda16, B, 0, H);
+  if (h_round && !native) round_swapped(static_cast<const T*>(first), H, h_round, B, 0, H, H);
   T* final_h = first;
   StepBarrier barrier;
   auto body = [&](int tid, int nth) {
@@ -327,10 +361,23 @@ void run_recurrence(const ForwardPlan& plan, const Scratch& ws, const Walk& walk
     i64 before = B;  // slots active at the previous iteration
     for (i64 s = 0; s < steps; ++s) {
       const i64 n = walk.active_count(s, before);
-      for (i64 blk = b0; blk < b1; ++blk) recurrent_block(p, cur, n, blk, tile, rec);
+      const T* operand = h_round ? h_round + (s & 1) * B * H : cur;
+      for (i64 blk = b0; blk < b1; ++blk) {
+        if (native) {
+          panel_product_bf16(h16 + (s & 1) * B * lda16, lda16, n, packed16 + blk * panel16, G * p.U, H,
+                             reinterpret_cast<float*>(tile));
+          scatter_tile(p, n, blk, tile, rec);
+        } else {
+          recurrent_block(p, operand, n, blk, tile, rec);
+        }
+      }
       step(s, n, u0, u1, static_cast<const T*>(cur), nxt, static_cast<const T*>(rec));
       for (i64 i = n; i < before; ++i) std::memcpy(nxt + i * H + u0, cur + i * H + u0, sizeof(T) * (u1 - u0));
       before = n;
+      // the next step's operand: at most the n slots active now are read again
+      if constexpr (std::is_same_v<T, float>)
+        if (native) to_bf16(nxt, H, h16 + ((s + 1) & 1) * B * lda16, lda16, n, u0, u1);
+      if (h_round && !native) round_swapped(static_cast<const T*>(nxt), H, h_round + ((s + 1) & 1) * B * H, n, u0, u1, H);
       if (nth > 1) barrier.wait(nth);
       std::swap(cur, nxt);
     }
@@ -360,8 +407,29 @@ void run_recurrence(const ForwardPlan& plan, const Scratch& ws, const Walk& walk
 template <typename T, class Grad>
 void run_backward_recurrence(const BackwardPlan& plan, const Scratch& ws, const Walk& walk, const T* w_h,
                              WeightLayout layout, i64 H, T* dh, Grad&& grad) {
-  const PackedWeights<T> p = pack_recurrent_transposed(w_h, layout == WeightLayout::gate_major, plan.product.pack,
-                                                       ws.get<T>(plan.product.packed));
+  const i64 B = walk.B;
+  T* packed = ws.get<T>(plan.product.packed);
+  // bfloat16 products: w_h rounded once, each step's da rounded by its threads (native:
+  // both as bfloat16 pairs, da into the plan's da16, by iteration parity).
+  const bool bf16 = plan.product.bf16;
+  const bool native = bf16 && kNativeBf16 && std::is_same_v<T, float>;
+  const i64 GH = plan.product.pack.K;
+  auto* packed16 = reinterpret_cast<bf16_t*>(packed);
+  T* da_round = ws.get<T>(plan.da16);  // float kernels: 2 × (B, G·H) da rounded, pairs swapped
+  auto* da16 = reinterpret_cast<bf16_t*>(da_round);
+  const i64 lda16 = pair_width(GH);
+  PackedWeights<T> p;
+  if (native) {
+    p = packed_layout(plan.product.pack, packed);
+    if constexpr (std::is_same_v<T, float>)
+      pack_pairs(GH, H, 1, p.W, p.blocks, [&](i64 k, i64 c) { return Weight<T>(w_h, H, GH, layout).at(c, k); },
+                 packed16);
+    std::memset(da16, 0, sizeof(bf16_t) * 2 * B * lda16);
+  } else {
+    p = pack_recurrent_transposed(w_h, layout == WeightLayout::gate_major, plan.product.pack, packed);
+    if (bf16) round_packed_swapped(packed, p.blocks, p.panel, GH, p.W);  // VDPBF16PS's order (cpu/bf16.h)
+  }
+  const i64 panel16 = lda16 * p.W;
   T* da_buf[2] = {ws.get<T>(plan.da[0]), ws.get<T>(plan.da[1])};
   T* prod = ws.get<T>(plan.prod);
   const int nt = plan.product.threads;
@@ -377,8 +445,22 @@ void run_backward_recurrence(const BackwardPlan& plan, const Scratch& ws, const 
       n = walk.active_count(s, n);
       T* da = da_buf[s & 1];
       grad(s, n, u0, u1, da);
+      bf16_t* d16 = da16 + (s & 1) * B * lda16;
+      if constexpr (std::is_same_v<T, float>)
+        if (native)
+          for (i64 g = 0; g < GH; g += H) to_bf16(da + g, GH, d16 + g, lda16, n, u0, u1);
+      T* d_round = bf16 ? da_round + (s & 1) * B * GH : nullptr;
+      if (bf16 && !native)
+        for (i64 g = 0; g < GH; g += H) round_swapped(static_cast<const T*>(da), GH, d_round, n, g + u0, g + u1, GH);
       if (nth > 1) barrier.wait(nth);
-      for (i64 blk = b0; blk < b1; ++blk) recurrent_block(p, static_cast<const T*>(da), n, blk, tile, prod);
+      for (i64 blk = b0; blk < b1; ++blk) {
+        if (native) {
+          panel_product_bf16(d16, lda16, n, packed16 + blk * panel16, p.U, GH, reinterpret_cast<float*>(tile));
+          scatter_tile(p, n, blk, tile, prod);
+        } else {
+          recurrent_block(p, static_cast<const T*>(bf16 ? d_round : da), n, blk, tile, prod);
+        }
+      }
       for (i64 i = 0; i < n; ++i) {
         T* d = dh + walk.slot(i) * H;
         const T* q = prod + i * H;

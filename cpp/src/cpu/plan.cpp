@@ -65,6 +65,7 @@ ProductPlan product(const Context& c, Dtype t, Layout& l, i64 K, i64 n, i64 G, i
   p.tile_stride = l.rounded(rows * G * p.pack.W);
   p.packed = l.flat(p.pack.elements);
   p.tiles = l.flat(p.threads * p.tile_stride);
+  p.bf16 = c.bf16;
   return p;
 }
 
@@ -85,6 +86,13 @@ ForwardPlan plan_forward(const Context& c, Dtype t, const CellSpec& spec, const 
     p.h_other = l.flat(B * H);
     p.order = l.indices(B);
   }
+  if (c.bf16) {
+    const bool reset_before = spec.cell == Cell::gru && !spec.reset_after;
+    p.x_round = l.flat(N * d.input);
+    p.projection = product(c, t, l, d.input, H, G, kProjectionRows, 2 * N * d.input * GH);
+    p.h_round = l.flat((reset_before ? 1 : 2) * B * H);
+    if (reset_before) p.w_h_round = l.flat(H * GH);
+  }
   p.bytes = l.bytes();
   return p;
 }
@@ -104,6 +112,14 @@ BackwardPlan plan_backward(const Context& c, Dtype t, const CellSpec& spec, cons
     p.da[1] = l.flat(B * GH);
     p.prod = l.flat(B * H);
     p.order = l.indices(B);
+  }
+  if (c.bf16) {
+    p.x_round = l.flat(N * d.input);
+    p.w_x_round = l.flat(d.input * GH);
+    if (spec.cell == Cell::gru && !spec.reset_after)
+      p.w_h_round = l.flat(H * GH);
+    else
+      p.da16 = l.flat(2 * B * (GH + 1));  // 2 × (B, GH) floats, or 2 × (B, GH + 1) bfloat16 values
   }
   p.bytes = l.bytes();
   return p;

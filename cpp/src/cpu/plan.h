@@ -60,7 +60,11 @@ struct ProductPlan {
   Region packed;                  // the packed operand, pack.elements
   Region tiles;                   // threads × tile_stride
   std::int64_t tile_stride = 0;   // elements per thread's tile, a multiple of 64 bytes
+  bool bf16 = false;              // Context::bf16: the packed operand and the rows are rounded (cpu/bf16.h)
 };
+
+// Rows per tile of the bfloat16 input projection (cpu/bf16_projection.h).
+constexpr std::int64_t kProjectionRows = 96;
 
 // A plain cell's forward (lstm.cpp, gru.cpp, rnn.cpp).
 struct ForwardPlan {
@@ -75,6 +79,12 @@ struct ForwardPlan {
   ProductPlan product;  // w_h packed, K = H
   Region h_other;       // (B, H) the second state buffer
   Region order;         // (B) int64: the batch sorted by length (Walk::sort_by_length)
+  // bfloat16 products only (Context::bf16; cpu/bf16.h), else absent:
+  Region x_round;             // (T·B·I) x rounded (or as bfloat16 pairs)
+  ProductPlan projection;     // w_x packed, K = I, tiles of kProjectionRows rows (cpu/bf16_projection.h)
+  Region h_round;             // packed recurrence: 2 × (B, H), h_{t-1} rounded by step parity;
+                              // GRU with the reset before: (B, H)
+  Region w_h_round;           // GRU with the reset before the product: (H·G·H) w_h rounded
 };
 
 // A plain cell's backward.
@@ -89,6 +99,11 @@ struct BackwardPlan {
   Region da[2];         // (B, G·H) each: the step's gate gradients, alternating
   Region prod;          // (B, H) da·w_hᵀ
   Region order;         // (B) int64: the batch sorted by length (Walk::sort_by_length)
+  // bfloat16 products only (Context::bf16; cpu/bf16.h), else absent:
+  Region x_round, w_x_round;  // (T·B·I), (I·G·H) x and w_x rounded
+  Region w_h_round;           // GRU with the reset before the product: (H·G·H) w_h rounded
+  Region da16;                // backward recurrence, by parity: 2 × (B, G·H) da rounded (float kernels,
+                              // pairs swapped: cpu/bf16.h) or 2 × (B, G·H + 1) bfloat16 (bf16_kernel.h)
 };
 
 // A cell variant's forward (cpu/variant_forward.cpp).

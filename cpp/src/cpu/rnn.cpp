@@ -1,5 +1,6 @@
 // Plain RNN (tanh or relu) on the CPU. Cache layout (rows in the order of x):
 //   states (T·B, H): h_t; backward overwrites them with the pre-activation gradients.
+#include "cpu/bf16_projection.h"
 #include "cpu/kernel_common.h"
 #include "cpu/kernels.h"
 #include "cpu/packed.h"
@@ -23,7 +24,8 @@ void rnn_forward(const Context& ctx, const ForwardPlan& plan, const Scratch& ws,
   T* bias = ws.get<T>(plan.bias);
   for (i64 j = 0; j < H; ++j) bias[j] = (a.b ? a.b[j] : T(0)) + (a.b_h ? a.b_h[j] : T(0));
 
-  project_inputs(ctx, a.x, Weight<T>(a.w_x, d.input, H, a.weight_layout), (a.b || a.b_h) ? bias : nullptr, N, pre, ldp);
+  project(ctx, plan, ws, a.x, Weight<T>(a.w_x, d.input, H, a.weight_layout), (a.b || a.b_h) ? bias : nullptr, N, H,
+          1, pre, ldp);
 
   T* h = a.h_n;
   copy_or_zero(h, a.h0, B * H);
@@ -96,6 +98,7 @@ void rnn_backward(const Context& ctx, const BackwardPlan& plan, const Scratch& w
   wg.input_side(states, H);
   wg.recurrent(H, h_prev, ldh, states, H, 0, H);
   wg.recurrent_bias(states, H, 0, H);
+  wg.round_operands(ws.get<T>(plan.x_round), ws.get<T>(plan.w_x_round));  // bfloat16 products only
   wg.run(ctx, a);
 }
 

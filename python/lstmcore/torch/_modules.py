@@ -311,13 +311,23 @@ class RNNBase(nn.Module):
 
     def _make_configs(self):
         """The Config of each direction and layout, made here (torch.compile cannot trace their making)."""
-        self._configs = {(d, bf): Config(self._cell, self.reset_after, d == 1, bf, self._options)
-                         for d in (0, 1) for bf in (False, True)}
+        self._configs = {(d, bf, c): Config(self._cell, self.reset_after, d == 1, bf, self._options, c)
+                         for d in (0, 1) for bf in (False, True) for c in (None, "bfloat16")}
 
     # --- forward
 
-    def _config(self, direction, packed=False):
-        return self._configs[direction, bool(self.batch_first) and not packed]  # packed input runs time-major
+    def _config(self, direction, packed=False, compute=None):
+        # packed input runs time-major
+        return self._configs[direction, bool(self.batch_first) and not packed, compute]
+
+    def _bfloat16_call(self, x, dtype):
+        """Whether this call computes its products in bfloat16 (lstmcore.forward's compute_dtype):
+        under torch.autocast("cpu", dtype=torch.bfloat16), or on a bfloat16 model, for host tensors
+        of a plain cell (the cell variants compute in float32)."""
+        if x.device.type != "cpu" or self._options:
+            return False
+        autocast = torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == torch.bfloat16
+        return autocast and dtype == torch.float32 or dtype == torch.bfloat16
 
     def _params(self, j):
         p = self._parameters
@@ -335,9 +345,9 @@ class RNNBase(nn.Module):
         if self.input_size != x.size(-1):
             raise RuntimeError(f"input.size(-1) must be equal to input_size. Expected {self.input_size}, "
                                f"got {x.size(-1)}")
-        if dtype not in _FLOAT_DTYPES:
-            raise TypeError(f"input: lstmcore computes in float32 or float64, but the weights are {dtype}; "
-                            f"convert the model: model.float() or model.double()")
+        if dtype not in _FLOAT_DTYPES and not (dtype == torch.bfloat16 and self._bfloat16_call(x, dtype)):
+            raise TypeError(f"input: lstmcore computes in float32 or float64 (bfloat16: plain cells on the CPU), "
+                            f"but the weights are {dtype}; convert the model: model.float() or model.double()")
 
     def _check_hidden(self, t, name, want):
         if t.dim() != 3 or tuple(t.shape) != want:
@@ -404,10 +414,15 @@ class RNNBase(nn.Module):
         if B == 0:
             return self._empty_result(input, x, lstm, L * D, R, batched, batch_dim, h0)
         w0 = getattr(self, self._flat_weights_names[0])
-        x = _autocast(x, w0.dtype)
-        h0, c0 = _autocast(h0, w0.dtype), _autocast(c0, w0.dtype)
-
+        compute = "bfloat16" if self._bfloat16_call(x, w0.dtype) else None
         all_params = [self._params(j) for j in range(L * D)]
+        if compute:  # the core runs float32 in and out; a bfloat16 model's tensors convert (autograd too)
+            x, h0, c0 = (None if t is None else t.float() for t in (x, h0, c0))
+            all_params = [[None if p is None else p.float() for p in ps] for ps in all_params]
+        else:
+            x = _autocast(x, w0.dtype)
+            h0, c0 = _autocast(h0, w0.dtype), _autocast(c0, w0.dtype)
+
         grad = _needs_grad(x, (h0, c0), [p for ps in all_params for p in ps])
         zoneout = self._config(0, packed).zoneout
         anchor = _refusing_anchor(zoneout, grad, self.training, x, (h0, c0), all_params)
@@ -419,7 +434,7 @@ class RNNBase(nn.Module):
             outs = []
             for d in range(D):
                 j = k * D + d
-                y, h, c = _ops.layer(self._config(d, packed), layer_input, None if h0 is None else h0[j],
+                y, h, c = _ops.layer(self._config(d, packed, compute), layer_input, None if h0 is None else h0[j],
                                      None if c0 is None else c0[j], all_params[j], lengths,
                                      _seed(core_training, zoneout), grad, core_training)
                 outs.append(y)
@@ -436,6 +451,11 @@ class RNNBase(nn.Module):
         output = layer_input
         hidden = torch.stack(h_n, 0)
         cell = torch.stack(c_n, 0) if lstm else None
+        if compute and (w0.dtype == torch.bfloat16 or self._cell != "gru"):
+            # bfloat16 out, as torch gives: a bfloat16 model; under autocast torch.nn.LSTM and RNN
+            # (torch.nn.GRU returns float32 there)
+            output, hidden = output.to(torch.bfloat16), hidden.to(torch.bfloat16)
+            cell = None if cell is None else cell.to(torch.bfloat16)
         if anchor is not None:
             output, hidden, cell = (None if t is None else _RefuseBackward.apply(anchor, t)
                                     for t in (output, hidden, cell))

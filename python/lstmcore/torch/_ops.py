@@ -43,15 +43,17 @@ class Config:
     """What one layer call needs besides tensors: the cell, directions and layout, and the
     cell-variant keywords of lstmcore.forward (``options``: a tuple of (name, value) pairs)."""
 
-    __slots__ = ("cell", "reset_after", "reverse", "batch_first", "options", "kwargs", "key", "zoneout")
+    __slots__ = ("cell", "reset_after", "reverse", "batch_first", "options", "kwargs", "key", "zoneout", "compute")
 
-    def __init__(self, cell, reset_after=True, reverse=False, batch_first=False, options=()):
+    def __init__(self, cell, reset_after=True, reverse=False, batch_first=False, options=(), compute=None):
         self.cell, self.reset_after, self.reverse, self.batch_first = cell, bool(reset_after), bool(reverse), bool(
             batch_first)
         self.options = tuple(options)
         self.kwargs = dict(self.options)
         self.zoneout = self.kwargs.get("zoneout") is not None
-        self.key = json.dumps([cell, self.reset_after, self.reverse, self.batch_first, [list(o) for o in self.options]])
+        self.compute = compute  # lstmcore.forward's compute_dtype: None or "bfloat16"
+        self.key = json.dumps([cell, self.reset_after, self.reverse, self.batch_first, [list(o) for o in self.options],
+                               compute])
 
     def __reduce__(self):
         return (config_from_key, (self.key,))
@@ -73,9 +75,9 @@ def config_from_key(key):
     """The Config of a key (memoised: the custom operators receive the key)."""
     cfg = _KEYS.get(key)
     if cfg is None:
-        cell, reset_after, reverse, batch_first, options = json.loads(key)
+        cell, reset_after, reverse, batch_first, options, compute = json.loads(key)
         options = [(name, tuple(v) if isinstance(v, list) else v) for name, v in options]
-        cfg = _KEYS[key] = Config(cell, reset_after, reverse, batch_first, options)
+        cfg = _KEYS[key] = Config(cell, reset_after, reverse, batch_first, options, compute)
     return cfg
 
 
@@ -139,7 +141,8 @@ def run_forward(cfg, x, h0, c0, params, lengths, seed, training):
     res = lstmcore.forward(_np(x), w_x, w_h, p[2], p[3], _np(h0), _np(c0), cell=cfg.cell, reverse=cfg.reverse,
                            seq_lengths=_np(lengths), batch_first=cfg.batch_first, training=training,
                            reset_after=cfg.reset_after, peepholes=p[5], w_proj=w_proj, layer_norm=_layer_norm(p),
-                           seed=None if seed is None else int(seed), **cfg.kwargs, **layout)
+                           seed=None if seed is None else int(seed), compute_dtype=cfg.compute, **cfg.kwargs,
+                           **layout)
     return _t(res.y), _t(res.h_n), _t(res.c_n), res.cache
 
 
@@ -285,7 +288,8 @@ def _rebuild_cache(cfg, x, h0, c0, params, lengths, seed, buffer):
     ln = _layer_norm(p)
     variant = _adapter.variant_field(cfg.cell, cfg.kwargs, None if seed is None else int(seed), p[5], w_proj, ln)
     return _adapter.rebuild_cache(x=arr(x), w_x=w_x, w_h=w_h, h0=arr(h0), c0=arr(c0),
-                                  buffer=buffer.numpy(), variant=variant, **common, **layout)
+                                  buffer=buffer.numpy(), variant=variant, compute_dtype=cfg.compute, **common,
+                                  **layout)
 
 
 _NP_DTYPES = {torch.float32: np.dtype(np.float32), torch.float64: np.dtype(np.float64)}
