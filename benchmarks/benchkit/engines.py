@@ -40,7 +40,7 @@ REQUIRES = {
 SHORT = {"lstmcore": "lstmcore", "lstmcore-padded": "lstmcore padded", "lstmcore-bf16": "lstmcore bf16",
          "lstmcore-step": "lstmcore step", "lstmcore-fwd1": "lstmcore forward(T=1)", "torch": "torch",
          "torch-padded": "torch padded", "torch-autocast": "torch autocast", "torch-cell": "torch cell",
-         "onnxruntime": "ORT", "cpp-step": "C++ forward(T=1)"}
+         "onnxruntime": "ORT", "cpp-step": "C++ Stepper"}
 
 
 def import_modules(names) -> tuple[dict, list[str]]:

@@ -318,7 +318,7 @@ def run_step_cpp(exe: Path, case: dict, args, workdir: Path) -> dict:
         outs["c_n"] = np.fromfile(folder / "c_n.f32", dtype=np.float32).reshape(d.B, d.H)
     save_outputs(workdir / f"cpp-step__{case['id']}.npz", outs)
     us = float(kv["us_per_step"])
-    log(f"  {'C++ forward(T=1)':>22s}  {case['cell']} step B{d.B} H{d.H}: {us / 1e3:10.4f} ms")
+    log(f"  {'C++ Stepper':>22s}  {case['cell']} step B{d.B} H{d.H}: {us / 1e3:10.4f} ms")
     return {"median_ms": us / 1e3, "min_ms": float(kv["min_us_per_step"]) / 1e3, "samples": int(kv["samples"]),
             "inner_loops": int(kv["steps_per_sample"]), "isa": kv.get("isa"),
             "gflops": case["flops"] / (us * 1e-6) * 1e-9}
