@@ -60,6 +60,9 @@ WORKER = textwrap.dedent("""
         torch.nn.functional.mse_loss(m(x[half]), t[half]).backward()  # DDP averages over the ranks
         if rank == 0:
             np.savez(out, **{k.removeprefix("module."): v for k, v in grads(m).items()})
+        # Both ranks reach teardown together: a rank that destroys its group while the other still
+        # works can abort gloo's threads ("terminate called without an active exception").
+        torch.distributed.barrier()
         torch.distributed.destroy_process_group()
 """)
 
