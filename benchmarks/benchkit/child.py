@@ -82,7 +82,7 @@ def run_after_peer(job: dict, mods: dict, out) -> None:
             pred_engines = {}
             for name in preds:
                 # ORT has no training: before a training call it runs the same shape's forward
-                pc = dict(case, mode="infer") if (name == "onnxruntime" and case["mode"] == "train") else case
+                pc = dict(case, mode="infer") if (name.startswith("onnxruntime") and case["mode"] == "train") else case
                 pred_engines[name] = E.ENGINES[name](mods, pc, job["seed"], job["threads"])
             samples = {name: [] for name in preds}
             r = 0

@@ -34,13 +34,13 @@ REQUIRES = {
     "lstmcore-step": ("lstmcore",), "lstmcore-fwd1": ("lstmcore",),
     "torch": ("torch",), "torch-padded": ("torch",), "torch-autocast": ("torch",), "torch-cell": ("torch",),
     # the ONNX model is written by lstmcore's converter; lstmcore computes nothing in that process
-    "onnxruntime": ("onnxruntime", "onnx", "lstmcore"),
+    "onnxruntime": ("onnxruntime", "onnx", "lstmcore"), "onnxruntime-nospin": ("onnxruntime", "onnx", "lstmcore"),
 }
 # Short names for reports ("cpp-step" is no engine class here: the step mode runs step_cpp.cpp itself).
 SHORT = {"lstmcore": "lstmcore", "lstmcore-padded": "lstmcore padded", "lstmcore-bf16": "lstmcore bf16",
          "lstmcore-step": "lstmcore step", "lstmcore-fwd1": "lstmcore forward(T=1)", "torch": "torch",
          "torch-padded": "torch padded", "torch-autocast": "torch autocast", "torch-cell": "torch cell",
-         "onnxruntime": "ORT", "cpp-step": "C++ Stepper"}
+         "onnxruntime": "ORT", "onnxruntime-nospin": "ORT (no spinning)", "cpp-step": "C++ Stepper"}
 
 
 def import_modules(names) -> tuple[dict, list[str]]:
@@ -409,6 +409,7 @@ class TorchCell(_Stepper):
 class OnnxRuntime(Engine):
     name = "onnxruntime"
     modes = ("infer",)
+    spin = True  # ORT's default: intra-op workers spin-wait for the next task after a run
 
     def __init__(self, mods, case, seed, threads):
         if case["mode"] == "train":
@@ -428,6 +429,8 @@ class OnnxRuntime(Engine):
         so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         # ORT's own defaults otherwise (its workers spin for a while after a run): each engine
         # runs in its own process, and the same-process mode measures what those defaults do.
+        if not self.spin:
+            so.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.sess = ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
         self.feed = {"X": d.x}
         if d.lengths is not None:
@@ -443,8 +446,15 @@ class OnnxRuntime(Engine):
         return out
 
 
+class OnnxRuntimeNoSpin(OnnxRuntime):
+    """ONNX Runtime with session.intra_op.allow_spinning=0: its workers sleep as soon as a run
+    ends (the after-peer mode's control for what the spinning costs a neighbour)."""
+    name = "onnxruntime-nospin"
+    spin = False
+
+
 ENGINES = {cls.name: cls for cls in (Lstmcore, LstmcorePadded, LstmcoreBf16, LstmcoreStep, LstmcoreForward1,
-                                     Torch, TorchPadded, TorchAutocast, TorchCell, OnnxRuntime)}
+                                     Torch, TorchPadded, TorchAutocast, TorchCell, OnnxRuntime, OnnxRuntimeNoSpin)}
 
 
 def supports(engine: str, case: dict) -> bool:

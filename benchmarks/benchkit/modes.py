@@ -27,7 +27,7 @@ BF16_GOAL = 1.2        # torch autocast time / lstmcore bf16 time
 
 
 def _family(engine: str) -> str:
-    return "onnxruntime" if engine == "onnxruntime" else engine.split("-")[0]
+    return "onnxruntime" if engine.startswith("onnxruntime") else engine.split("-")[0]
 
 
 def _wanted(args, engines) -> list[str]:
@@ -332,6 +332,8 @@ def run_after_peer(args) -> dict:
     t0 = _start(args, "same process after a peer")
     peaks = {}
     preds = [p for p in ("lstmcore", "torch", "onnxruntime") if p == "lstmcore" or p in args.impls]
+    if "onnxruntime" in preds:  # the control: ORT with its workers' spinning turned off
+        preds.append("onnxruntime-nospin")
     out = []
     with _runner(args) as runner:
         for k, (label, (T, B, H)) in enumerate(args.configs):
@@ -367,7 +369,7 @@ def _after_peer_result(case, alone_recs, shared_recs) -> dict:
     for r in alone_recs + shared_recs:
         if r.get("note"):
             res["notes"].append(r["note"])
-    for pred in ("lstmcore", "torch", "onnxruntime"):
+    for pred in ("lstmcore", "torch", "onnxruntime", "onnxruntime-nospin"):
         t, n = _pooled_median(shared_recs, pred)
         if t is None:
             continue

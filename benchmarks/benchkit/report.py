@@ -280,18 +280,21 @@ def render_after_peer(results: dict) -> str:
                "predecessors take turns. 'alone': lstmcore in a process of its own (predecessor: lstmcore). "
                "'after lstmcore': the shared process (torch and ONNX Runtime loaded and used) when lstmcore ran "
                f"last. slowdown = time / alone − 1 (goal ≤ {100 * meta['goal_slowdown']:.0f}%). Peers with their "
-               f"default thread-pool settings; at least {meta['after_peer_rounds']} rounds and "
+               "default thread-pool settings, and as a control ONNX Runtime with "
+               "session.intra_op.allow_spinning=0 ('ORT no spin'); at least {meta['after_peer_rounds']} rounds and "
                f"{ap.get('max_case_s')} s per case. Whole run: {meta.get('wall_s', 0) / 60:.1f} min.")
     out.append("")
     head = ["config (T,B,I=H)", "cell", "mode", "alone ms", "after lstmcore ms", "after torch ms", "after ORT ms",
-            "slowdown after torch", "after ORT", "after lstmcore (shared process)"]
+            "after ORT no spin ms", "slowdown after torch", "after ORT", "after ORT no spin",
+            "after lstmcore (shared process)"]
     rows = []
     for res in results["cases"]:
         c, t, s = res["case"], res["times_ms"], res["slowdown"]
         rows.append([_where(c), c["cell"].upper(), c["mode"],
                      fmt(t.get("alone"), ".3f"), fmt(t.get("after_lstmcore"), ".3f"), fmt(t.get("after_torch"), ".3f"),
-                     fmt(t.get("after_onnxruntime"), ".3f"), _pct(s.get("after_torch")),
-                     _pct(s.get("after_onnxruntime")), _pct(s.get("after_lstmcore"))])
+                     fmt(t.get("after_onnxruntime"), ".3f"), fmt(t.get("after_onnxruntime-nospin"), ".3f"),
+                     _pct(s.get("after_torch")), _pct(s.get("after_onnxruntime")),
+                     _pct(s.get("after_onnxruntime-nospin")), _pct(s.get("after_lstmcore"))])
     out.append(markdown_table(head, rows, left=3))
     out += footer(results)
     return "\n".join(out)
