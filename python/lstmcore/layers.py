@@ -62,6 +62,7 @@ mode for ``backward``. A run-time setting: ``config()`` / ``save`` do not store 
 """
 from __future__ import annotations
 
+import functools
 import json
 import os
 
@@ -94,6 +95,14 @@ def _param_names(num_layers, directions, bias, peepholes=False, proj_size=0, lay
             kinds += list(_LN_KINDS) if layer_norm else []
             names += [f"{prefix}.{kind}" for kind in kinds]
     return names
+
+
+@functools.lru_cache(maxsize=64)
+def _step_names(num_layers, bias):
+    """For ``step``: per layer the names of (w_x, w_h, b, b_h) (None without bias), and the set of all."""
+    layers = tuple(tuple(f"l{k}.{kind}" if bias or kind in ("w_x", "w_h") else None
+                         for kind in ("w_x", "w_h", "b", "b_h")) for k in range(num_layers))
+    return layers, frozenset(n for layer in layers for n in layer if n is not None)
 
 
 def _refuse_lstm_options(family, options):
@@ -598,6 +607,9 @@ class _Recurrent:
         the whole-sequence call step by step. Not defined for bidirectional layers (the
         reverse direction needs the whole sequence).
         """
+        fast = self._step_in_place(x_t, state)
+        if fast is not None:
+            return fast
         if self.bidirectional or self.reverse:
             raise ValueError(f"step: a {'reverse' if self.reverse else 'bidirectional'} layer cannot run step by step "
                              f"(its reverse direction starts at the end of the sequence); call the layer on the whole "
@@ -613,6 +625,38 @@ class _Recurrent:
                                              False, False, merge=self.merge, variant=self._variant,
                                              bf16=self.compute_dtype is not None)
         return y[0], self._pack_state(h_n, c_n)
+
+    def _step_in_place(self, x_t, state):
+        """``step`` on the core's fast path (``_core.layer_step``: the weights read where they lie,
+        never a stale copy), or None when the call needs the checked path: a variant cell,
+        bfloat16 compute, a reverse or bidirectional layer, or any argument or parameter that
+        is not a ready array of the expected shape (that path converts it or names the problem)."""
+        if self._variant is not None or self.compute_dtype is not None or self.bidirectional or self.reverse:
+            return None
+        params = self.params
+        names = _step_names(self.num_layers, self.bias)
+        if len(params) != len(names[1]):  # a missing or unknown name: the checked path names it
+            return None
+        try:
+            weights = [tuple(None if n is None else params[n] for n in layer) for layer in names[0]]
+        except KeyError:
+            return None
+        if state is None:
+            h0 = c0 = None
+        elif self.cell == "lstm":
+            if type(state) is not tuple or len(state) != 2:
+                return None
+            h0, c0 = state
+        elif isinstance(state, (tuple, list)):
+            return None
+        else:
+            h0, c0 = state, None
+        out = _core.layer_step(self.cell, self.reset_after, x_t, weights, h0, c0, False, self.input_size,
+                               self.hidden_size)
+        if out is None or out[0].dtype != self.dtype:
+            return None
+        y, h_n, c_n = out
+        return y, self._pack_state(h_n, c_n)
 
     def stepper(self, batch=1, state=None):
         """A :class:`lstmcore._stepper.Stepper` for fast step-by-step inference:
