@@ -151,17 +151,21 @@ namespace {
 
 // The workspace of step_layer: acc (B, G, Hp), hn, rh, hcopy (B, Hp), Hp = H rounded up to
 // 16 values, so that the threads' unit ranges (whole 16-unit blocks) never share a cache
-// line; 16 values of slack let the front align the start to 64 bytes.
+// line; then, for the row split, one partial (B, G + 1, Hp) per thread; 16 values of
+// slack let the front align the start to 64 bytes.
 struct StepRegions {
-  i64 Hp, acc, hn, rh, hcopy, total;
+  i64 Hp, acc, hn, rh, hcopy, parts, part;
   StepRegions(const CellSpec& spec, i64 B, i64 H) {
+    const i64 G = gate_count(spec.cell);
     Hp = (H + 15) / 16 * 16;
     acc = 0;
-    hn = B * gate_count(spec.cell) * Hp;
+    hn = B * G * Hp;
     rh = hn + B * Hp;
     hcopy = rh + B * Hp;
-    total = hcopy + B * Hp + 16;
+    parts = hcopy + B * Hp;
+    part = B * (G + 1) * Hp;
   }
+  i64 size(int threads) const { return parts + (threads > 1 ? threads * part : 0) + 16; }
 };
 
 template <typename T>
@@ -174,11 +178,11 @@ bool overlap(const T* a, i64 na, const T* b, i64 nb) {
 i64 step_workspace_size(const CellSpec& spec, i64 batch, i64 hidden) {
   require(batch >= 1, "batch: expected >= 1, got " + std::to_string(batch));
   require(hidden >= 1, "hidden: expected >= 1, got " + std::to_string(hidden));
-  return StepRegions(spec, batch, hidden).total;
+  return StepRegions(spec, batch, hidden).size(cpu::capture().threads);
 }
 
 template <typename T>
-void step_layer(const LayerStep<T>& a, T* workspace) {
+void step_layer(const LayerStep<T>& a, T* workspace, i64 workspace_size) {
   const i64 B = a.batch, I = a.input, H = a.hidden;
   require(B >= 1, "batch: expected >= 1, got " + std::to_string(B));
   require(I >= 1, "input: expected >= 1, got " + std::to_string(I));
@@ -199,6 +203,8 @@ void step_layer(const LayerStep<T>& a, T* workspace) {
   require(a.c_in == a.c_out || !overlap<T>(a.c_in, n, a.c_out, n), "c_out: overlaps c_in partly");
   require(!overlap<T>(a.h_out, n, a.c_out, n), "h_out: overlaps c_out");
   const StepRegions reg(a.spec, B, H);
+  require(workspace_size >= reg.size(1), "workspace_size: expected >= " + std::to_string(reg.size(1)) +
+                                             " (step_workspace_size), got " + std::to_string(workspace_size));
   const cpu::Context ctx = cpu::capture();
   cpu::DirectStep<T> r;
   r.spec = a.spec;
@@ -208,6 +214,10 @@ void step_layer(const LayerStep<T>& a, T* workspace) {
   r.G = gate_count(a.spec.cell);
   r.gate_major = a.layout == WeightLayout::gate_major;
   r.threads = cpu::product_threads(ctx, 2 * B * (I + H) * r.G * H, (H + 15) / 16);
+  // the row split where it applies and the workspace holds a partial per thread
+  const bool rows = a.layout == WeightLayout::input_major && !(a.spec.cell == Cell::gru && !a.spec.reset_after);
+  if (rows && r.threads > 1)
+    while (r.threads > 1 && reg.size(r.threads) > workspace_size) --r.threads;
   r.w_x = a.w_x;
   r.w_h = a.w_h;
   r.b = a.b;
@@ -225,11 +235,15 @@ void step_layer(const LayerStep<T>& a, T* workspace) {
   r.hn = ws + reg.hn;
   r.rh = ws + reg.rh;
   r.hcopy = ws + reg.hcopy;
+  if (rows && r.threads > 1) {
+    r.parts = ws + reg.parts;
+    r.part_stride = reg.part;
+  }
   kernels_of<T>(*ctx.kernels).direct(r);
 }
 
-template void step_layer<float>(const LayerStep<float>&, float*);
-template void step_layer<double>(const LayerStep<double>&, double*);
+template void step_layer<float>(const LayerStep<float>&, float*, i64);
+template void step_layer<double>(const LayerStep<double>&, double*, i64);
 
 template class Stepper<float>;
 template class Stepper<double>;

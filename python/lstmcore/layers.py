@@ -651,6 +651,11 @@ class _Recurrent:
             return None
         else:
             h0, c0 = state, None
+        if not all(type(a) is np.ndarray or a is None for a in (x_t, h0, c0)):  # tensors, lists: converted here
+            if _cuda.is_device_call(x_t, h0, c0):
+                return None
+            x_t = self._array(x_t, "x_t")
+            h0, c0 = self._state(state)
         out = _core.layer_step(self.cell, self.reset_after, x_t, weights, h0, c0, False, self.input_size,
                                self.hidden_size)
         if out is None or out[0].dtype != self.dtype:

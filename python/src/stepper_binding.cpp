@@ -170,7 +170,7 @@ py::object layer_step(const lstmcore::CellSpec& spec, const py::array& x_t, cons
       a.x_t = in;
       a.h_in = a.h_out = hp + k * n;
       if (lstm) a.c_in = a.c_out = cp + k * n;
-      lstmcore::step_layer(a, workspace.data());
+      lstmcore::step_layer(a, workspace.data(), static_cast<int64_t>(workspace.size()));
       in = a.h_out;
     }
     std::memcpy(y.mutable_data(), in, sizeof(T) * n);

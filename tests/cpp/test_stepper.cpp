@@ -78,7 +78,7 @@ TEST(api_step_layer_matches_the_reference) {
           a.h_out = in_place ? h.data() : h2.data();
           a.c_in = lstm ? c.data() : nullptr;
           a.c_out = lstm ? (in_place ? c.data() : c2.data()) : nullptr;
-          lstmcore::step_layer(a, ws.data() + 1);  // a workspace not 64-byte aligned
+          lstmcore::step_layer(a, ws.data() + 1, static_cast<i64>(ws.size()) - 1);  // not 64-byte aligned
           if (!in_place) {
             h = h2;
             if (lstm) c = c2;
@@ -99,11 +99,11 @@ TEST(errors_step_layer_arguments) {
   a.x_t = x.data();
   a.h_in = a.h_out = h.data();
   a.c_in = a.c_out = c.data();
-  lstmcore::step_layer(a, ws.data());  // the baseline is accepted
+  lstmcore::step_layer(a, ws.data(), 1024);  // the baseline is accepted
   const auto fails = [&](auto edit, const char* name) {
     lstmcore::LayerStep<float> b = a;
     edit(b);
-    CHECK_MSG(error_of([&] { lstmcore::step_layer(b, ws.data()); }).rfind(name, 0) == 0, name);
+    CHECK_MSG(error_of([&] { lstmcore::step_layer(b, ws.data(), 1024); }).rfind(name, 0) == 0, name);
   };
   fails([](auto& b) { b.batch = 0; }, "batch");
   fails([](auto& b) { b.w_h = nullptr; }, "w_h");
@@ -111,5 +111,6 @@ TEST(errors_step_layer_arguments) {
   fails([](auto& b) { b.spec.cell = Cell::gru; }, "c_in");
   fails([](auto& b) { b.spec.compute = lstmcore::Compute::bfloat16; }, "compute");
   fails([&](auto& b) { b.h_out = x.data(); }, "x_t");
-  CHECK(error_of([&] { lstmcore::step_layer(a, static_cast<float*>(nullptr)); }).rfind("workspace", 0) == 0);
+  CHECK(error_of([&] { lstmcore::step_layer(a, static_cast<float*>(nullptr), 1024); }).rfind("workspace", 0) == 0);
+  CHECK(error_of([&] { lstmcore::step_layer(a, ws.data(), 4); }).rfind("workspace_size", 0) == 0);
 }

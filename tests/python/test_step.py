@@ -152,3 +152,36 @@ def test_bfloat16_layers_step_like_their_whole_sequence_call():
     y, _ = layer(x)
     ys, _ = _walk(layer, x, None)
     assert rel_err(ys, y) < 1e-6
+
+
+@pytest.mark.parametrize("name,kw", [("LSTMCell", {}), ("GRUCell", {}), ("RNNCell", {"nonlinearity": "relu"})])
+def test_torch_cells_without_gradients_step_in_place(name, kw, monkeypatch):
+    """lstmcore.torch's cells under no_grad run _core.layer_step on torch's own (gate-major)
+    weights: torch.nn's result, in-place weight changes seen, no custom op; with gradients
+    they keep the autograd path."""
+    torch = pytest.importorskip("torch")
+    import lstmcore.torch as lt
+    from lstmcore.torch import _ops
+    torch.manual_seed(0)
+    ours = getattr(lt, name)(5, 19, dtype=torch.float64, **kw)
+    ref = getattr(torch.nn, name)(5, 19, dtype=torch.float64, **kw)
+    ref.load_state_dict(ours.state_dict())
+    x, h = torch.randn(3, 5, dtype=torch.float64), torch.randn(3, 19, dtype=torch.float64)
+    hx = (h, torch.randn(3, 19, dtype=torch.float64)) if name == "LSTMCell" else h
+
+    def parts(out):
+        return out if isinstance(out, tuple) else (out,)
+
+    with torch.no_grad(), monkeypatch.context() as m:
+        m.setattr(_ops, "layer", lambda *a, **k: pytest.fail("the custom op ran"))
+        for a, b in zip(parts(ours(x, hx)), parts(ref(x, hx))):
+            assert rel_err(a.numpy(), b.numpy()) < 1e-12
+        ours.weight_hh.mul_(0.5)
+        ref.weight_hh.mul_(0.5)
+        for a, b in zip(parts(ours(x[0])), parts(ref(x[0]))):  # unbatched, zero state
+            assert a.shape == b.shape and rel_err(a.numpy(), b.numpy()) < 1e-12
+        for a, b in zip(parts(ours(x, hx)), parts(ref(x, hx))):
+            assert rel_err(a.numpy(), b.numpy()) < 1e-12
+    out = parts(ours(x, hx))[0]
+    out.sum().backward()
+    assert out.requires_grad and ours.weight_ih.grad is not None

@@ -59,7 +59,7 @@ class Stepper {
 // the reset after or before the product, RNN tanh / relu; native compute only.
 //
 //   LayerStep<float> a;  a.spec = ...; a.batch = B; a.input = I; a.hidden = H;
-//   a.w_x = ...; ...; step_layer(a, workspace);   // workspace: step_workspace_size(spec, B, H) values
+//   a.w_x = ...; ...; step_layer(a, ws.data(), ws.size());   // ws: step_workspace_size(spec, B, H) values
 template <typename T>
 struct LayerStep {
   CellSpec spec;                                     // compute must be native
@@ -76,15 +76,18 @@ struct LayerStep {
   T* c_out = nullptr;       // (B, H) LSTM only; may be c_in itself
 };
 
-// The values of T the workspace of step_layer needs for this cell, batch and hidden size.
+// The values of T the workspace of step_layer needs for this cell, batch and hidden size
+// on the thread count in force (a smaller workspace runs on fewer threads).
 std::int64_t step_workspace_size(const CellSpec& spec, std::int64_t batch, std::int64_t hidden);
 
 // Runs the step; allocates nothing. InvalidArgument for bad sizes, a missing or superfluous
-// pointer, bfloat16 compute, outputs overlapping x_t or partly overlapping their inputs.
-// Runs on the thread count and instruction set in force; the products sum in another order
-// than forward()'s (agreement to rounding). `workspace` may not overlap any array above.
+// pointer, bfloat16 compute, outputs overlapping x_t or partly overlapping their inputs, a
+// workspace smaller than step_workspace_size's one-thread figure. Runs on the thread count
+// (at most what the workspace holds) and instruction set in force; the products sum in
+// another order than forward()'s (agreement to rounding). `workspace` (workspace_size
+// values of T) may not overlap any array above.
 template <typename T>
-void step_layer(const LayerStep<T>& args, T* workspace);
+void step_layer(const LayerStep<T>& args, T* workspace, std::int64_t workspace_size);
 
 LSTMCORE_INLINE_NAMESPACE_END
 }  // namespace lstmcore

@@ -50,6 +50,8 @@ struct DirectStep {
   T* hn = nullptr;               // (B, Hp) GRU: the recurrent part of n
   T* rh = nullptr;               // (B, Hp) GRU reset_after=false: r ⊙ h
   T* hcopy = nullptr;            // (B, Hp)
+  T* parts = nullptr;            // threads × part_stride: the row split's partials, or nullptr (unit split)
+  std::int64_t part_stride = 0;  // B·(G + 1)·Hp rounded to 16
 };
 
 #define LSTMCORE_DECLARE_STEPPER(ns)                                                          \
