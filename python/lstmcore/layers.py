@@ -58,7 +58,10 @@ variant refuses device arrays. ``step`` runs on the host.
 ``layer.compute_dtype``): the products of every layer and direction on bfloat16 operands,
 as :func:`lstmcore.forward`'s option (README, "bfloat16 compute"): float32 layers of plain
 cells, host arrays only (device calls compute in float32). The training cache keeps the
-mode for ``backward``. A run-time setting: ``config()`` / ``save`` do not store it.
+mode for ``backward``. ``config()`` has it (key "compute_dtype", only when set), so ``save``
+stores it and ``load`` / ``from_config`` restore it; files written without it load in the
+layer dtype's own compute. Setting the attribute later changes ``config()``: a training
+cache made before it is refused by ``backward`` (by name).
 """
 from __future__ import annotations
 
@@ -211,7 +214,7 @@ class _Recurrent:
         self._set_variant(activations, activation_alpha, activation_beta, clip, peepholes, input_forget,
                           forget_gate, proj_size, layer_norm, zoneout)
         self.dtype = dt
-        # bfloat16 products (lstmcore.forward's compute_dtype): a run-time setting, not saved in config()
+        # bfloat16 products (lstmcore.forward's compute_dtype): in config() and so in save / load
         self.compute_dtype = compute_dtype_of(compute_dtype)
         if self.compute_dtype is not None and dt != np.float32:
             raise TypeError(f"compute_dtype: 'bfloat16' computes on float32 layers, got dtype={dt}")
@@ -341,6 +344,8 @@ class _Recurrent:
         cfg.update(self.variant_options())
         if self.reverse:
             cfg["reverse"] = True
+        if self.compute_dtype is not None:
+            cfg["compute_dtype"] = self.compute_dtype
         return cfg
 
     def __repr__(self):
@@ -606,6 +611,12 @@ class _Recurrent:
         layer's output (R = proj_size or H), and the new state (zoneout: its expectation). Calling step over a sequence gives the result of
         the whole-sequence call step by step. Not defined for bidirectional layers (the
         reverse direction needs the whole sequence).
+
+        The weights are read where they lie in ``params`` on every call: a change to them, in
+        place or not, reaches the next step (a stepper, faster at larger B, packs them once).
+        Plain cells in the layer's own compute run ``lstmcore::step_layer`` (no allocation
+        in the core beyond the returned arrays); bfloat16 compute and the cell variants run a
+        one-step call of the whole-sequence core.
         """
         fast = self._step_in_place(x_t, state)
         if fast is not None:
@@ -866,7 +877,8 @@ class RNN(_Recurrent):
 
 
 _CLASSES = {"lstm": LSTM, "gru": GRU, "rnn": RNN}
-_VARIANT_KEYS = ("activations", "activation_alpha", "activation_beta", "clip") + _LSTM_OPTIONS + ("reverse",)
+_VARIANT_KEYS = ("activations", "activation_alpha", "activation_beta", "clip") + _LSTM_OPTIONS + ("reverse",
+                                                                                                 "compute_dtype")
 
 
 def _make(family, input_size, hidden_size, num_layers=1, bias=True, batch_first=False, dropout=0.0,
