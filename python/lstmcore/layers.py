@@ -669,6 +669,12 @@ class _Recurrent:
             h0, c0 = self._state(state)
         out = _core.layer_step(self.cell, self.reset_after, x_t, weights, h0, c0, False, self.input_size,
                                self.hidden_size)
+        if out is None:  # once more on the arrays as the checked path has them (copies of strided ones,
+            x_t = self._array(x_t, "x_t")  # so every layout gives the same bits), or its named errors
+            h0, c0 = self._state(state)
+            weights = [w[:4] for w in self._weights()]
+            out = _core.layer_step(self.cell, self.reset_after, x_t, weights, h0, c0, False, self.input_size,
+                                   self.hidden_size)
         if out is None or out[0].dtype != self.dtype:
             return None
         y, h_n, c_n = out
@@ -691,6 +697,9 @@ class _Recurrent:
                              "layer.step, not a stepper")
         if self.cell == "gru" and not self.reset_after:
             raise ValueError("stepper: a GRU with reset_after=False runs through layer.step, not a stepper")
+        if self.compute_dtype is not None:
+            raise ValueError(f"stepper: compute_dtype={self.compute_dtype!r} runs through layer.step, not a stepper "
+                             f"(a stepper computes in the layer's dtype)")
         return Stepper(self, batch, state)
 
     def zero_grad(self):
