@@ -73,6 +73,17 @@ def test_step_walks_the_sequence(cls, kw, dtype, nthreads, threads, monkeypatch)
                 assert a.dtype == dtype and a.flags.c_contiguous and rel_err(a, b) < TOL[dtype]
 
 
+@pytest.mark.parametrize("kw", [{}, {"nonlinearity": "relu"}])
+def test_rnn_step_on_two_threads(kw, threads):
+    """An RNN's product is a quarter of an LSTM's: it takes a wider layer to split it over two threads."""
+    threads(2)
+    layer = _layer(lstmcore.RNN, kw, 9, 301, np.float32)
+    x = np.random.default_rng(8).standard_normal((3, 5, 9)).astype(np.float32)
+    y, h = layer(x)
+    ys, got = _walk(layer, x, None)
+    assert rel_err(ys, y) < 1e-6 and rel_err(got, h) < 1e-6
+
+
 def test_step_returns_new_arrays_and_leaves_the_state_alone():
     layer = _layer(lstmcore.LSTM, {}, 4, 19, np.float64)
     x = np.random.default_rng(0).standard_normal((2, 4))
