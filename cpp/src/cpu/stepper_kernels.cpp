@@ -212,14 +212,16 @@ void cell_units(const DirectStep<T>& r, const T* hp, i64 u0, i64 u1) {
 // Row split (input-major, every cell but GRU with reset_after=false): thread t sums the
 // products over its share of the I + H weight rows, every column, into a partial of its
 // own, so each thread streams one contiguous block of the weights, which stays in its
-// core's cache from step to step; after one barrier each thread adds the biases and the
-// partials for its units and applies the cell.
+// core's cache from step to step. The calling thread then adds the biases and the
+// partials and applies the cell (a few hundred values: cheaper than a second meeting of
+// the threads, which costs most when the machine is busy).
 template <typename T>
 void direct_step_rows(const DirectStep<T>& r, const T* hp) {
   const i64 B = r.B, I = r.I, H = r.H, G = r.G, GH = G * H, ld = r.ld, lp = (G + 1) * ld;
   const bool gru = r.spec.cell == Cell::gru;
-  const i64 blocks = (H + kUnitBlock - 1) / kUnitBlock;
+  int used = 1;
   run_on_threads(r.threads, [&](int tid, int nth) {
+    if (tid == 0) used = nth;
     T* part = r.parts + tid * r.part_stride;  // (B, G + 1, ld): the gates, then GRU's recurrent n
     std::fill(part, part + B * lp, T(0));
     const i64 K = I + H, k0 = K * tid / nth, k1 = K * (tid + 1) / nth;
@@ -229,42 +231,37 @@ void direct_step_rows(const DirectStep<T>& r, const T* hp) {
       col[g] = g * H;
       acc[g] = part + g * ld;
     }
-    if (k0 < I) product_rows(B, std::min(k1, I) - k0, r.x + k0, I, r.w_x + k0 * GH, GH, static_cast<int>(G), col, acc, H, lp);
+    if (k0 < I)
+      product_rows(B, std::min(k1, I) - k0, r.x + k0, I, r.w_x + k0 * GH, GH, static_cast<int>(G), col, acc, H, lp);
     const i64 h0 = std::max(k0, I) - I, h1 = k1 - I;
     if (h1 > h0) {
       if (gru) acc[2] = part + G * ld;
       product_rows(B, h1 - h0, hp + h0, H, r.w_h + h0 * GH, GH, static_cast<int>(G), col, acc, H, lp);
     }
-#ifdef _OPENMP
-#pragma omp barrier
-#endif
-    const i64 u0 = std::min(H, blocks * tid / nth * kUnitBlock);
-    const i64 u1 = std::min(H, blocks * (tid + 1) / nth * kUnitBlock);
-    if (u1 <= u0) return;
-    for (i64 b = 0; b < B; ++b) {
-      for (i64 g = 0; g < G; ++g) {
-        T* a = r.acc + (b * G + g) * ld;
-        const T* bx = r.b ? r.b + g * H : nullptr;
-        const T* bh = r.b_h && !(gru && g == 2) ? r.b_h + g * H : nullptr;
-        for (i64 j = u0; j < u1; ++j) a[j] = (bx ? bx[j] : T(0)) + (bh ? bh[j] : T(0));
-        for (int t = 0; t < nth; ++t) {
-          const T* pt = r.parts + t * r.part_stride + b * lp + g * ld;
-          LSTMCORE_SIMD
-          for (i64 j = u0; j < u1; ++j) a[j] += pt[j];
-        }
-      }
-      if (gru) {
-        T* hn = r.hn + b * ld;
-        for (i64 j = u0; j < u1; ++j) hn[j] = r.b_h ? r.b_h[2 * H + j] : T(0);
-        for (int t = 0; t < nth; ++t) {
-          const T* pt = r.parts + t * r.part_stride + b * lp + G * ld;
-          LSTMCORE_SIMD
-          for (i64 j = u0; j < u1; ++j) hn[j] += pt[j];
-        }
+  });
+  for (i64 b = 0; b < B; ++b) {
+    for (i64 g = 0; g < G; ++g) {
+      T* a = r.acc + (b * G + g) * ld;
+      const T* bx = r.b ? r.b + g * H : nullptr;
+      const T* bh = r.b_h && !(gru && g == 2) ? r.b_h + g * H : nullptr;
+      for (i64 j = 0; j < H; ++j) a[j] = (bx ? bx[j] : T(0)) + (bh ? bh[j] : T(0));
+      for (int t = 0; t < used; ++t) {
+        const T* pt = r.parts + t * r.part_stride + b * lp + g * ld;
+        LSTMCORE_SIMD
+        for (i64 j = 0; j < H; ++j) a[j] += pt[j];
       }
     }
-    cell_units(r, hp, u0, u1);
-  });
+    if (gru) {
+      T* hn = r.hn + b * ld;
+      for (i64 j = 0; j < H; ++j) hn[j] = r.b_h ? r.b_h[2 * H + j] : T(0);
+      for (int t = 0; t < used; ++t) {
+        const T* pt = r.parts + t * r.part_stride + b * lp + G * ld;
+        LSTMCORE_SIMD
+        for (i64 j = 0; j < H; ++j) hn[j] += pt[j];
+      }
+    }
+  }
+  cell_units(r, hp, 0, H);
 }
 
 template <typename T>
