@@ -47,7 +47,7 @@ class Stepper:
 
     def _convert(self, x_t):
         x = x_t if isinstance(x_t, np.ndarray) else np.asarray(x_t)
-        if x.dtype.kind == "f" and x.dtype != self._dtype:
+        if x.dtype.kind == "f" and x.dtype != self._dtype and hasattr(x_t, "dtype"):  # lists read in the layer's
             raise TypeError(f"x_t: dtype {x.dtype} differs from the layer's dtype {self._dtype}")
         if x.dtype.kind not in "biuf":
             raise TypeError(f"x_t: expected a real numeric array, got dtype {x.dtype}")

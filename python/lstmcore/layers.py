@@ -58,10 +58,14 @@ variant refuses device arrays. ``step`` runs on the host.
 ``layer.compute_dtype``): the products of every layer and direction on bfloat16 operands,
 as :func:`lstmcore.forward`'s option (README, "bfloat16 compute"): float32 layers of plain
 cells, host arrays only (device calls compute in float32). The training cache keeps the
-mode for ``backward``. A run-time setting: ``config()`` / ``save`` do not store it.
+mode for ``backward``. ``config()`` has it (key "compute_dtype", only when set), so ``save``
+stores it and ``load`` / ``from_config`` restore it; files written without it load in the
+layer dtype's own compute. Setting the attribute later changes ``config()``: a training
+cache made before it is refused by ``backward`` (by name).
 """
 from __future__ import annotations
 
+import functools
 import json
 import os
 
@@ -94,6 +98,14 @@ def _param_names(num_layers, directions, bias, peepholes=False, proj_size=0, lay
             kinds += list(_LN_KINDS) if layer_norm else []
             names += [f"{prefix}.{kind}" for kind in kinds]
     return names
+
+
+@functools.lru_cache(maxsize=64)
+def _step_names(num_layers, bias):
+    """For ``step``: per layer the names of (w_x, w_h, b, b_h) (None without bias), and the set of all."""
+    layers = tuple(tuple(f"l{k}.{kind}" if bias or kind in ("w_x", "w_h") else None
+                         for kind in ("w_x", "w_h", "b", "b_h")) for k in range(num_layers))
+    return layers, frozenset(n for layer in layers for n in layer if n is not None)
 
 
 def _refuse_lstm_options(family, options):
@@ -202,7 +214,7 @@ class _Recurrent:
         self._set_variant(activations, activation_alpha, activation_beta, clip, peepholes, input_forget,
                           forget_gate, proj_size, layer_norm, zoneout)
         self.dtype = dt
-        # bfloat16 products (lstmcore.forward's compute_dtype): a run-time setting, not saved in config()
+        # bfloat16 products (lstmcore.forward's compute_dtype): in config() and so in save / load
         self.compute_dtype = compute_dtype_of(compute_dtype)
         if self.compute_dtype is not None and dt != np.float32:
             raise TypeError(f"compute_dtype: 'bfloat16' computes on float32 layers, got dtype={dt}")
@@ -332,6 +344,8 @@ class _Recurrent:
         cfg.update(self.variant_options())
         if self.reverse:
             cfg["reverse"] = True
+        if self.compute_dtype is not None:
+            cfg["compute_dtype"] = self.compute_dtype
         return cfg
 
     def __repr__(self):
@@ -597,7 +611,16 @@ class _Recurrent:
         layer's output (R = proj_size or H), and the new state (zoneout: its expectation). Calling step over a sequence gives the result of
         the whole-sequence call step by step. Not defined for bidirectional layers (the
         reverse direction needs the whole sequence).
+
+        The weights are read where they lie in ``params`` on every call: a change to them, in
+        place or not, reaches the next step (a stepper, faster at larger B, packs them once).
+        Plain cells in the layer's own compute run ``lstmcore::step_layer`` (no allocation
+        in the core beyond the returned arrays); bfloat16 compute and the cell variants run a
+        one-step call of the whole-sequence core.
         """
+        fast = self._step_in_place(x_t, state)
+        if fast is not None:
+            return fast
         if self.bidirectional or self.reverse:
             raise ValueError(f"step: a {'reverse' if self.reverse else 'bidirectional'} layer cannot run step by step "
                              f"(its reverse direction starts at the end of the sequence); call the layer on the whole "
@@ -613,6 +636,49 @@ class _Recurrent:
                                              False, False, merge=self.merge, variant=self._variant,
                                              bf16=self.compute_dtype is not None)
         return y[0], self._pack_state(h_n, c_n)
+
+    def _step_in_place(self, x_t, state):
+        """``step`` on the core's fast path (``_core.layer_step``: the weights read where they lie,
+        never a stale copy), or None when the call needs the checked path: a variant cell,
+        bfloat16 compute, a reverse or bidirectional layer, or any argument or parameter that
+        is not a ready array of the expected shape (that path converts it or names the problem)."""
+        if self._variant is not None or self.compute_dtype is not None or self.bidirectional or self.reverse:
+            return None
+        params = self.params
+        names = _step_names(self.num_layers, self.bias)
+        if len(params) != len(names[1]):  # a missing or unknown name: the checked path names it
+            return None
+        try:
+            weights = [tuple(None if n is None else params[n] for n in layer) for layer in names[0]]
+        except KeyError:
+            return None
+        if state is None:
+            h0 = c0 = None
+        elif self.cell == "lstm":
+            if type(state) is not tuple or len(state) != 2:
+                return None
+            h0, c0 = state
+        elif isinstance(state, (tuple, list)):
+            return None
+        else:
+            h0, c0 = state, None
+        if not all(type(a) is np.ndarray or a is None for a in (x_t, h0, c0)):  # tensors, lists: converted here
+            if _cuda.is_device_call(x_t, h0, c0):
+                return None
+            x_t = self._array(x_t, "x_t")
+            h0, c0 = self._state(state)
+        out = _core.layer_step(self.cell, self.reset_after, x_t, weights, h0, c0, False, self.input_size,
+                               self.hidden_size)
+        if out is None:  # once more on the arrays as the checked path has them (copies of strided ones,
+            x_t = self._array(x_t, "x_t")  # so every layout gives the same bits), or its named errors
+            h0, c0 = self._state(state)
+            weights = [w[:4] for w in self._weights()]
+            out = _core.layer_step(self.cell, self.reset_after, x_t, weights, h0, c0, False, self.input_size,
+                                   self.hidden_size)
+        if out is None or out[0].dtype != self.dtype:
+            return None
+        y, h_n, c_n = out
+        return y, self._pack_state(h_n, c_n)
 
     def stepper(self, batch=1, state=None):
         """A :class:`lstmcore._stepper.Stepper` for fast step-by-step inference:
@@ -631,6 +697,9 @@ class _Recurrent:
                              "layer.step, not a stepper")
         if self.cell == "gru" and not self.reset_after:
             raise ValueError("stepper: a GRU with reset_after=False runs through layer.step, not a stepper")
+        if self.compute_dtype is not None:
+            raise ValueError(f"stepper: compute_dtype={self.compute_dtype!r} runs through layer.step, not a stepper "
+                             f"(a stepper computes in the layer's dtype)")
         return Stepper(self, batch, state)
 
     def zero_grad(self):
@@ -817,7 +886,8 @@ class RNN(_Recurrent):
 
 
 _CLASSES = {"lstm": LSTM, "gru": GRU, "rnn": RNN}
-_VARIANT_KEYS = ("activations", "activation_alpha", "activation_beta", "clip") + _LSTM_OPTIONS + ("reverse",)
+_VARIANT_KEYS = ("activations", "activation_alpha", "activation_beta", "clip") + _LSTM_OPTIONS + ("reverse",
+                                                                                                 "compute_dtype")
 
 
 def _make(family, input_size, hidden_size, num_layers=1, bias=True, batch_first=False, dropout=0.0,

@@ -175,22 +175,29 @@ bool is_float32(const std::string& dtype) {
   throw py::type_error("dtype: expected float32 or float64, got " + dtype);
 }
 
+// The fields ForwardArgs and BackwardArgs share: x, the weights, the initial state, the
+// cache and the weight layout.
+template <typename T, class Args>
+void fill_shared(const DeviceCall& d, Args& a) {
+  a.x = in<T>(d.x);
+  a.w_x = in<T>(d.w_x);
+  a.w_h = in<T>(d.w_h);
+  a.h0 = in<T>(d.h0);
+  a.c0 = in<T>(d.c0);
+  a.cache = out<T>(d.cache);
+  a.weight_layout = d.gate_major ? lstmcore::WeightLayout::gate_major : lstmcore::WeightLayout::input_major;
+}
+
 template <typename T>
 void forward_t(const DeviceCall& d) {
   const Call c = make_call(d);
   lstmcore::ForwardArgs<T> a;
-  a.x = in<T>(d.x);
-  a.w_x = in<T>(d.w_x);
-  a.w_h = in<T>(d.w_h);
+  fill_shared<T>(d, a);
   a.b = in<T>(d.b);
   a.b_h = in<T>(d.b_h);
-  a.h0 = in<T>(d.h0);
-  a.c0 = in<T>(d.c0);
   a.y = out<T>(d.y);
   a.h_n = out<T>(d.h_n);
   a.c_n = out<T>(d.c_n);
-  a.cache = out<T>(d.cache);
-  a.weight_layout = d.gate_major ? lstmcore::WeightLayout::gate_major : lstmcore::WeightLayout::input_major;
   py::gil_scoped_release unlocked;
   lstmcore::cuda::forward<T>(c.spec, c.dims, c.options, a, c.device);
 }
@@ -199,12 +206,7 @@ template <typename T>
 void backward_t(const DeviceCall& d) {
   const Call c = make_call(d);
   lstmcore::BackwardArgs<T> a;
-  a.x = in<T>(d.x);
-  a.w_x = in<T>(d.w_x);
-  a.w_h = in<T>(d.w_h);
-  a.h0 = in<T>(d.h0);
-  a.c0 = in<T>(d.c0);
-  a.cache = out<T>(d.cache);
+  fill_shared<T>(d, a);
   a.dy = in<T>(d.dy);
   a.dh_n = in<T>(d.dh_n);
   a.dc_n = in<T>(d.dc_n);
@@ -215,7 +217,6 @@ void backward_t(const DeviceCall& d) {
   a.dw_h = out<T>(d.dw_h);
   a.db = out<T>(d.db);
   a.db_h = out<T>(d.db_h);
-  a.weight_layout = d.gate_major ? lstmcore::WeightLayout::gate_major : lstmcore::WeightLayout::input_major;
   py::gil_scoped_release unlocked;
   lstmcore::cuda::backward<T>(c.spec, c.dims, c.options, a, c.device);
 }

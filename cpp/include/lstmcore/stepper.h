@@ -52,5 +52,42 @@ class Stepper {
   std::unique_ptr<Impl> impl_;
 };
 
+// One step of one layer read from the caller's weights where they lie: nothing is packed
+// or copied, so a change to the weights (in place or not) reaches the next step. At small
+// B a step is a matrix-vector product that streams the weights once; a Stepper (packed
+// once) is the faster choice for long streams at larger B. Every cell: LSTM, GRU with
+// the reset after or before the product, RNN tanh / relu; native compute only.
+//
+//   LayerStep<float> a;  a.spec = ...; a.batch = B; a.input = I; a.hidden = H;
+//   a.w_x = ...; ...; step_layer(a, ws.data(), ws.size());   // ws: step_workspace_size(spec, B, H) values
+template <typename T>
+struct LayerStep {
+  CellSpec spec;                                     // compute must be native
+  WeightLayout layout = WeightLayout::input_major;   // gate_major: w_x (G·H, I), w_h (G·H, H)
+  std::int64_t batch = 0, input = 0, hidden = 0;     // B, I, H >= 1
+  const T* w_x = nullptr;   // (I, G·H) input-major
+  const T* w_h = nullptr;   // (H, G·H) input-major
+  const T* b = nullptr;     // (G·H) or nullptr (zeros)
+  const T* b_h = nullptr;   // (G·H) or nullptr (zeros)
+  const T* x_t = nullptr;   // (B, I)
+  const T* h_in = nullptr;  // (B, H) the state before the step
+  const T* c_in = nullptr;  // (B, H) LSTM only (nullptr otherwise)
+  T* h_out = nullptr;       // (B, H) the state after the step; may be h_in itself (in place)
+  T* c_out = nullptr;       // (B, H) LSTM only; may be c_in itself
+};
+
+// The values of T the workspace of step_layer needs for this cell, batch and hidden size
+// on the thread count in force (a smaller workspace runs on fewer threads).
+std::int64_t step_workspace_size(const CellSpec& spec, std::int64_t batch, std::int64_t hidden);
+
+// Runs the step; allocates nothing. InvalidArgument for bad sizes, a missing or superfluous
+// pointer, bfloat16 compute, outputs overlapping x_t or partly overlapping their inputs, a
+// workspace smaller than step_workspace_size's one-thread figure. Runs on the thread count
+// (at most what the workspace holds) and instruction set in force; the products sum in
+// another order than forward()'s (agreement to rounding). `workspace` (workspace_size
+// values of T) may not overlap any array above.
+template <typename T>
+void step_layer(const LayerStep<T>& args, T* workspace, std::int64_t workspace_size);
+
 LSTMCORE_INLINE_NAMESPACE_END
 }  // namespace lstmcore

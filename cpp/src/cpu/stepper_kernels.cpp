@@ -72,10 +72,275 @@ void stepper_step(const StepperRun<T>& r, const T* x_t, T* h, T* c, T* y_t) {
   });
 }
 
+// ---------------------------------------------------------------------------------------
+// direct_step: the weights read where the caller keeps them. At small B a step is a
+// matrix-vector product: input-major weights stream row by row and vectorise along the
+// G·H columns; gate-major weights give one dot product per column. Each thread owns a
+// range of units (whole 16-unit blocks) in every gate, so it applies the cell to the
+// units it computed, with no barrier (GRU reset_after=false: one, before the n product,
+// which reads r ⊙ h of every unit).
+
+#if defined(_OPENMP) || defined(__clang__)
+#define LSTMCORE_SIMD_SUM4 _Pragma("omp simd reduction(+ : s0, s1, s2, s3)")
+#define LSTMCORE_SIMD_SUM1 _Pragma("omp simd reduction(+ : s0)")
+#else
+#define LSTMCORE_SIMD_SUM4
+#define LSTMCORE_SIMD_SUM1
+#endif
+
+namespace {
+
+constexpr i64 kUnitBlock = 16;
+
+// For each segment s < ns: acc[s][b·lda + j] += Σ_k x[b·ldx + k] · W[k·ldw + col[s] + j], j < n;
+// W input-major (K rows). Row by row (4 at a time), every segment and batch row of it, so
+// the weights stream through once in address order.
+template <typename T>
+void product_rows(i64 B, i64 K, const T* x, i64 ldx, const T* W, i64 ldw, int ns, const i64* col, T* const* acc,
+                  i64 n, i64 lda) {
+  i64 k = 0;
+  for (; k + 4 <= K; k += 4)
+    for (i64 b = 0; b < B; ++b) {
+      const T* xb = x + b * ldx;
+      const T x0 = xb[k], x1 = xb[k + 1], x2 = xb[k + 2], x3 = xb[k + 3];
+      for (int s = 0; s < ns; ++s) {
+        const T* w0 = W + k * ldw + col[s];
+        const T* w1 = w0 + ldw;
+        const T* w2 = w1 + ldw;
+        const T* w3 = w2 + ldw;
+        T* ab = acc[s] + b * lda;
+        LSTMCORE_SIMD
+        for (i64 j = 0; j < n; ++j) ab[j] += x0 * w0[j] + x1 * w1[j] + x2 * w2[j] + x3 * w3[j];
+      }
+    }
+  for (; k < K; ++k)
+    for (i64 b = 0; b < B; ++b) {
+      const T xk = x[b * ldx + k];
+      for (int s = 0; s < ns; ++s) {
+        const T* w = W + k * ldw + col[s];
+        T* ab = acc[s] + b * lda;
+        LSTMCORE_SIMD
+        for (i64 j = 0; j < n; ++j) ab[j] += xk * w[j];
+      }
+    }
+}
+
+// a[b·lda + j] += Σ_k W[(c0 + j)·K + k] · x[b·K + k], j < n: W gate-major (rows of K).
+template <typename T>
+void product_dots(i64 B, i64 K, const T* x, const T* W, i64 c0, i64 n, T* a, i64 lda) {
+  i64 j = 0;
+  for (; j + 4 <= n; j += 4) {
+    const T* w0 = W + (c0 + j) * K;
+    const T* w1 = w0 + K;
+    const T* w2 = w1 + K;
+    const T* w3 = w2 + K;
+    for (i64 b = 0; b < B; ++b) {
+      const T* xb = x + b * K;
+      T s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+      LSTMCORE_SIMD_SUM4
+      for (i64 k = 0; k < K; ++k) {
+        const T xk = xb[k];
+        s0 += w0[k] * xk;
+        s1 += w1[k] * xk;
+        s2 += w2[k] * xk;
+        s3 += w3[k] * xk;
+      }
+      T* ab = a + b * lda + j;
+      ab[0] += s0;
+      ab[1] += s1;
+      ab[2] += s2;
+      ab[3] += s3;
+    }
+  }
+  for (; j < n; ++j) {
+    const T* w0 = W + (c0 + j) * K;
+    for (i64 b = 0; b < B; ++b) {
+      const T* xb = x + b * K;
+      T s0 = 0;
+      LSTMCORE_SIMD_SUM1
+      for (i64 k = 0; k < K; ++k) s0 += w0[k] * xb[k];
+      a[b * lda + j] += s0;
+    }
+  }
+}
+
+}  // namespace
+
+// The cell on units [u0, u1) of every row, from the pre-activations in acc (and hn).
+template <typename T>
+void cell_units(const DirectStep<T>& r, const T* hp, i64 u0, i64 u1) {
+  const i64 B = r.B, H = r.H, G = r.G, ld = r.ld, lda = G * ld;
+  const Cell cell = r.spec.cell;
+  const bool gru = cell == Cell::gru, before = gru && !r.spec.reset_after;
+  for (i64 b = 0; b < B; ++b) {
+    const T* a = r.acc + b * lda;
+    const T* hb = hp + b * H;
+    T* ho = r.h_out + b * H;
+    if (cell == Cell::lstm) {
+      const T* ci = r.c_in + b * H;
+      T* co = r.c_out + b * H;
+      LSTMCORE_SIMD
+      for (i64 j = u0; j < u1; ++j) {
+        const T ig = sigmoid(a[j]);
+        const T fg = sigmoid(a[ld + j]);
+        const T gg = fast_tanh(a[2 * ld + j]);
+        const T og = sigmoid(a[3 * ld + j]);
+        const T cn = fg * ci[j] + ig * gg;
+        co[j] = cn;
+        ho[j] = og * fast_tanh(cn);
+      }
+    } else if (gru) {
+      const T* hn = r.hn + b * ld;
+      LSTMCORE_SIMD
+      for (i64 j = u0; j < u1; ++j) {
+        const T rg = sigmoid(a[j]);
+        const T z = sigmoid(a[ld + j]);
+        const T nn = fast_tanh(a[2 * ld + j] + (before ? hn[j] : rg * hn[j]));
+        ho[j] = (T(1) - z) * nn + z * hb[j];
+      }
+    } else {
+      const bool relu = cell == Cell::rnn_relu;
+      LSTMCORE_SIMD
+      for (i64 j = u0; j < u1; ++j) {
+        const T v = a[j];
+        ho[j] = relu ? (v < T(0) ? T(0) : v) : fast_tanh(v);  // relu keeps NaN
+      }
+    }
+  }
+}
+
+// Row split (input-major, every cell but GRU with reset_after=false): thread t sums the
+// products over its share of the I + H weight rows, every column, into a partial of its
+// own, so each thread streams one contiguous block of the weights, which stays in its
+// core's cache from step to step. The calling thread then adds the biases and the
+// partials and applies the cell (a few hundred values: cheaper than a second meeting of
+// the threads, which costs most when the machine is busy).
+template <typename T>
+void direct_step_rows(const DirectStep<T>& r, const T* hp) {
+  const i64 B = r.B, I = r.I, H = r.H, G = r.G, GH = G * H, ld = r.ld, lp = (G + 1) * ld;
+  const bool gru = r.spec.cell == Cell::gru;
+  int used = 1;
+  run_on_threads(r.threads, [&](int tid, int nth) {
+    if (tid == 0) used = nth;
+    T* part = r.parts + tid * r.part_stride;  // (B, G + 1, ld): the gates, then GRU's recurrent n
+    std::fill(part, part + B * lp, T(0));
+    const i64 K = I + H, k0 = K * tid / nth, k1 = K * (tid + 1) / nth;
+    i64 col[4];
+    T* acc[4];
+    for (i64 g = 0; g < G; ++g) {
+      col[g] = g * H;
+      acc[g] = part + g * ld;
+    }
+    if (k0 < I)
+      product_rows(B, std::min(k1, I) - k0, r.x + k0, I, r.w_x + k0 * GH, GH, static_cast<int>(G), col, acc, H, lp);
+    const i64 h0 = std::max(k0, I) - I, h1 = k1 - I;
+    if (h1 > h0) {
+      if (gru) acc[2] = part + G * ld;
+      product_rows(B, h1 - h0, hp + h0, H, r.w_h + h0 * GH, GH, static_cast<int>(G), col, acc, H, lp);
+    }
+  });
+  for (i64 b = 0; b < B; ++b) {
+    for (i64 g = 0; g < G; ++g) {
+      T* a = r.acc + (b * G + g) * ld;
+      const T* bx = r.b ? r.b + g * H : nullptr;
+      const T* bh = r.b_h && !(gru && g == 2) ? r.b_h + g * H : nullptr;
+      for (i64 j = 0; j < H; ++j) a[j] = (bx ? bx[j] : T(0)) + (bh ? bh[j] : T(0));
+      for (int t = 0; t < used; ++t) {
+        const T* pt = r.parts + t * r.part_stride + b * lp + g * ld;
+        LSTMCORE_SIMD
+        for (i64 j = 0; j < H; ++j) a[j] += pt[j];
+      }
+    }
+    if (gru) {
+      T* hn = r.hn + b * ld;
+      for (i64 j = 0; j < H; ++j) hn[j] = r.b_h ? r.b_h[2 * H + j] : T(0);
+      for (int t = 0; t < used; ++t) {
+        const T* pt = r.parts + t * r.part_stride + b * lp + G * ld;
+        LSTMCORE_SIMD
+        for (i64 j = 0; j < H; ++j) hn[j] += pt[j];
+      }
+    }
+  }
+  cell_units(r, hp, 0, H);
+}
+
+template <typename T>
+void direct_step(const DirectStep<T>& r) {
+  const i64 B = r.B, H = r.H, G = r.G, GH = G * H, ld = r.ld, lda = G * ld;
+  const Cell cell = r.spec.cell;
+  const bool gru = cell == Cell::gru;
+  const bool before = gru && !r.spec.reset_after;  // GRU: r ⊙ h goes into the n product
+  const T* hp = r.h_in;
+  if (hp == r.h_out) {  // stepping in place: the product reads h before the step
+    std::memcpy(r.hcopy, hp, sizeof(T) * B * H);
+    hp = r.hcopy;
+  }
+  if (r.parts) return direct_step_rows(r, hp);
+  // acc[s][b·lda + j] += rows x (B × K) times the columns [col[s], col[s] + n) of w, s < ns
+  const auto product = [&](const T* x, i64 K, const T* w, int ns, const i64* col, T* const* acc, i64 n,
+                           i64 stride) {
+    if (!r.gate_major) return product_rows(B, K, x, K, w, GH, ns, col, acc, n, stride);
+    for (int s = 0; s < ns; ++s) product_dots(B, K, x, w, col[s], n, acc[s], stride);
+  };
+  const i64 blocks = (H + kUnitBlock - 1) / kUnitBlock;
+  run_on_threads(r.threads, [&](int tid, int nth) {
+    const i64 u0 = std::min(H, blocks * tid / nth * kUnitBlock);
+    const i64 u1 = std::min(H, blocks * (tid + 1) / nth * kUnitBlock);
+    const i64 n = u1 - u0;
+    if (n > 0) {
+      // the biases: b + b_h, but only b in GRU's n block when b_h[n] goes inside the reset
+      for (i64 b = 0; b < B; ++b)
+        for (i64 g = 0; g < G; ++g) {
+          T* a = r.acc + (b * G + g) * ld;
+          const T* bx = r.b ? r.b + g * H : nullptr;
+          const T* bh = r.b_h && !(gru && !before && g == 2) ? r.b_h + g * H : nullptr;
+          for (i64 j = u0; j < u1; ++j) a[j] = (bx ? bx[j] : T(0)) + (bh ? bh[j] : T(0));
+        }
+      i64 col[4];
+      T* acc[4];
+      for (i64 g = 0; g < G; ++g) {
+        col[g] = g * H + u0;
+        acc[g] = r.acc + g * ld + u0;
+      }
+      product(r.x, r.I, r.w_x, static_cast<int>(G), col, acc, n, lda);
+      product(hp, H, r.w_h, static_cast<int>(gru ? 2 : G), col, acc, n, lda);
+      if (gru && !before) {
+        for (i64 b = 0; b < B; ++b)
+          for (i64 j = u0; j < u1; ++j) r.hn[b * ld + j] = r.b_h ? r.b_h[2 * H + j] : T(0);
+        const i64 cn = 2 * H + u0;
+        T* an = r.hn + u0;
+        product(hp, H, r.w_h, 1, &cn, &an, n, ld);
+      }
+      if (before)
+        for (i64 b = 0; b < B; ++b) {
+          const T* a = r.acc + b * lda;
+          LSTMCORE_SIMD
+          for (i64 j = u0; j < u1; ++j) r.rh[b * H + j] = sigmoid(a[j]) * hp[b * H + j];
+        }
+    }
+    if (before) {
+#ifdef _OPENMP
+      if (nth > 1) {
+#pragma omp barrier
+      }
+#endif
+      if (n > 0) {
+        for (i64 b = 0; b < B; ++b) std::fill(r.hn + b * ld + u0, r.hn + b * ld + u1, T(0));
+        const i64 cn = 2 * H + u0;
+        T* an = r.hn + u0;
+        product(static_cast<const T*>(r.rh), H, r.w_h, 1, &cn, &an, n, ld);
+      }
+    }
+    if (n > 0) cell_units(r, hp, u0, u1);
+  });
+}
+
 template void stepper_pack<float>(const PackGeometry&, const float*, float*);
 template void stepper_pack<double>(const PackGeometry&, const double*, double*);
 template void stepper_step<float>(const StepperRun<float>&, const float*, float*, float*, float*);
 template void stepper_step<double>(const StepperRun<double>&, const double*, double*, double*, double*);
+template void direct_step<float>(const DirectStep<float>&);
+template void direct_step<double>(const DirectStep<double>&);
 
 }  // namespace LSTMCORE_ISA_NS
 }  // namespace cpu

@@ -28,12 +28,40 @@ struct StepperRun {
   std::int64_t tile_stride = 0;  // B·G·W rounded to lines
 };
 
+// One step of one layer read from the caller's weights where they lie (lstmcore::step_layer,
+// stepper.h): a matrix-vector product per row, no packing. The front checks and owns nothing.
+template <typename T>
+struct DirectStep {
+  CellSpec spec;
+  std::int64_t B = 0, I = 0, H = 0, G = 0;
+  bool gate_major = false;       // w_x (G·H, I), w_h (G·H, H); else (I, G·H), (H, G·H)
+  int threads = 1;
+  const T* w_x = nullptr;
+  const T* w_h = nullptr;
+  const T* b = nullptr;          // (G·H) or nullptr
+  const T* b_h = nullptr;        // (G·H) or nullptr
+  const T* x = nullptr;          // (B, I)
+  const T* h_in = nullptr;       // (B, H); a copy in hcopy when it is h_out
+  const T* c_in = nullptr;       // (B, H) LSTM
+  T* h_out = nullptr;            // (B, H)
+  T* c_out = nullptr;            // (B, H) LSTM; may be c_in
+  std::int64_t ld = 0;           // Hp: H rounded up to 16, the row stride of the scratch
+  T* acc = nullptr;              // (B, G, Hp) pre-activations, 64-byte aligned
+  T* hn = nullptr;               // (B, Hp) GRU: the recurrent part of n
+  T* rh = nullptr;               // (B, Hp) GRU reset_after=false: r ⊙ h
+  T* hcopy = nullptr;            // (B, Hp)
+  T* parts = nullptr;            // threads × part_stride: the row split's partials, or nullptr (unit split)
+  std::int64_t part_stride = 0;  // B·(G + 1)·Hp rounded to 16
+};
+
 #define LSTMCORE_DECLARE_STEPPER(ns)                                                          \
   namespace ns {                                                                              \
   template <typename T>                                                                       \
   void stepper_pack(const PackGeometry& g, const T* w, T* out);                               \
   template <typename T>                                                                       \
   void stepper_step(const StepperRun<T>& r, const T* x_t, T* h, T* c, T* y_t);                \
+  template <typename T>                                                                       \
+  void direct_step(const DirectStep<T>& r);                                                   \
   }
 
 LSTMCORE_DECLARE_STEPPER(generic)

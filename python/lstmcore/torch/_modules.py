@@ -17,6 +17,7 @@ from torch.nn.utils.rnn import PackedSequence
 
 import lstmcore
 
+from .. import _core
 from . import _ops
 from ._ops import GATES, Config
 
@@ -123,6 +124,27 @@ def _needs_grad(x, hx, params):
         if p is not None and p.requires_grad:
             return True
     return False
+
+
+def _step_in_place(cfg, x, h, c, params):
+    """A plain cell's step without gradients on lstmcore::step_layer (the weights read where they
+    lie, gate-major; no graph, no custom op): (h', c') (c' None for GRU / RNN) for a batched step,
+    or None when it does not apply (compiling or tracing, autocast, not CPU, arrays the core
+    cannot read as they are): the caller's path then runs it."""
+    if (x.device.type != "cpu" or torch.compiler.is_compiling() or torch.jit.is_tracing()
+            or torch.is_autocast_enabled("cpu")):
+        return None
+    try:
+        arrays = [None if t is None else t.detach().numpy() for t in (x, h, c, *params[:4])]
+    except (RuntimeError, TypeError):  # a tensor NumPy cannot see (conjugated, sparse, a subclass, ...)
+        return None
+    xa, ha, ca, w_x, w_h, b, b_h = arrays
+    out = _core.layer_step(cfg.cell, cfg.reset_after, xa, [(w_x, w_h, b, b_h)], None if ha is None else ha[None],
+                           None if ca is None else ca[None], True)
+    if out is None:
+        return None
+    _, h_n, c_n = out
+    return torch.from_numpy(h_n[0]), None if c_n is None else torch.from_numpy(c_n[0])
 
 
 def _autocast(x, dtype):
@@ -596,6 +618,7 @@ class RNNCellBase(nn.Module):
         if layer_norm:
             for name, n in zip(_LN_NAMES, (G, G, G, G, hidden_size, hidden_size)):
                 setattr(self, name, nn.Parameter(torch.empty(n, **factory_kwargs)))
+        self._plain_step = not (self._options or peepholes or layer_norm)  # _step_in_place can run it
         self._slots = tuple(s if (s in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
                                   or (s == "weight_ch" and peepholes) or (s.startswith("ln_") and layer_norm))
                             else None for s in _ops.SLOTS)
@@ -668,6 +691,11 @@ class RNNCellBase(nn.Module):
             return self._trivial_step(input, h, c)
         cfg = self._cfg
         grad = _needs_grad(input, (h, c), params)
+        if not grad and self._plain_step:
+            out = _step_in_place(cfg, input, h, c, params)
+            if out is not None:
+                h_n, c_n = out
+                return (h_n.squeeze(0), None if c_n is None else c_n.squeeze(0)) if d == 1 else out
         zoneout = cfg.zoneout
         anchor = _refusing_anchor(zoneout, grad, self.training, input, (h, c), [params])
         grad = grad and anchor is None

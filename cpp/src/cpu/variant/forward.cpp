@@ -61,8 +61,21 @@ void run(const Context& ctx, const VariantForwardPlan& plan, const Scratch& ws, 
   // state h, c and the row-ordered arrays stay in the batch's order.
   T* hslot = ws.get<T>(plan.hslot);
   i64 n = B;
+  // What an elementwise pass over active slot i works on: the sequence b, its row, and that
+  // row's pre-activations, input projection, recurrent product and gates.
+  struct Slot {
+    i64 b, row;
+    T* pr;
+    const T* xr;
+    const T* rr;
+    T* ac;
+  };
   for (i64 s = 0; s < p.T; ++s) {
     auto row_of = [&](i64 b) { return walk.row(walk.time(s, b), b); };
+    auto slot_at = [&](i64 i) {
+      const i64 b = walk.slot(i), row = row_of(b);
+      return Slot{b, row, C + p.pre + row * GH, xp + row * ldx, rec + i * GH, act + i * GH};
+    };
     n = walk.active_count(s, n);
     const T* hs = h;
     if (walk.order) {
@@ -74,11 +87,7 @@ void run(const Context& ctx, const VariantForwardPlan& plan, const Scratch& ws, 
 
     if (p.lstm) {
       for_batch(ctx, n, work, [&](i64 i) {
-        const i64 b = walk.slot(i);
-        const i64 row = row_of(b);
-        T* pr = C + p.pre + row * GH;
-        const T* xr = xp + row * ldx;
-        const T* rr = rec + i * GH;
+        const auto [b, row, pr, xr, rr, ac] = slot_at(i);
         if (p.ln) {
           T* nx = C + p.nx + row * GH;
           T* nh = C + p.nh + row * GH;
@@ -95,7 +104,6 @@ void run(const Context& ctx, const VariantForwardPlan& plan, const Scratch& ws, 
             pr[j] += v.peepholes[j] * cb[j];
             pr[H + j] += v.peepholes[H + j] * cb[j];
           }
-        T* ac = act + i * GH;
         activate(o.f, clip, pr, ac, H);
         if (p.own_forget()) activate(o.f, clip, pr + H, ac + H, H);
         activate(o.g, clip, pr + 2 * H, ac + 2 * H, H);
@@ -126,25 +134,15 @@ void run(const Context& ctx, const VariantForwardPlan& plan, const Scratch& ws, 
     } else if (p.gru) {
       // r and z; with the reset before the product also r ⊙ h_{t−1} and the n block's GEMM
       for_batch(ctx, n, work, [&](i64 i) {
-        const i64 b = walk.slot(i);
-        const i64 row = row_of(b);
-        T* pr = C + p.pre + row * GH;
-        const T* xr = xp + row * ldx;
-        const T* rr = rec + i * GH;
+        const auto [b, row, pr, xr, rr, ac] = slot_at(i);
         for (i64 j = 0; j < 2 * H; ++j) pr[j] = xr[j] + bx[j] + rr[j] + bh[j];
-        T* ac = act + i * GH;
         activate(o.f, clip, pr, ac, 2 * H);
         if (!p.reset_after)
           for (i64 j = 0; j < H; ++j) mbuf[i * H + j] = ac[j] * h[b * H + j];
       });
       if (reset_before) second(mbuf, H, w_h, 2 * H, rec + 2 * H, GH, false, n);
       for_batch(ctx, n, work, [&](i64 i) {
-        const i64 b = walk.slot(i);
-        const i64 row = row_of(b);
-        T* pr = C + p.pre + row * GH;
-        const T* xr = xp + row * ldx;
-        const T* rr = rec + i * GH;
-        T* ac = act + i * GH;
+        const auto [b, row, pr, xr, rr, ac] = slot_at(i);
         T* ax = C + p.aux + row * H;
         for (i64 j = 0; j < H; ++j) {
           const T t = rr[2 * H + j] + bh[2 * H + j];
@@ -157,11 +155,9 @@ void run(const Context& ctx, const VariantForwardPlan& plan, const Scratch& ws, 
       });
     } else {
       for_batch(ctx, n, work, [&](i64 i) {
-        const i64 b = walk.slot(i);
-        const i64 row = row_of(b);
-        T* pr = C + p.pre + row * GH;
-        const T* xr = xp + row * ldx;
-        const T* rr = rec + i * GH;
+        const auto [b, row, pr, xr, rr, ac] = slot_at(i);
+        (void)b;
+        (void)ac;
         for (i64 j = 0; j < H; ++j) pr[j] = xr[j] + bx[j] + rr[j] + bh[j];
         activate(o.f, clip, pr, hbuf + i * H, H);
       });
