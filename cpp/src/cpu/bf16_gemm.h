@@ -11,15 +11,17 @@
 // partial sums wait in C between blocks (floats stored and reloaded are exact).
 //
 // Blocking (Goto-style, sized for a 48 KiB L1 and a ≥ 512 KiB L2 per core): k in blocks of
-// kGemm16Depth, n in blocks of kGemm16Width. For each (n block, k block) the threads
-// together pack op(B)'s block into panels of 32 columns (256 KiB as bfloat16: L2), then
-// each thread takes whole panels of MR rows of op(A), packs its MR × kGemm16Depth slice
-// (12 KiB: L1) and runs it against every panel of the block (16 KiB each as bfloat16).
+// kGemm16Depth, n in blocks of kGemm16Width. For each (n block, k block) a thread packs
+// op(B)'s block into panels of 32 columns (256 KiB as bfloat16: L2), then for each panel
+// of MR rows of op(A) packs its MR × kGemm16Depth slice (6 KiB: L1) and runs it against
+// every panel of the block (16 KiB each as bfloat16).
 // Internal: not installed.
 #pragma once
 
 #include <algorithm>
+#include <cstdint>
 #include <cstring>
+#include <type_traits>
 
 #include "cpu/bf16.h"
 #include "cpu/bf16_kernel.h"
@@ -108,42 +110,73 @@ inline Gemm16Elem gemm16_elem(float v) {
     return round_bf16(v);
 }
 
-// Packs op(B)[k0 : k0 + kc, j0 + 32·q : …] for panels q in [q0, q1) (kc even, or the
-// block ending at an odd k; pairs past k and columns past n are zero). Panel q starts at
-// out + q · kp_n · 64. Native: [kp][column][e]; float: [kp][e][column].
-inline void gemm16_pack_b(const Gemm16Operand& B, i64 k, i64 n, i64 k0, i64 kc, i64 j0, i64 q0, i64 q1,
+// dst[j] = bf16(p0[j·s]) | bf16(p1[j·s]) << 16 for j < count (p1 null: the high half 0),
+// zeros up to `width`: a run of bfloat16 pairs as VDPBF16PS reads them.
+inline void pair_run(const float* p0, const float* p1, i64 s, i64 count, i64 width, std::uint32_t* dst) {
+  if (p1) {
+    LSTMCORE_SIMD
+    for (i64 j = 0; j < count; ++j) dst[j] = std::uint32_t(bf16_bits(p0[j * s])) | std::uint32_t(bf16_bits(p1[j * s])) << 16;
+  } else {
+    LSTMCORE_SIMD
+    for (i64 j = 0; j < count; ++j) dst[j] = bf16_bits(p0[j * s]);
+  }
+  for (i64 j = count; j < width; ++j) dst[j] = 0;
+}
+
+// Where op(M)[r, kk] is, and how far apart its r are.
+inline const float* op_at(const Gemm16Operand& M, i64 r, i64 kk) { return M.trans ? M.data + kk * M.ld + r : M.data + r * M.ld + kk; }
+inline i64 op_row_step(const Gemm16Operand& M) { return M.trans ? 1 : M.ld; }
+
+// Packs op(B)[k0 : k0 + kc, j0 + 32·q : …] for panels q in [0, panels) (kc even, or the
+// block ending at an odd k; pairs past k and columns past n are zero). op(B) is read with
+// its columns as the operand's rows (op(B)ᵀ[j, k]). Panel q starts at out + q · kp_n · 64.
+// Native: [kp][column][e]; float: [kp][e][column].
+inline void gemm16_pack_b(const Gemm16Operand& Bt, i64 k, i64 n, i64 k0, i64 kc, i64 j0, i64 panels,
                           Gemm16Elem* out) {
-  const i64 kp_n = (kc + 1) / 2;
-  for (i64 q = q0; q < q1; ++q) {
+  const i64 kp_n = (kc + 1) / 2, s = op_row_step(Bt);
+  for (i64 q = 0; q < panels; ++q) {
     Gemm16Elem* panel = out + q * kp_n * 64;
     const i64 c0 = j0 + q * kGemm16NR, cn = std::min<i64>(kGemm16NR, n - c0);
-    for (i64 kp = 0; kp < kp_n; ++kp)
-      for (int e = 0; e < 2; ++e) {
-        const i64 kk = k0 + 2 * kp + e;
-        Gemm16Elem* dst = panel + kp * 64 + (kNativeBf16 ? e : e * 32);
-        const i64 step = kNativeBf16 ? 2 : 1;
-        i64 j = 0;
-        if (kk < k)
-          for (; j < cn; ++j) dst[j * step] = gemm16_elem(B.trans ? B.data[(c0 + j) * B.ld + kk] : B.data[kk * B.ld + c0 + j]);
-        for (; j < kGemm16NR; ++j) dst[j * step] = Gemm16Elem(0);
+    for (i64 kp = 0; kp < kp_n; ++kp) {
+      const i64 kk = k0 + 2 * kp;
+      const float* p0 = op_at(Bt, c0, kk);
+      const float* p1 = kk + 1 < k ? op_at(Bt, c0, kk + 1) : nullptr;
+      if constexpr (kNativeBf16) {
+        pair_run(p0, p1, s, cn, kGemm16NR, reinterpret_cast<std::uint32_t*>(panel + kp * 64));
+      } else {
+        for (i64 j = 0; j < kGemm16NR; ++j) {
+          panel[kp * 64 + j] = j < cn ? round_bf16(p0[j * s]) : 0.0f;
+          panel[kp * 64 + 32 + j] = j < cn && p1 ? round_bf16(p1[j * s]) : 0.0f;
+        }
       }
+    }
   }
 }
 
 // Packs op(A)[i0 : i0 + MR, k0 : k0 + kc] as kp_n × MR pairs (rows past m, pairs past k: 0).
 inline void gemm16_pack_a(const Gemm16Operand& A, i64 m, i64 k, i64 i0, i64 k0, i64 kc, Gemm16Elem* out) {
-  const i64 kp_n = (kc + 1) / 2, rn = std::min<i64>(kGemm16MR, m - i0);
-  for (i64 kp = 0; kp < kp_n; ++kp)
-    for (i64 r = 0; r < kGemm16MR; ++r)
-      for (int e = 0; e < 2; ++e) {
-        const i64 kk = k0 + 2 * kp + e;
-        out[(kp * kGemm16MR + r) * 2 + e] = r < rn && kk < k ? gemm16_elem(A.at(i0 + r, kk)) : Gemm16Elem(0);
+  const i64 kp_n = (kc + 1) / 2, rn = std::min<i64>(kGemm16MR, m - i0), s = op_row_step(A);
+  for (i64 kp = 0; kp < kp_n; ++kp) {
+    const i64 kk = k0 + 2 * kp;
+    const float* p0 = op_at(A, i0, kk);
+    const float* p1 = kk + 1 < k ? op_at(A, i0, kk + 1) : nullptr;
+    Gemm16Elem* dst = out + kp * kGemm16MR * 2;
+    if constexpr (kNativeBf16) {
+      pair_run(p0, p1, s, rn, kGemm16MR, reinterpret_cast<std::uint32_t*>(dst));
+    } else {
+      for (i64 r = 0; r < kGemm16MR; ++r) {
+        dst[2 * r] = r < rn ? round_bf16(p0[r * s]) : 0.0f;
+        dst[2 * r + 1] = r < rn && p1 ? round_bf16(p1[r * s]) : 0.0f;
       }
+    }
+  }
 }
 
 // C (m × n, ldc) = bf16(op(A)) · bf16(op(B)), float sums (above). scratch: the plan's
 // region of gemm16_elements(threads) floats, threads ≥ the threads this product uses
-// (ctx.threads at most).
+// (ctx.threads at most). The threads split the columns by panels (the rows when there are
+// fewer panels than threads) and each packs its own blocks: no barrier inside the product
+// (an OpenMP barrier spins for milliseconds when the partner thread waits for a core).
 inline void gemm_bf16(const Context& ctx, i64 m, i64 n, i64 k, const Gemm16Operand& A, const Gemm16Operand& B,
                       float* C, i64 ldc, float* scratch) {
   if (m == 0 || n == 0) return;
@@ -151,23 +184,25 @@ inline void gemm_bf16(const Context& ctx, i64 m, i64 n, i64 k, const Gemm16Opera
     for (i64 i = 0; i < m; ++i) std::memset(C + i * ldc, 0, sizeof(float) * n);
     return;
   }
-  const int nt = std::max(1, std::min(ctx.threads, gemm_threads(ctx, double(m) * double(n) * double(k))));
-  auto* bpack = reinterpret_cast<Gemm16Elem*>(scratch);
-  const i64 row_panels = (m + kGemm16MR - 1) / kGemm16MR;
+  const i64 row_panels = (m + kGemm16MR - 1) / kGemm16MR, col_panels = (n + kGemm16NR - 1) / kGemm16NR;
+  const int nt = static_cast<int>(std::max<i64>(1, std::min<i64>({ctx.threads, gemm_threads(ctx, double(m) * double(n) * double(k)),
+                                                                   std::max(row_panels, col_panels)})));
+  const bool by_columns = col_panels >= nt;
+  const Gemm16Operand Bt{B.data, B.ld, !B.trans};  // op(B)ᵀ: its rows are op(B)'s columns
   run_on_threads(nt, [&](int tid, int nth) {
-    float* mine = scratch + kGemm16Depth * kGemm16Width + tid * gemm16_thread_elements();
-    auto* apack = reinterpret_cast<Gemm16Elem*>(mine);
-    float* edge = mine + kGemm16Rows * kGemm16Depth;  // MR × 32: tiles past m or n
-    for (i64 j0 = 0; j0 < n; j0 += kGemm16Width) {
-      const i64 nc = std::min<i64>(kGemm16Width, n - j0), panels = (nc + kGemm16NR - 1) / kGemm16NR;
+    float* mine = scratch + tid * gemm16_thread_elements();
+    auto* bpack = reinterpret_cast<Gemm16Elem*>(mine);
+    auto* apack = reinterpret_cast<Gemm16Elem*>(mine + kGemm16Depth * kGemm16Width);
+    float* edge = mine + kGemm16Depth * (kGemm16Width + kGemm16Rows);  // MR × 32: tiles past m or n
+    const i64 p0 = by_columns ? col_panels * tid / nth : 0, p1 = by_columns ? col_panels * (tid + 1) / nth : col_panels;
+    const i64 r0 = by_columns ? 0 : row_panels * tid / nth, r1 = by_columns ? row_panels : row_panels * (tid + 1) / nth;
+    for (i64 q0 = p0; q0 < p1; q0 += kGemm16Width / kGemm16NR) {
+      const i64 j0 = q0 * kGemm16NR, panels = std::min<i64>(kGemm16Width / kGemm16NR, p1 - q0);
       for (i64 k0 = 0; k0 < k; k0 += kGemm16Depth) {
         const i64 kc = std::min<i64>(kGemm16Depth, k - k0), kp_n = (kc + 1) / 2;
         const bool resume = k0 > 0;
-        gemm16_pack_b(B, k, n, k0, kc, j0, panels * tid / nth, panels * (tid + 1) / nth, bpack);
-#ifdef _OPENMP
-#pragma omp barrier
-#endif
-        for (i64 ip = row_panels * tid / nth; ip < row_panels * (tid + 1) / nth; ++ip) {
+        gemm16_pack_b(Bt, k, n, k0, kc, j0, panels, bpack);
+        for (i64 ip = r0; ip < r1; ++ip) {
           const i64 i0 = ip * kGemm16MR, rn = std::min<i64>(kGemm16MR, m - i0);
           gemm16_pack_a(A, m, k, i0, k0, kc, apack);
           for (i64 q = 0; q < panels; ++q) {
@@ -182,9 +217,6 @@ inline void gemm_bf16(const Context& ctx, i64 m, i64 n, i64 k, const Gemm16Opera
               for (i64 r = 0; r < rn; ++r) std::memcpy(c + r * ldc, edge + r * kGemm16NR, sizeof(float) * cn);
           }
         }
-#ifdef _OPENMP
-#pragma omp barrier
-#endif
       }
     }
   });

@@ -68,13 +68,13 @@ constexpr std::int64_t kProjectionRows = 96;
 
 // The blocking of the bfloat16 GEMM of the backward (cpu/bf16_gemm.h): k in blocks of
 // kGemm16Depth, n in blocks of kGemm16Width, micro-tiles of at most kGemm16Rows rows ×
-// kGemm16Cols columns. Its scratch: op(B)'s packed block, then per thread a packed slice
-// of op(A) and an edge tile.
+// kGemm16Cols columns. Its scratch, per thread: a packed block of op(B), a packed slice of
+// op(A) and an edge tile.
 constexpr std::int64_t kGemm16Depth = 256, kGemm16Width = 512, kGemm16Rows = 12, kGemm16Cols = 32;
-constexpr std::int64_t gemm16_thread_elements() { return (kGemm16Rows * (kGemm16Depth + kGemm16Cols) + 15) / 16 * 16; }
-constexpr std::int64_t gemm16_elements(int threads) {
-  return kGemm16Depth * kGemm16Width + threads * gemm16_thread_elements();
+constexpr std::int64_t gemm16_thread_elements() {
+  return (kGemm16Depth * (kGemm16Width + kGemm16Rows) + kGemm16Rows * kGemm16Cols + 15) / 16 * 16;
 }
+constexpr std::int64_t gemm16_elements(int threads) { return threads * gemm16_thread_elements(); }
 
 // A plain cell's forward (lstm.cpp, gru.cpp, rnn.cpp).
 struct ForwardPlan {
