@@ -399,3 +399,58 @@ def test_gate_major_layout(cell, reset_after):
     assert np.array_equal(g1.dx, g2.dx)
     assert rel_err(g2.dw_x.T, g1.dw_x) < TOL_BF16
     assert rel_err(g2.dw_h.T, g1.dw_h) < TOL_BF16
+
+
+def _h_prev(y, h0, lengths, reverse):
+    """h_{t-1} of every row (T, B, H) in float64: the previous step of the walk, or h0."""
+    T, B, _ = y.shape
+    hp = np.zeros(y.shape)
+    for b in range(B):
+        for t in range(lengths[b]):
+            s = t + 1 if reverse else t - 1
+            hp[t, b] = y[s, b] if 0 <= s < lengths[b] else h0[b]
+    return hp
+
+
+@pytest.mark.parametrize("cell,reset_after", [("lstm", True), ("gru", False)])
+def test_gemm_blocking(cell, reset_after):
+    """The backward's bfloat16 GEMM (dx, dw_x, dw_h; cpu/bf16_gemm.h) past its blocks: T·B = 299
+    rows (k blocks of 256, an odd k), G·H = 524 or 393 columns (n blocks of 512, part panels),
+    I = 37, H = 131 (part row panels), lengths and reverse. The LSTM's products against float64
+    products of the same rounded operands (the cache holds dL/da after the backward; the
+    end-to-end reference is off by ~1e-4 at this size through the per-step rounding of da, on
+    the float32 GEMMs as well); the avx512 variant's float twin gives the native kernel's bits;
+    gate_major gives the same bits (its weight gradients are the transposed products, the
+    same sums in the same order)."""
+    T, B, I, H = 23, 13, 37, 131
+    p, g = problem(cell, 19, T=T, B=B, I=I, H=H, scale=0.1)
+    lengths = list(np.random.default_rng(3).integers(1, T + 1, B))
+    kw = dict(cell=cell, reset_after=reset_after, seq_lengths=lengths, reverse=True, training=True,
+              compute_dtype="bfloat16")
+    saved = lstmcore.get_isa()
+    results = {}
+    try:
+        for isa in [i for i in ("avx512_bf16", "avx512") if i in lstmcore.available_isas()]:
+            lstmcore.set_isa(isa)
+            r = lstmcore.forward(p["x"], p["w_x"], p["w_h"], p["b"], p["b_h"], p["h0"], p["c0"], **kw)
+            buf = r.cache.buffer
+            results[isa] = list(lstmcore.backward(r.cache, dy=g["dy"], dh_n=g["dh_n"], dc_n=g["dc_n"]))
+    finally:
+        lstmcore.set_isa(saved)
+    got = next(iter(results.values()))
+    if cell == "lstm":
+        da = round_bf16(buf[:T * B * 4 * H].reshape(T * B, 4 * H))
+        want = {0: da @ round_bf16(p["w_x"]).T, 3: round_bf16(p["x"]).reshape(-1, I).T @ da,
+                4: round_bf16(_h_prev(r.y, p["h0"], lengths, True)).reshape(-1, H).T @ da}
+        for k, w in want.items():
+            assert rel_err(got[k].reshape(w.shape), w) < TOL_BF16, (k, rel_err(got[k].reshape(w.shape), w))
+    if len(results) == 2:
+        for a, b in zip(results["avx512_bf16"], results["avx512"]):
+            assert a is None or np.array_equal(a, b)
+    args = (p["x"], np.ascontiguousarray(p["w_x"].T), np.ascontiguousarray(p["w_h"].T), p["b"], p["b_h"], p["h0"],
+            p["c0"])
+    r = lstmcore.forward(*args, weight_layout="gate_major", **kw)
+    gm = lstmcore.backward(r.cache, dy=g["dy"], dh_n=g["dh_n"], dc_n=g["dc_n"])
+    assert np.array_equal(gm.dx, got[0])
+    assert np.array_equal(gm.dw_x.T, got[3])
+    assert np.array_equal(gm.dw_h.T, got[4])
