@@ -174,9 +174,9 @@ inline void gemm16_pack_a(const Gemm16Operand& A, i64 m, i64 k, i64 i0, i64 k0, 
 
 // C (m × n, ldc) = bf16(op(A)) · bf16(op(B)), float sums (above). scratch: the plan's
 // region of gemm16_elements(threads) floats, threads ≥ the threads this product uses
-// (ctx.threads at most). The threads split the columns by panels (the rows when there are
-// fewer panels than threads) and each packs its own blocks: no barrier inside the product
-// (an OpenMP barrier spins for milliseconds when the partner thread waits for a core).
+// (ctx.threads at most). The threads split the columns or the rows by panels and each packs
+// its own blocks: no barrier inside the product (an OpenMP barrier spins for milliseconds
+// when the partner thread waits for a core).
 inline void gemm_bf16(const Context& ctx, i64 m, i64 n, i64 k, const Gemm16Operand& A, const Gemm16Operand& B,
                       float* C, i64 ldc, float* scratch) {
   if (m == 0 || n == 0) return;
@@ -185,9 +185,11 @@ inline void gemm_bf16(const Context& ctx, i64 m, i64 n, i64 k, const Gemm16Opera
     return;
   }
   const i64 row_panels = (m + kGemm16MR - 1) / kGemm16MR, col_panels = (n + kGemm16NR - 1) / kGemm16NR;
-  const int nt = static_cast<int>(std::max<i64>(1, std::min<i64>({ctx.threads, gemm_threads(ctx, double(m) * double(n) * double(k)),
-                                                                   std::max(row_panels, col_panels)})));
-  const bool by_columns = col_panels >= nt;
+  const i64 want = std::min<i64>(ctx.threads, gemm_threads(ctx, double(m) * double(n) * double(k)));
+  const int nt = static_cast<int>(std::max<i64>(1, std::min(want, std::max(row_panels, col_panels))));
+  // Each thread packs all of the operand along the dimension it does not split: split the
+  // larger dimension, so the smaller operand is the one packed twice.
+  const bool by_columns = row_panels < nt || (col_panels >= nt && n >= m);
   const Gemm16Operand Bt{B.data, B.ld, !B.trans};  // op(B)ᵀ: its rows are op(B)'s columns
   run_on_threads(nt, [&](int tid, int nth) {
     float* mine = scratch + tid * gemm16_thread_elements();
