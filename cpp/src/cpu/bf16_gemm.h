@@ -6,7 +6,8 @@
 // float. Where the variant has AVX512-BF16 the micro-kernel is VDPBF16PS on bfloat16 pairs
 // along k; elsewhere the same kernel shape runs on floats, adding each pair's two exact
 // products in VDPBF16PS's order (k + 1 first, then k: cpu/bf16.h), so every variant gives
-// the same bits as the native one (subnormals apart). The order of the sums for C[i, j] is
+// the same bits as the native one from the same operands (subnormals apart; tested for the
+// avx512 variant, test_bf16.py). The order of the sums for C[i, j] is
 // k = 1, 0, 3, 2, 5, 4, … whatever the blocking: blocks of k start on even k and a block's
 // partial sums wait in C between blocks (floats stored and reloaded are exact).
 //
@@ -38,7 +39,6 @@ struct Gemm16Operand {
   const float* data;
   i64 ld;
   bool trans;
-  float at(i64 r, i64 k) const { return trans ? data[k * ld + r] : data[r * ld + k]; }
 };
 
 // Rows per micro-tile: the native kernel keeps 12 × 2 accumulators in zmm registers; the
@@ -115,7 +115,8 @@ inline Gemm16Elem gemm16_elem(float v) {
 inline void pair_run(const float* p0, const float* p1, i64 s, i64 count, i64 width, std::uint32_t* dst) {
   if (p1) {
     LSTMCORE_SIMD
-    for (i64 j = 0; j < count; ++j) dst[j] = std::uint32_t(bf16_bits(p0[j * s])) | std::uint32_t(bf16_bits(p1[j * s])) << 16;
+    for (i64 j = 0; j < count; ++j)
+      dst[j] = std::uint32_t(bf16_bits(p0[j * s])) | std::uint32_t(bf16_bits(p1[j * s])) << 16;
   } else {
     LSTMCORE_SIMD
     for (i64 j = 0; j < count; ++j) dst[j] = bf16_bits(p0[j * s]);
@@ -124,7 +125,9 @@ inline void pair_run(const float* p0, const float* p1, i64 s, i64 count, i64 wid
 }
 
 // Where op(M)[r, kk] is, and how far apart its r are.
-inline const float* op_at(const Gemm16Operand& M, i64 r, i64 kk) { return M.trans ? M.data + kk * M.ld + r : M.data + r * M.ld + kk; }
+inline const float* op_at(const Gemm16Operand& M, i64 r, i64 kk) {
+  return M.trans ? M.data + kk * M.ld + r : M.data + r * M.ld + kk;
+}
 inline i64 op_row_step(const Gemm16Operand& M) { return M.trans ? 1 : M.ld; }
 
 // Packs op(B)[k0 : k0 + kc, j0 + 32·q : …] for panels q in [0, panels) (kc even, or the
