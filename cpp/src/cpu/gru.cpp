@@ -243,7 +243,7 @@ void gru_backward(const Context& ctx, const BackwardPlan& plan, const Scratch& w
     wg.recurrent(H, aux, H, gates + 2 * H, G, 2 * H, H);
     wg.recurrent_bias(gates, G, 0, G);
   }
-  wg.round_operands(ws.get<T>(plan.x_round), ws.get<T>(plan.w_x_round));  // bfloat16 products only
+  wg.bf16(ws.get<T>(plan.gemm16));  // bfloat16 products only
   wg.run(ctx, a);
 }
 

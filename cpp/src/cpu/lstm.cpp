@@ -140,7 +140,7 @@ void lstm_backward(const Context& ctx, const BackwardPlan& plan, const Scratch& 
   wg.input_side(gates, G);
   wg.recurrent(H, h_prev, ldh, gates, G, 0, G);
   wg.recurrent_bias(gates, G, 0, G);
-  wg.round_operands(ws.get<T>(plan.x_round), ws.get<T>(plan.w_x_round));  // bfloat16 products only
+  wg.bf16(ws.get<T>(plan.gemm16));  // bfloat16 products only
   wg.run(ctx, a);
 }
 

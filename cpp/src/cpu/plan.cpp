@@ -114,8 +114,7 @@ BackwardPlan plan_backward(const Context& c, Dtype t, const CellSpec& spec, cons
     p.order = l.indices(B);
   }
   if (c.bf16) {
-    p.x_round = l.flat(N * d.input);
-    p.w_x_round = l.flat(d.input * GH);
+    p.gemm16 = l.flat(gemm16_elements(c.threads));
     if (spec.cell == Cell::gru && !spec.reset_after)
       p.w_h_round = l.flat(H * GH);
     else

@@ -66,6 +66,16 @@ struct ProductPlan {
 // Rows per tile of the bfloat16 input projection (cpu/bf16_projection.h).
 constexpr std::int64_t kProjectionRows = 96;
 
+// The blocking of the bfloat16 GEMM of the backward (cpu/bf16_gemm.h): k in blocks of
+// kGemm16Depth, n in blocks of kGemm16Width, micro-tiles of at most kGemm16Rows rows ×
+// kGemm16Cols columns. Its scratch, per thread: a packed block of op(B), a packed slice of
+// op(A) and an edge tile.
+constexpr std::int64_t kGemm16Depth = 256, kGemm16Width = 512, kGemm16Rows = 12, kGemm16Cols = 32;
+constexpr std::int64_t gemm16_thread_elements() {
+  return (kGemm16Depth * (kGemm16Width + kGemm16Rows) + kGemm16Rows * kGemm16Cols + 15) / 16 * 16;
+}
+constexpr std::int64_t gemm16_elements(int threads) { return threads * gemm16_thread_elements(); }
+
 // A plain cell's forward (lstm.cpp, gru.cpp, rnn.cpp).
 struct ForwardPlan {
   std::size_t bytes = 0;
@@ -100,7 +110,7 @@ struct BackwardPlan {
   Region prod;          // (B, H) da·w_hᵀ
   Region order;         // (B) int64: the batch sorted by length (Walk::sort_by_length)
   // bfloat16 products only (Context::bf16; cpu/bf16.h), else absent:
-  Region x_round, w_x_round;  // (T·B·I), (I·G·H) x and w_x rounded
+  Region gemm16;              // (gemm16_elements(threads), floats) the weight-gradient GEMMs (cpu/bf16_gemm.h)
   Region w_h_round;           // GRU with the reset before the product: (H·G·H) w_h rounded
   Region da16;                // backward recurrence, by parity: 2 × (B, G·H) da rounded (float kernels,
                               // pairs swapped: cpu/bf16.h) or 2 × (B, G·H + 1) bfloat16 (bf16_kernel.h)

@@ -98,7 +98,7 @@ void rnn_backward(const Context& ctx, const BackwardPlan& plan, const Scratch& w
   wg.input_side(states, H);
   wg.recurrent(H, h_prev, ldh, states, H, 0, H);
   wg.recurrent_bias(states, H, 0, H);
-  wg.round_operands(ws.get<T>(plan.x_round), ws.get<T>(plan.w_x_round));  // bfloat16 products only
+  wg.bf16(ws.get<T>(plan.gemm16));  // bfloat16 products only
   wg.run(ctx, a);
 }
 

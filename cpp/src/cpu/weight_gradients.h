@@ -10,7 +10,9 @@
 // dL/d(ah_n)). Rows past a sequence's length hold zeros, so they add nothing.
 #pragma once
 
-#include "cpu/bf16.h"
+#include <type_traits>
+
+#include "cpu/bf16_gemm.h"
 #include "cpu/kernel_common.h"
 
 namespace lstmcore {
@@ -40,32 +42,21 @@ class WeightGradients {
   // db_h[col : col + cols] = Σ_rows rows, rows (N, cols) with stride ld.
   void recurrent_bias(const T* rows, i64 ld, i64 col, i64 cols) { b_h_[n_b_h_++] = {rows, ld, col, cols}; }
 
-  // bfloat16 products (Context::bf16; cpu/bf16.h): x and w_x are read from rounded copies
-  // in x_round (N·I) and w_x_round (I·G·H); the gradient rows and the left operands given
-  // above are rounded in place, after the bias sums have read them (they are the call's own
-  // buffers: the cache backward consumes, its workspace). nullptr (native compute): no rounding.
-  void round_operands(T* x_round, T* w_x_round) { x_round_ = x_round, w_x_round_ = w_x_round; }
+  // bfloat16 products (Context::bf16; cpu/bf16.h): the GEMMs round their operands while
+  // packing them and sum in float (cpu/bf16_gemm.h), in `scratch` (the plan's gemm16
+  // region). nullptr (native compute): the float GEMMs.
+  void bf16(T* scratch) { scratch_ = scratch; }
 
   // dw_x, dw_h in the layout of w_x, w_h (a.weight_layout).
   void run(const Context& ctx, const BackwardArgs<T>& a) const {
     if (a.db) column_sums(db_, N_, GH_, ld_db_, a.db);
     if (a.db_h)
       for (int k = 0; k < n_b_h_; ++k) column_sums(b_h_[k].rows, N_, b_h_[k].cols, b_h_[k].ld, a.db_h + b_h_[k].col);
-    const T* x = a.x;
-    const T* w_x_data = a.w_x;
-    if (x_round_) {
-      x = rounded_copy(a.x, N_ * I_, x_round_);
-      w_x_data = rounded_copy(a.w_x, I_ * GH_, w_x_round_);  // elementwise: either layout
-      round_in_place(const_cast<T*>(da_x_), N_, GH_, ld_x_);
-      for (int k = 0; k < n_w_h_; ++k) {
-        const Block& b = w_h_[k];
-        round_in_place(const_cast<T*>(b.left), N_, b.K, b.ld_left);
-        round_in_place(const_cast<T*>(b.right), N_, b.cols, b.ld_right);
-      }
-    }
-    const Weight<T> w_x(w_x_data, I_, GH_, a.weight_layout);
+    if constexpr (std::is_same_v<T, float>)
+      if (scratch_) return run_bf16(ctx, a);
+    const Weight<T> w_x(a.w_x, I_, GH_, a.weight_layout);
     times_weight_t(ctx, N_, da_x_, ld_x_, w_x, 0, GH_, false, a.dx, I_);                 // dx = da_x·w_xᵀ
-    weight_gradient(ctx, w_x, a.dw_x, N_, x, I_, da_x_, ld_x_, 0, GH_);                  // dw_x = xᵀ·da_x
+    weight_gradient(ctx, w_x, a.dw_x, N_, a.x, I_, da_x_, ld_x_, 0, GH_);                // dw_x = xᵀ·da_x
     for (int k = 0; k < n_w_h_; ++k) {
       const Block& b = w_h_[k];
       const Weight<T> w_h(a.w_h, b.K, GH_, a.weight_layout);
@@ -93,12 +84,27 @@ class WeightGradients {
   Block w_h_[2] = {};
   Sum b_h_[2] = {};
   int n_w_h_ = 0, n_b_h_ = 0;
-  T* x_round_ = nullptr;
-  T* w_x_round_ = nullptr;
+  T* scratch_ = nullptr;
 
-  static const T* rounded_copy(const T* src, i64 n, T* dst) {
-    round_columns(src, n, dst, n, 1, 0, n);
-    return dst;
+  // The products above on cpu/bf16_gemm.h; dw in the weight's layout as weight_gradient
+  // writes it (gate_major: rightᵀ·left, the same sums in the same order).
+  void run_bf16(const Context& ctx, const BackwardArgs<float>& a) const {
+    float* ws = scratch_;
+    const bool gm = a.weight_layout == WeightLayout::gate_major;
+    // dx (N × I) = da_x · op(w_x): op(w_x)[c, i] = w_x(i, c)
+    gemm_bf16(ctx, N_, I_, GH_, {da_x_, ld_x_, false}, {a.w_x, gm ? I_ : GH_, !gm}, a.dx, I_, ws);
+    auto dw = [&](float* out, i64 K, const float* left, i64 ld_left, const float* right, i64 ld_right, i64 col,
+                  i64 cols) {
+      if (gm)
+        gemm_bf16(ctx, cols, K, N_, {right, ld_right, true}, {left, ld_left, false}, out + col * K, K, ws);
+      else
+        gemm_bf16(ctx, K, cols, N_, {left, ld_left, true}, {right, ld_right, false}, out + col, GH_, ws);
+    };
+    dw(a.dw_x, I_, a.x, I_, da_x_, ld_x_, 0, GH_);
+    for (int k = 0; k < n_w_h_; ++k) {
+      const Block& b = w_h_[k];
+      dw(a.dw_h, b.K, b.left, b.ld_left, b.right, b.ld_right, b.col, b.cols);
+    }
   }
 };
 
