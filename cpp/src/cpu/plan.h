@@ -79,6 +79,8 @@ struct ForwardPlan {
   ProductPlan product;  // w_h packed, K = H
   Region h_other;       // (B, H) the second state buffer
   Region order;         // (B) int64: the batch sorted by length (Walk::sort_by_length)
+  Region h_group;       // without bfloat16 products: 2 × (B, H), h_{t-1} by step parity in the
+                        // micro-kernels' row groups (packed.h pack_rows)
   // bfloat16 products only (Context::bf16; cpu/bf16.h), else absent:
   Region x_round;             // (T·B·I) x rounded (or as bfloat16 pairs)
   ProductPlan projection;     // w_x packed, K = I, tiles of kProjectionRows rows (cpu/bf16_projection.h)
@@ -99,6 +101,7 @@ struct BackwardPlan {
   Region da[2];         // (B, G·H) each: the step's gate gradients, alternating
   Region prod;          // (B, H) da·w_hᵀ
   Region order;         // (B) int64: the batch sorted by length (Walk::sort_by_length)
+  Region da_group;      // without bfloat16 products: 2 × (B, G·H), da by parity in row groups (pack_rows)
   // bfloat16 products only (Context::bf16; cpu/bf16.h), else absent:
   Region x_round, w_x_round;  // (T·B·I), (I·G·H) x and w_x rounded
   Region w_h_round;           // GRU with the reset before the product: (H·G·H) w_h rounded
