@@ -90,6 +90,7 @@ ForwardPlan plan_forward(const Context& c, Dtype t, const CellSpec& spec, const 
   // The input projection on the packed kernels: bfloat16 products, and float32 (faster
   // there than the GEMM: 2 threads, H 512, B 128, T 50); float64 keeps the GEMM.
   if (c.bf16 || t == Dtype::f32) p.projection = product(c, t, l, d.input, H, G, kProjectionRows, 2 * N * d.input * GH);
+  if (!c.bf16 && t == Dtype::f32) p.x_group = l.flat(p.projection.threads * l.rounded(kProjectionRows * d.input));
   if (c.bf16) {
     const bool reset_before = spec.cell == Cell::gru && !spec.reset_after;
     p.x_round = l.flat(N * d.input);
