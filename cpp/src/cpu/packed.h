@@ -197,8 +197,11 @@ void pack_rows(const T* A, i64 lda, i64 rows, i64 layout_rows, i64 K, i64 k0, i6
 // vectors; `stride` elements from one k to the next, which is also the row stride of out).
 // The MR·SW accumulators live in registers (the loops over r and s are unrolled). With
 // `resume`, the sums continue from the values in `out` (a later slice of K).
+// Prefetch: with few rows (a panel row feeds few FMAs, so the product streams the panel
+// from L2 or L3), the lines `ahead` panel rows ahead are asked for each k (0: none).
 template <typename T, int SW, int MR, bool Grouped = false>
-inline void micro_kernel(const T* A, i64 step, const T* panel, i64 stride, i64 K, T* out, bool resume) {
+inline void micro_kernel(const T* A, i64 step, const T* panel, i64 stride, i64 K, T* out, bool resume,
+                         i64 ahead = 0) {
   using SV = Simd<T>;
   using V = typename SV::vec;
   constexpr int L = SV::lanes;
@@ -209,6 +212,10 @@ inline void micro_kernel(const T* A, i64 step, const T* panel, i64 stride, i64 K
     for (int s = 0; s < SW; ++s) acc[r][s] = resume ? SV::load(out + r * stride + s * L) : V{};
   for (i64 k = 0; k < K; ++k) {
     const T* wk = panel + k * stride;
+    if (ahead > 0) {
+#pragma GCC unroll 32
+      for (int s = 0; s < SW; ++s) __builtin_prefetch(wk + ahead * stride + s * L, 0, 3);
+    }
     V w[SW];
 #pragma GCC unroll 32
     for (int s = 0; s < SW; ++s) w[s] = SV::load(wk + s * L);
@@ -233,18 +240,19 @@ constexpr int rows_per_kernel() {
 }
 
 template <typename T, int S, int MR, bool Grouped = false>
-void rows_kernel(const T* A, i64 step, i64 rows, const T* panel, i64 K, T* tile, bool resume) {
+void rows_kernel(const T* A, i64 step, i64 rows, const T* panel, i64 K, T* tile, bool resume, i64 ahead = 0) {
   constexpr i64 stride = S * Simd<T>::lanes;
   const i64 row_step = Grouped ? 1 : step;  // from one row of A to the next
   i64 r = 0;
   for (; r + MR <= rows; r += MR)
-    micro_kernel<T, S, MR, Grouped>(A + r * row_step, step, panel, stride, K, tile + r * stride, resume);
+    micro_kernel<T, S, MR, Grouped>(A + r * row_step, step, panel, stride, K, tile + r * stride, resume,
+                                    r == 0 ? ahead : 0);
   const i64 left = rows - r;
   if constexpr (MR > 1) {
     if (left > 0) {
       // The remaining rows, one kernel of the next smaller height at a time.
       rows_kernel<T, S, (MR > 1 ? MR - 1 : 1), Grouped>(A + r * row_step, step, left, panel, K, tile + r * stride,
-                                                        resume);
+                                                        resume, r == 0 ? ahead : 0);
     }
   } else {
     (void)left;
@@ -257,6 +265,13 @@ void rows_kernel(const T* A, i64 step, i64 rows, const T* panel, i64 K, T* tile,
 // depend on the slicing (nor on the kernel shapes, nor on A's layout).
 // Plain A: leading dimension lda. Grouped A (pack_rows): lda = K, laid out for
 // `layout_rows` rows.
+// How far ahead a streamed panel is prefetched: about an L3 latency's worth of the
+// bytes one core consumes.
+#ifndef LSTMCORE_PREFETCH_BYTES
+#define LSTMCORE_PREFETCH_BYTES 8192
+#endif
+constexpr i64 kPrefetchBytes = LSTMCORE_PREFETCH_BYTES;
+
 template <typename T, int S, bool Grouped>
 void panel_product_rows(const T* A, i64 lda, i64 layout_rows, i64 rows, const T* panel, i64 K, T* tile) {
   constexpr int L = Simd<T>::lanes;
@@ -280,8 +295,10 @@ void panel_product_rows(const T* A, i64 lda, i64 layout_rows, i64 rows, const T*
     }
     if (tall < rows) {
       const T* a = Grouped ? A + tall * lda + k0 * last_m : A + tall * lda + k0;
+      // no tall rows: this pass is the panel's only one, streamed with prefetch
+      const i64 ahead = tall == 0 ? kPrefetchBytes / (stride * static_cast<i64>(sizeof(T))) : 0;
       rows_kernel<T, S, rows_per_kernel<T, S>(), Grouped>(a, Grouped ? last_m : lda, rows - tall, pk, kn,
-                                                          tile + tall * stride, resume);
+                                                          tile + tall * stride, resume, ahead);
     }
   }
 }
