@@ -265,13 +265,6 @@ void rows_kernel(const T* A, i64 step, i64 rows, const T* panel, i64 K, T* tile,
 // depend on the slicing (nor on the kernel shapes, nor on A's layout).
 // Plain A: leading dimension lda. Grouped A (pack_rows): lda = K, laid out for
 // `layout_rows` rows.
-// How far ahead a streamed panel is prefetched: about an L3 latency's worth of the
-// bytes one core consumes.
-#ifndef LSTMCORE_PREFETCH_BYTES
-#define LSTMCORE_PREFETCH_BYTES 8192
-#endif
-constexpr i64 kPrefetchBytes = LSTMCORE_PREFETCH_BYTES;
-
 template <typename T, int S, bool Grouped>
 void panel_product_rows(const T* A, i64 lda, i64 layout_rows, i64 rows, const T* panel, i64 K, T* tile) {
   constexpr int L = Simd<T>::lanes;
@@ -295,7 +288,7 @@ void panel_product_rows(const T* A, i64 lda, i64 layout_rows, i64 rows, const T*
     }
     if (tall < rows) {
       const T* a = Grouped ? A + tall * lda + k0 * last_m : A + tall * lda + k0;
-      // no tall rows: this pass is the panel's only one, streamed with prefetch
+      // no tall rows: this pass is the panel's only one, streamed with prefetch (kernel_common.h)
       const i64 ahead = tall == 0 ? kPrefetchBytes / (stride * static_cast<i64>(sizeof(T))) : 0;
       rows_kernel<T, S, rows_per_kernel<T, S>(), Grouped>(a, Grouped ? last_m : lda, rows - tall, pk, kn,
                                                           tile + tall * stride, resume, ahead);
