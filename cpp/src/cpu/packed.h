@@ -269,7 +269,7 @@ template <typename T, int S, bool Grouped>
 void panel_product_rows(const T* A, i64 lda, i64 layout_rows, i64 rows, const T* panel, i64 K, T* tile) {
   constexpr int L = Simd<T>::lanes;
   constexpr i64 stride = S * L;
-  constexpr i64 slice = 16384 / (S * kVectorBytes);  // 16 KiB of panel per slice
+  const i64 slice = std::max<i64>(1, panel_slice_bytes() / (S * kVectorBytes));  // a third of L1 (kernel_common.h)
   const i64 tall = rows / kTallRows * kTallRows;
   // the group holding the rows past the tall ones (grouped: its rows side by side)
   const i64 last_m = Grouped ? std::min<i64>(kTallRows, layout_rows - tall) : 0;
