@@ -25,8 +25,7 @@ void project(const Context& ctx, const ForwardPlan& plan, const Scratch& ws, con
   const ProductPlan& pp = plan.projection;
   if (pp.pack.K == 0) return project_inputs(ctx, x, w_x, bias, N, out, ld);
   const i64 I = w_x.K;
-  // Without Context::bf16 (float32 calls): the float kernel on x and w_x as they are.
-  const bool bf16 = pp.bf16, native = bf16 && kNativeBf16 && std::is_same_v<T, float>;
+  const bool native = kNativeBf16 && std::is_same_v<T, float>;
   T* packed = ws.get<T>(pp.packed);
   T* xr = ws.get<T>(plan.x_round);
   auto* packed16 = reinterpret_cast<bf16_t*>(packed);
@@ -40,38 +39,23 @@ void project(const Context& ctx, const ForwardPlan& plan, const Scratch& ws, con
     }
   } else {
     pack_recurrent(w_x.data, w_x.gate_major, pp.pack, packed);
-    if (bf16) {
-      round_packed_swapped(packed, p.blocks, p.panel, I, G * p.W);
-      round_swapped(x, I, xr, N, 0, I, I);
-    }
+    round_packed_swapped(packed, p.blocks, p.panel, I, G * p.W);
+    round_swapped(x, I, xr, N, 0, I, I);
   }
-  const T* xa = bf16 ? static_cast<const T*>(xr) : x;
   const i64 chunks = (N + kProjectionRows - 1) / kProjectionRows, jobs = p.blocks * chunks;
   T* tiles = ws.get<T>(pp.tiles);
-  // float32: each thread's chunk of x in row groups (packed.h pack_rows), once per chunk
-  T* x_group = ws.get<T>(plan.x_group);
-  const i64 group_stride = x_group ? plan.x_group.count / pp.threads : 0;
   run_on_threads(pp.threads, [&](int tid, int nth) {
     T* tile = tiles + tid * pp.tile_stride;
-    T* xg = x_group ? x_group + tid * group_stride : nullptr;
-    i64 grouped = -1;  // the first row of the chunk in xg
     for (i64 job = jobs * tid / nth; job < jobs * (tid + 1) / nth; ++job) {
       const i64 blk = job % p.blocks, r0 = job / p.blocks * kProjectionRows;
       const i64 rows = std::min(kProjectionRows, N - r0);
-      if (xg) {
-        if (grouped != r0) pack_rows(x + r0 * I, I, rows, rows, I, 0, I, xg);
-        grouped = r0;
-        if (S == 3)
-          panel_product_rows<T, 3, true>(xg, I, rows, rows, p.data + blk * p.panel, I, tile);
-        else
-          panel_product_rows<T, 4, true>(xg, I, rows, rows, p.data + blk * p.panel, I, tile);
-      } else if (native) {
+      if (native) {
         panel_product_bf16(x16 + r0 * lda16, lda16, rows, packed16 + blk * lda16 * G * p.W, S, I,
                            reinterpret_cast<float*>(tile));
       } else if (S == 3) {
-        panel_product<T, 3>(xa + r0 * I, I, rows, p.data + blk * p.panel, I, tile);
+        panel_product<T, 3>(xr + r0 * I, I, rows, p.data + blk * p.panel, I, tile);
       } else {
-        panel_product<T, 4>(xa + r0 * I, I, rows, p.data + blk * p.panel, I, tile);
+        panel_product<T, 4>(xr + r0 * I, I, rows, p.data + blk * p.panel, I, tile);
       }
       const i64 u0 = blk * p.W, n = std::min<i64>(p.W, H - u0);
       for (i64 r = 0; r < rows; ++r)

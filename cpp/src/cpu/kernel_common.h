@@ -5,10 +5,6 @@
 
 #include <Eigen/Core>
 
-#if __has_include(<unistd.h>)
-#include <unistd.h>  // sysconf: the L1 size (panel_slice_bytes)
-#endif
-
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -209,28 +205,6 @@ class StepBarrier {
   std::mutex mutex_;
   std::condition_variable wake_;
 };
-
-// Bytes of a packed panel the micro-kernels (packed.h) keep in L1 while every row group
-// passes over them: a third of this machine's L1 data cache (read once, at first use;
-// 32 KiB assumed when the system does not say), whole 64-byte lines, at least 4 KiB.
-// The slicing never changes results: the sums run over k in order.
-inline i64 panel_slice_bytes() {
-  static const i64 bytes = [] {
-    long l1 = 0;
-#ifdef _SC_LEVEL1_DCACHE_SIZE
-    l1 = sysconf(_SC_LEVEL1_DCACHE_SIZE);
-#endif
-    if (l1 <= 0) l1 = 32768;
-    return std::max<i64>(4096, l1 / 3 / 64 * 64);
-  }();
-  return bytes;
-}
-
-// How far ahead the float micro-kernels (packed.h) prefetch a panel they stream
-// (few rows: each panel line feeds few FMAs, so L2/L3 latency is what is left to hide):
-// about an L3 latency's worth of one core's bytes (8 KiB measured faster than 4 KiB at
-// B = 1, H 512 and 1024).
-constexpr i64 kPrefetchBytes = 8192;
 
 // Copies n elements, or writes zeros when src is null (an absent optional input).
 template <typename T>

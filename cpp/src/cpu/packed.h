@@ -109,12 +109,12 @@ inline void copy_units(T* dst, const T* src, i64 n, const PackedWeights<T>& p) {
 }
 
 // Packs w_h (H × G·H; gate_major: stored G·H × H) for the forward product h·w_h: K = H,
-// G gate blocks. Both layouts give the same panels. Any K × G·H operand of the same gate
-// layout packs alike (such as w_x: K = I; gate_major stored G·H × K).
+// G gate blocks. Both layouts give the same panels. Input-major, any K × G·H operand of the
+// same gate layout packs alike (such as w_x: K = I).
 template <typename T>
 PackedWeights<T> pack_recurrent(const T* w_h, bool gate_major, const PackGeometry& geo, T* out) {
   const PackedWeights<T> p = packed_layout(geo, out);
-  const i64 H = geo.H, G = geo.G, K = geo.K;
+  const i64 H = geo.H, G = geo.G;
   for (i64 blk = 0; blk < p.blocks; ++blk) {
     T* dst = out + blk * p.panel;
     const i64 u0 = blk * p.W, n = std::min<i64>(p.W, H - u0);
@@ -122,10 +122,10 @@ PackedWeights<T> pack_recurrent(const T* w_h, bool gate_major, const PackGeometr
       constexpr i64 kTile = 16;    // a tile's reads (W rows × 16) and writes (16 panel rows) stay in L1
       if (n < p.W) std::memset(dst, 0, sizeof(T) * p.panel);
       for (i64 g = 0; g < G; ++g)
-        for (i64 k0 = 0; k0 < K; k0 += kTile) {
-          const i64 kn = std::min(kTile, K - k0);
+        for (i64 k0 = 0; k0 < H; k0 += kTile) {
+          const i64 kn = std::min(kTile, H - k0);
           for (i64 w = 0; w < n; ++w) {
-            const T* src = w_h + (g * H + u0 + w) * K + k0;
+            const T* src = w_h + (g * H + u0 + w) * H + k0;
             T* d = dst + (k0 * G + g) * p.W + w;
             for (i64 k = 0; k < kn; ++k) d[k * G * p.W] = src[k];
           }
@@ -166,42 +166,12 @@ PackedWeights<T> pack_recurrent_transposed(const T* w_h, bool gate_major, const 
   return gate_major ? pack_columns(w_h, geo.H, false, geo, out) : pack_columns(w_h, geo.K, true, geo, out);
 }
 
-// The left operand A (rows × K) of a product reaches the micro-kernels in one of two
-// layouts, chosen by the template flag `Grouped`:
-//   plain:   A[r, k] at A + r·step + k (row-major, step = the leading dimension);
-//   grouped: A[r, k] at A + r + k·step: rows in groups (pack_rows below), a group's m
-//            rows of one k side by side (step = m).
-// Grouped, the MR values a kernel broadcasts per k are one contiguous run, and the
-// whole slice of K it reads is consecutive: no set conflicts between rows whose
-// leading dimension is a multiple of 2 KiB, one address register instead of MR.
-
-// The tall kernel for the bulk of the rows: 2 vectors wide, MR_TALL rows (12 accumulators
-// of 16 registers, 24 of 32), so each broadcast of A feeds two FMAs and each panel load
-// MR_TALL of them.
-constexpr int kTallRows = kRegisters >= 32 ? 12 : 6;
-
-// A (rows × K, leading dimension lda), columns [k0, k1), into the grouped layout of
-// `layout_rows` rows (rows <= layout_rows): groups of kTallRows rows (the last one holds
-// the rest), group g at out + g·kTallRows·K, A[r, k] at + (r mod kTallRows) + k·m.
-template <typename T>
-void pack_rows(const T* A, i64 lda, i64 rows, i64 layout_rows, i64 K, i64 k0, i64 k1, T* out) {
-  for (i64 g0 = 0; g0 < rows; g0 += kTallRows) {
-    const i64 m = std::min<i64>(kTallRows, layout_rows - g0), mr = std::min<i64>(m, rows - g0);
-    T* o = out + g0 * K;
-    for (i64 k = k0; k < k1; ++k)
-      for (i64 r = 0; r < mr; ++r) o[k * m + r] = A[(g0 + r) * lda + k];
-  }
-}
-
-// out (MR × SW vectors) = A rows (MR × K, layout as above) · panel columns (K × SW
+// out (MR × SW vectors) = A rows (MR × K, leading dimension lda) · panel columns (K × SW
 // vectors; `stride` elements from one k to the next, which is also the row stride of out).
 // The MR·SW accumulators live in registers (the loops over r and s are unrolled). With
 // `resume`, the sums continue from the values in `out` (a later slice of K).
-// Prefetch: with few rows (a panel row feeds few FMAs, so the product streams the panel
-// from L2 or L3), the lines `ahead` panel rows ahead are asked for each k (0: none).
-template <typename T, int SW, int MR, bool Grouped = false>
-inline void micro_kernel(const T* A, i64 step, const T* panel, i64 stride, i64 K, T* out, bool resume,
-                         i64 ahead = 0) {
+template <typename T, int SW, int MR>
+inline void micro_kernel(const T* A, i64 lda, const T* panel, i64 stride, i64 K, T* out, bool resume) {
   using SV = Simd<T>;
   using V = typename SV::vec;
   constexpr int L = SV::lanes;
@@ -212,16 +182,12 @@ inline void micro_kernel(const T* A, i64 step, const T* panel, i64 stride, i64 K
     for (int s = 0; s < SW; ++s) acc[r][s] = resume ? SV::load(out + r * stride + s * L) : V{};
   for (i64 k = 0; k < K; ++k) {
     const T* wk = panel + k * stride;
-    if (ahead > 0) {
-#pragma GCC unroll 32
-      for (int s = 0; s < SW; ++s) __builtin_prefetch(wk + ahead * stride + s * L, 0, 3);
-    }
     V w[SW];
 #pragma GCC unroll 32
     for (int s = 0; s < SW; ++s) w[s] = SV::load(wk + s * L);
 #pragma GCC unroll 32
     for (int r = 0; r < MR; ++r) {
-      const V a = SV::broadcast(Grouped ? A[k * step + r] : A[r * step + k]);
+      const V a = SV::broadcast(A[r * lda + k]);
 #pragma GCC unroll 32
       for (int s = 0; s < SW; ++s) acc[r][s] += a * w[s];
     }
@@ -239,20 +205,21 @@ constexpr int rows_per_kernel() {
   return r < 1 ? 1 : (r > 8 ? 8 : r);
 }
 
-template <typename T, int S, int MR, bool Grouped = false>
-void rows_kernel(const T* A, i64 step, i64 rows, const T* panel, i64 K, T* tile, bool resume, i64 ahead = 0) {
+// The tall kernel for the bulk of the rows: 2 vectors wide, MR_TALL rows (12 accumulators
+// of 16 registers, 24 of 32), so each broadcast of A feeds two FMAs and each panel load
+// MR_TALL of them.
+constexpr int kTallRows = kRegisters >= 32 ? 12 : 6;
+
+template <typename T, int S, int MR>
+void rows_kernel(const T* A, i64 lda, i64 rows, const T* panel, i64 K, T* tile, bool resume) {
   constexpr i64 stride = S * Simd<T>::lanes;
-  const i64 row_step = Grouped ? 1 : step;  // from one row of A to the next
   i64 r = 0;
-  for (; r + MR <= rows; r += MR)
-    micro_kernel<T, S, MR, Grouped>(A + r * row_step, step, panel, stride, K, tile + r * stride, resume,
-                                    r == 0 ? ahead : 0);
+  for (; r + MR <= rows; r += MR) micro_kernel<T, S, MR>(A + r * lda, lda, panel, stride, K, tile + r * stride, resume);
   const i64 left = rows - r;
   if constexpr (MR > 1) {
     if (left > 0) {
       // The remaining rows, one kernel of the next smaller height at a time.
-      rows_kernel<T, S, (MR > 1 ? MR - 1 : 1), Grouped>(A + r * row_step, step, left, panel, K, tile + r * stride,
-                                                        resume, r == 0 ? ahead : 0);
+      rows_kernel<T, S, (MR > 1 ? MR - 1 : 1)>(A + r * lda, lda, left, panel, K, tile + r * stride, resume);
     }
   } else {
     (void)left;
@@ -262,64 +229,42 @@ void rows_kernel(const T* A, i64 step, i64 rows, const T* panel, i64 K, T* tile,
 // All rows times one panel (S vectors wide). K is cut into slices that stay in L1 while
 // every group of rows passes over them: the panel is read from L2 (or L3) once per
 // product, not once per row group. The sums run over k in order, so the result does not
-// depend on the slicing (nor on the kernel shapes, nor on A's layout).
-// Plain A: leading dimension lda. Grouped A (pack_rows): lda = K, laid out for
-// `layout_rows` rows.
-template <typename T, int S, bool Grouped>
-void panel_product_rows(const T* A, i64 lda, i64 layout_rows, i64 rows, const T* panel, i64 K, T* tile) {
+// depend on the slicing (nor on the kernel shapes).
+template <typename T, int S>
+void panel_product(const T* A, i64 lda, i64 rows, const T* panel, i64 K, T* tile) {
   constexpr int L = Simd<T>::lanes;
   constexpr i64 stride = S * L;
-  const i64 slice = std::max<i64>(1, panel_slice_bytes() / (S * kVectorBytes));  // a third of L1 (kernel_common.h)
+  constexpr i64 slice = 16384 / (S * kVectorBytes);  // 16 KiB of panel per slice
   const i64 tall = rows / kTallRows * kTallRows;
-  // the group holding the rows past the tall ones (grouped: its rows side by side)
-  const i64 last_m = Grouped ? std::min<i64>(kTallRows, layout_rows - tall) : 0;
   for (i64 k0 = 0; k0 < K; k0 += slice) {
     const i64 kn = std::min(slice, K - k0);
     const bool resume = k0 > 0;
     const T* pk = panel + k0 * stride;
     for (i64 r = 0; r < tall; r += kTallRows) {
-      const T* a = Grouped ? A + r * lda + k0 * kTallRows : A + r * lda + k0;
-      const i64 step = Grouped ? kTallRows : lda;
       int s = 0;
       for (; s + 2 <= S; s += 2)
-        micro_kernel<T, 2, kTallRows, Grouped>(a, step, pk + s * L, stride, kn, tile + r * stride + s * L, resume);
+        micro_kernel<T, 2, kTallRows>(A + r * lda + k0, lda, pk + s * L, stride, kn, tile + r * stride + s * L, resume);
       if (s < S)
-        micro_kernel<T, 1, kTallRows, Grouped>(a, step, pk + s * L, stride, kn, tile + r * stride + s * L, resume);
+        micro_kernel<T, 1, kTallRows>(A + r * lda + k0, lda, pk + s * L, stride, kn, tile + r * stride + s * L, resume);
     }
-    if (tall < rows) {
-      const T* a = Grouped ? A + tall * lda + k0 * last_m : A + tall * lda + k0;
-      // no tall rows: this pass is the panel's only one, streamed with prefetch (kernel_common.h)
-      const i64 ahead = tall == 0 ? kPrefetchBytes / (stride * static_cast<i64>(sizeof(T))) : 0;
-      rows_kernel<T, S, rows_per_kernel<T, S>(), Grouped>(a, Grouped ? last_m : lda, rows - tall, pk, kn,
-                                                          tile + tall * stride, resume, ahead);
-    }
+    if (tall < rows)
+      rows_kernel<T, S, rows_per_kernel<T, S>()>(A + tall * lda + k0, lda, rows - tall, pk, kn, tile + tall * stride,
+                                                 resume);
   }
-}
-
-template <typename T, int S>
-void panel_product(const T* A, i64 lda, i64 rows, const T* panel, i64 K, T* tile) {
-  panel_product_rows<T, S, false>(A, lda, rows, rows, panel, K, tile);
 }
 
 template <typename T>
 void scatter_tile(const PackedWeights<T>& p, i64 B, i64 blk, const T* tile, T* rec);
 
 // rec[b, g·H + u] = Σ_k A[b, k] · M[k, g·H + u] for every row b < B and the units u of
-// block `blk`, M being the packed operand and A (B × K) dense; with grouped_rows > 0, A in
-// pack_rows's layout for that many rows. `tile`: B · G · W scratch.
+// block `blk`, M being the packed operand and A (B × K) dense. `tile`: B · G · W scratch.
 template <typename T>
-void recurrent_block(const PackedWeights<T>& p, const T* A, i64 B, i64 blk, T* tile, T* rec, i64 grouped_rows = 0) {
+void recurrent_block(const PackedWeights<T>& p, const T* A, i64 B, i64 blk, T* tile, T* rec) {
   const T* panel = p.data + blk * p.panel;
   const i64 S = p.G * p.U;
-  if (grouped_rows > 0) {
-    if (S == 3)
-      panel_product_rows<T, 3, true>(A, p.K, grouped_rows, B, panel, p.K, tile);
-    else
-      panel_product_rows<T, 4, true>(A, p.K, grouped_rows, B, panel, p.K, tile);
-  } else if (S == 3) {
-    panel_product<T, 3>(A, p.K, B, panel, p.K, tile);
-  } else {
-    panel_product<T, 4>(A, p.K, B, panel, p.K, tile);
+  switch (S) {
+    case 3: panel_product<T, 3>(A, p.K, B, panel, p.K, tile); break;
+    default: panel_product<T, 4>(A, p.K, B, panel, p.K, tile); break;
   }
   scatter_tile(p, B, blk, tile, rec);
 }
@@ -405,9 +350,6 @@ void run_recurrence(const ForwardPlan& plan, const Scratch& ws, const Walk& walk
   if constexpr (std::is_same_v<T, float>)  // bfloat16 products: h_0 rounded, in slot order
     if (native) to_bf16(first, H, h16, lda16, B, 0, H);
   if (h_round && !native) round_swapped(static_cast<const T*>(first), H, h_round, B, 0, H, H);
-  // float kernels: h_{t-1} in row groups, from the buffer of the step's parity
-  T* h_group = ws.get<T>(plan.h_group);
-  if (h_group) pack_rows(static_cast<const T*>(first), H, B, B, H, 0, H, h_group);
   T* final_h = first;
   StepBarrier barrier;
   auto body = [&](int tid, int nth) {
@@ -419,14 +361,14 @@ void run_recurrence(const ForwardPlan& plan, const Scratch& ws, const Walk& walk
     i64 before = B;  // slots active at the previous iteration
     for (i64 s = 0; s < steps; ++s) {
       const i64 n = walk.active_count(s, before);
-      const T* operand = h_round ? h_round + (s & 1) * B * H : h_group ? h_group + (s & 1) * B * H : cur;
+      const T* operand = h_round ? h_round + (s & 1) * B * H : cur;
       for (i64 blk = b0; blk < b1; ++blk) {
         if (native) {
           panel_product_bf16(h16 + (s & 1) * B * lda16, lda16, n, packed16 + blk * panel16, G * p.U, H,
                              reinterpret_cast<float*>(tile));
           scatter_tile(p, n, blk, tile, rec);
         } else {
-          recurrent_block(p, operand, n, blk, tile, rec, h_group ? B : 0);
+          recurrent_block(p, operand, n, blk, tile, rec);
         }
       }
       step(s, n, u0, u1, static_cast<const T*>(cur), nxt, static_cast<const T*>(rec));
@@ -436,7 +378,6 @@ void run_recurrence(const ForwardPlan& plan, const Scratch& ws, const Walk& walk
       if constexpr (std::is_same_v<T, float>)
         if (native) to_bf16(nxt, H, h16 + ((s + 1) & 1) * B * lda16, lda16, n, u0, u1);
       if (h_round && !native) round_swapped(static_cast<const T*>(nxt), H, h_round + ((s + 1) & 1) * B * H, n, u0, u1, H);
-      if (h_group) pack_rows(static_cast<const T*>(nxt), H, n, B, H, u0, u1, h_group + ((s + 1) & 1) * B * H);
       if (nth > 1) barrier.wait(nth);
       std::swap(cur, nxt);
     }
@@ -490,7 +431,6 @@ void run_backward_recurrence(const BackwardPlan& plan, const Scratch& ws, const 
   }
   const i64 panel16 = lda16 * p.W;
   T* da_buf[2] = {ws.get<T>(plan.da[0]), ws.get<T>(plan.da[1])};
-  T* da_group = ws.get<T>(plan.da_group);  // float kernels: da by parity in row groups
   T* prod = ws.get<T>(plan.prod);
   const int nt = plan.product.threads;
   const i64 tile_size = plan.product.tile_stride;
@@ -512,16 +452,13 @@ void run_backward_recurrence(const BackwardPlan& plan, const Scratch& ws, const 
       T* d_round = bf16 ? da_round + (s & 1) * B * GH : nullptr;
       if (bf16 && !native)
         for (i64 g = 0; g < GH; g += H) round_swapped(static_cast<const T*>(da), GH, d_round, n, g + u0, g + u1, GH);
-      T* d_group = da_group ? da_group + (s & 1) * B * GH : nullptr;
-      if (d_group)
-        for (i64 g = 0; g < GH; g += H) pack_rows(static_cast<const T*>(da), GH, n, B, GH, g + u0, g + u1, d_group);
       if (nth > 1) barrier.wait(nth);
       for (i64 blk = b0; blk < b1; ++blk) {
         if (native) {
           panel_product_bf16(d16, lda16, n, packed16 + blk * panel16, p.U, GH, reinterpret_cast<float*>(tile));
           scatter_tile(p, n, blk, tile, prod);
         } else {
-          recurrent_block(p, static_cast<const T*>(bf16 ? d_round : d_group), n, blk, tile, prod, bf16 ? 0 : B);
+          recurrent_block(p, static_cast<const T*>(bf16 ? d_round : da), n, blk, tile, prod);
         }
       }
       for (i64 i = 0; i < n; ++i) {

@@ -85,15 +85,11 @@ ForwardPlan plan_forward(const Context& c, Dtype t, const CellSpec& spec, const 
     p.product = product(c, t, l, H, H, G, B, 2 * B * H * GH);
     p.h_other = l.flat(B * H);
     p.order = l.indices(B);
-    if (!c.bf16) p.h_group = l.flat(2 * B * H);
   }
-  // The input projection on the packed kernels: bfloat16 products, and float32 (faster
-  // there than the GEMM: 2 threads, H 512, B 128, T 50); float64 keeps the GEMM.
-  if (c.bf16 || t == Dtype::f32) p.projection = product(c, t, l, d.input, H, G, kProjectionRows, 2 * N * d.input * GH);
-  if (!c.bf16 && t == Dtype::f32) p.x_group = l.flat(p.projection.threads * l.rounded(kProjectionRows * d.input));
   if (c.bf16) {
     const bool reset_before = spec.cell == Cell::gru && !spec.reset_after;
     p.x_round = l.flat(N * d.input);
+    p.projection = product(c, t, l, d.input, H, G, kProjectionRows, 2 * N * d.input * GH);
     p.h_round = l.flat((reset_before ? 1 : 2) * B * H);
     if (reset_before) p.w_h_round = l.flat(H * GH);
   }
@@ -116,7 +112,6 @@ BackwardPlan plan_backward(const Context& c, Dtype t, const CellSpec& spec, cons
     p.da[1] = l.flat(B * GH);
     p.prod = l.flat(B * H);
     p.order = l.indices(B);
-    if (!c.bf16) p.da_group = l.flat(2 * B * GH);
   }
   if (c.bf16) {
     p.gemm16 = l.flat(gemm16_elements(c.threads));

@@ -89,14 +89,9 @@ struct ForwardPlan {
   ProductPlan product;  // w_h packed, K = H
   Region h_other;       // (B, H) the second state buffer
   Region order;         // (B) int64: the batch sorted by length (Walk::sort_by_length)
-  Region h_group;       // without bfloat16 products: 2 × (B, H), h_{t-1} by step parity in the
-                        // micro-kernels' row groups (packed.h pack_rows)
-  // The input projection on the packed kernels (cpu/bf16_projection.h; float64: absent):
-  ProductPlan projection;     // w_x packed, K = I, tiles of kProjectionRows rows
-  Region x_group;             // float32 (no bfloat16): per thread kProjectionRows × I, a chunk of x
-                              // in row groups (packed.h pack_rows)
   // bfloat16 products only (Context::bf16; cpu/bf16.h), else absent:
   Region x_round;             // (T·B·I) x rounded (or as bfloat16 pairs)
+  ProductPlan projection;     // w_x packed, K = I, tiles of kProjectionRows rows (cpu/bf16_projection.h)
   Region h_round;             // packed recurrence: 2 × (B, H), h_{t-1} rounded by step parity;
                               // GRU with the reset before: (B, H)
   Region w_h_round;           // GRU with the reset before the product: (H·G·H) w_h rounded
@@ -114,7 +109,6 @@ struct BackwardPlan {
   Region da[2];         // (B, G·H) each: the step's gate gradients, alternating
   Region prod;          // (B, H) da·w_hᵀ
   Region order;         // (B) int64: the batch sorted by length (Walk::sort_by_length)
-  Region da_group;      // without bfloat16 products: 2 × (B, G·H), da by parity in row groups (pack_rows)
   // bfloat16 products only (Context::bf16; cpu/bf16.h), else absent:
   Region gemm16;              // (gemm16_elements(threads), floats) the weight-gradient GEMMs (cpu/bf16_gemm.h)
   Region w_h_round;           // GRU with the reset before the product: (H·G·H) w_h rounded
