@@ -179,9 +179,6 @@ def draw_forward_spec(pick, seed=None, allow_torch=None):
     s["compute"] = None
     if pick.boolean(0.3) and _bf16_ok(s):
         s["compute"] = "bfloat16"
-        # KNOWN BUG (test_step.py::test_bfloat16_gate_major_on_every_isa, xfail): bfloat16 with gate-major
-        # weights is wrong on every instruction set but avx512_bf16; drawn input-major until it is mended
-        s["weight_layout"] = "input_major"
     return s
 
 

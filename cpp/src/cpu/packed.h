@@ -109,12 +109,12 @@ inline void copy_units(T* dst, const T* src, i64 n, const PackedWeights<T>& p) {
 }
 
 // Packs w_h (H × G·H; gate_major: stored G·H × H) for the forward product h·w_h: K = H,
-// G gate blocks. Both layouts give the same panels. Input-major, any K × G·H operand of the
-// same gate layout packs alike (such as w_x: K = I).
+// G gate blocks. Both layouts give the same panels. Any K × G·H operand of the same gate
+// layout packs alike (such as w_x: K = I; gate_major stored G·H × K).
 template <typename T>
 PackedWeights<T> pack_recurrent(const T* w_h, bool gate_major, const PackGeometry& geo, T* out) {
   const PackedWeights<T> p = packed_layout(geo, out);
-  const i64 H = geo.H, G = geo.G;
+  const i64 H = geo.H, G = geo.G, K = geo.K;
   for (i64 blk = 0; blk < p.blocks; ++blk) {
     T* dst = out + blk * p.panel;
     const i64 u0 = blk * p.W, n = std::min<i64>(p.W, H - u0);
@@ -122,10 +122,10 @@ PackedWeights<T> pack_recurrent(const T* w_h, bool gate_major, const PackGeometr
       constexpr i64 kTile = 16;    // a tile's reads (W rows × 16) and writes (16 panel rows) stay in L1
       if (n < p.W) std::memset(dst, 0, sizeof(T) * p.panel);
       for (i64 g = 0; g < G; ++g)
-        for (i64 k0 = 0; k0 < H; k0 += kTile) {
-          const i64 kn = std::min(kTile, H - k0);
+        for (i64 k0 = 0; k0 < K; k0 += kTile) {
+          const i64 kn = std::min(kTile, K - k0);
           for (i64 w = 0; w < n; ++w) {
-            const T* src = w_h + (g * H + u0 + w) * H + k0;
+            const T* src = w_h + (g * H + u0 + w) * K + k0;
             T* d = dst + (k0 * G + g) * p.W + w;
             for (i64 k = 0; k < kn; ++k) d[k * G * p.W] = src[k];
           }
