@@ -209,6 +209,22 @@ void cell_units(const DirectStep<T>& r, const T* hp, i64 u0, i64 u1) {
   }
 }
 
+// The biases of row b, units [u0, u1), into acc: b + b_h per gate, except GRU's n gate with
+// the reset after the product, whose b_h belongs inside the reset and starts hn instead.
+template <typename T>
+void init_biases(const DirectStep<T>& r, i64 b, i64 u0, i64 u1) {
+  const i64 H = r.H, G = r.G, ld = r.ld;
+  const bool after = r.spec.cell == Cell::gru && r.spec.reset_after;
+  for (i64 g = 0; g < G; ++g) {
+    T* a = r.acc + (b * G + g) * ld;
+    const T* bx = r.b ? r.b + g * H : nullptr;
+    const T* bh = r.b_h && !(after && g == 2) ? r.b_h + g * H : nullptr;
+    for (i64 j = u0; j < u1; ++j) a[j] = (bx ? bx[j] : T(0)) + (bh ? bh[j] : T(0));
+  }
+  if (after)
+    for (i64 j = u0; j < u1; ++j) r.hn[b * ld + j] = r.b_h ? r.b_h[2 * H + j] : T(0);
+}
+
 // Row split (input-major, every cell but GRU with reset_after=false): thread t sums the
 // products over its share of the I + H weight rows, every column, into a partial of its
 // own, so each thread streams one contiguous block of the weights, which stays in its
@@ -240,20 +256,17 @@ void direct_step_rows(const DirectStep<T>& r, const T* hp) {
     }
   });
   for (i64 b = 0; b < B; ++b) {
+    init_biases(r, b, 0, H);
     for (i64 g = 0; g < G; ++g) {
       T* a = r.acc + (b * G + g) * ld;
-      const T* bx = r.b ? r.b + g * H : nullptr;
-      const T* bh = r.b_h && !(gru && g == 2) ? r.b_h + g * H : nullptr;
-      for (i64 j = 0; j < H; ++j) a[j] = (bx ? bx[j] : T(0)) + (bh ? bh[j] : T(0));
       for (int t = 0; t < used; ++t) {
         const T* pt = r.parts + t * r.part_stride + b * lp + g * ld;
         LSTMCORE_SIMD
         for (i64 j = 0; j < H; ++j) a[j] += pt[j];
       }
     }
-    if (gru) {
+    if (gru) {  // reset_after here: the row split leaves the reset before the product out
       T* hn = r.hn + b * ld;
-      for (i64 j = 0; j < H; ++j) hn[j] = r.b_h ? r.b_h[2 * H + j] : T(0);
       for (int t = 0; t < used; ++t) {
         const T* pt = r.parts + t * r.part_stride + b * lp + G * ld;
         LSTMCORE_SIMD
@@ -288,14 +301,7 @@ void direct_step(const DirectStep<T>& r) {
     const i64 u1 = std::min(H, blocks * (tid + 1) / nth * kUnitBlock);
     const i64 n = u1 - u0;
     if (n > 0) {
-      // the biases: b + b_h, but only b in GRU's n block when b_h[n] goes inside the reset
-      for (i64 b = 0; b < B; ++b)
-        for (i64 g = 0; g < G; ++g) {
-          T* a = r.acc + (b * G + g) * ld;
-          const T* bx = r.b ? r.b + g * H : nullptr;
-          const T* bh = r.b_h && !(gru && !before && g == 2) ? r.b_h + g * H : nullptr;
-          for (i64 j = u0; j < u1; ++j) a[j] = (bx ? bx[j] : T(0)) + (bh ? bh[j] : T(0));
-        }
+      for (i64 b = 0; b < B; ++b) init_biases(r, b, u0, u1);
       i64 col[4];
       T* acc[4];
       for (i64 g = 0; g < G; ++g) {
@@ -304,9 +310,7 @@ void direct_step(const DirectStep<T>& r) {
       }
       product(r.x, r.I, r.w_x, static_cast<int>(G), col, acc, n, lda);
       product(hp, H, r.w_h, static_cast<int>(gru ? 2 : G), col, acc, n, lda);
-      if (gru && !before) {
-        for (i64 b = 0; b < B; ++b)
-          for (i64 j = u0; j < u1; ++j) r.hn[b * ld + j] = r.b_h ? r.b_h[2 * H + j] : T(0);
+      if (gru && !before) {  // hn starts at b_h[n] (init_biases)
         const i64 cn = 2 * H + u0;
         T* an = r.hn + u0;
         product(hp, H, r.w_h, 1, &cn, &an, n, ld);
