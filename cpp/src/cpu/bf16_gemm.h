@@ -103,13 +103,6 @@ inline void gemm16_kernel(const float* a, const float* b, i64 kp_n, float* c, i6
 // The packed element type: bfloat16 bits (native) or the rounded float.
 using Gemm16Elem = std::conditional_t<kNativeBf16, bf16_t, float>;
 
-inline Gemm16Elem gemm16_elem(float v) {
-  if constexpr (kNativeBf16)
-    return bf16_bits(v);
-  else
-    return round_bf16(v);
-}
-
 // dst[j] = bf16(p0[j·s]) | bf16(p1[j·s]) << 16 for j < count (p1 null: the high half 0),
 // zeros up to `width`: a run of bfloat16 pairs as VDPBF16PS reads them.
 inline void pair_run(const float* p0, const float* p1, i64 s, i64 count, i64 width, std::uint32_t* dst) {
