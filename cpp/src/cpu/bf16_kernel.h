@@ -47,11 +47,12 @@ inline void to_bf16(const float* src, i64 lds, bf16_t* dst, i64 ldd, i64 rows, i
 }
 
 // Packs a K × (G·H) operand as above, blocks of W units: value(k, c) is M[k, c] (c < G·H).
-// Panel p starts at out + p · pair_width(K) · G · W.
+// Panel p starts at out + p · pair_width(K) · G · W. Only the blocks [blk0, blk1) are
+// written (a recurrence's threads each pack the blocks they read).
 template <class Value>
-void pack_pairs(i64 K, i64 H, i64 G, i64 W, i64 blocks, Value&& value, bf16_t* out) {
+void pack_pairs(i64 K, i64 H, i64 G, i64 W, i64 blk0, i64 blk1, Value&& value, bf16_t* out) {
   const i64 Kp = pair_width(K) / 2;
-  for (i64 blk = 0; blk < blocks; ++blk) {
+  for (i64 blk = blk0; blk < blk1; ++blk) {
     bf16_t* dst = out + blk * Kp * 2 * G * W;
     const i64 u0 = blk * W;
     for (i64 kp = 0; kp < Kp; ++kp)

@@ -110,16 +110,23 @@ inline void copy_units(T* dst, const T* src, i64 n, const PackedWeights<T>& p) {
 
 // Packs w_h (H × G·H; gate_major: stored G·H × H) for the forward product h·w_h: K = H,
 // G gate blocks. Both layouts give the same panels. Any K × G·H operand of the same gate
-// layout packs alike (such as w_x: K = I; gate_major stored G·H × K).
+// layout packs alike (such as w_x: K = I; gate_major stored G·H × K). Only the blocks
+// [blk0, blk1) are written (default: all), so the threads of a recurrence can each pack
+// the blocks they read. Input-major rows are taken a few at a time for all the blocks:
+// going block by block instead would stride over every row of w_h once per block, a
+// TLB miss per row when a row spans pages.
 template <typename T>
-PackedWeights<T> pack_recurrent(const T* w_h, bool gate_major, const PackGeometry& geo, T* out) {
+PackedWeights<T> pack_recurrent(const T* w_h, bool gate_major, const PackGeometry& geo, T* out, i64 blk0 = 0,
+                                i64 blk1 = -1) {
   const PackedWeights<T> p = packed_layout(geo, out);
   const i64 H = geo.H, G = geo.G, K = geo.K;
-  for (i64 blk = 0; blk < p.blocks; ++blk) {
-    T* dst = out + blk * p.panel;
-    const i64 u0 = blk * p.W, n = std::min<i64>(p.W, H - u0);
-    if (gate_major) {  // row g·H + u of the stored matrix is column u of gate g: transposed in tiles
-      constexpr i64 kTile = 16;    // a tile's reads (W rows × 16) and writes (16 panel rows) stay in L1
+  if (blk1 < 0) blk1 = p.blocks;
+  if (gate_major) {
+    for (i64 blk = blk0; blk < blk1; ++blk) {
+      T* dst = out + blk * p.panel;
+      const i64 u0 = blk * p.W, n = std::min<i64>(p.W, H - u0);
+      // row g·H + u of the stored matrix is column u of gate g: transposed in tiles
+      constexpr i64 kTile = 16;  // a tile's reads (W rows × 16) and writes (16 panel rows) stay in L1
       if (n < p.W) std::memset(dst, 0, sizeof(T) * p.panel);
       for (i64 g = 0; g < G; ++g)
         for (i64 k0 = 0; k0 < K; k0 += kTile) {
@@ -130,14 +137,22 @@ PackedWeights<T> pack_recurrent(const T* w_h, bool gate_major, const PackGeometr
             for (i64 k = 0; k < kn; ++k) d[k * G * p.W] = src[k];
           }
         }
-      continue;
     }
-    for (i64 k = 0; k < geo.K; ++k)
-      for (i64 g = 0; g < G; ++g) {
-        T* d = dst + (k * G + g) * p.W;
-        copy_units(d, w_h + k * G * H + g * H + u0, n, p);
-        if (n < p.W) std::memset(d + n, 0, sizeof(T) * (p.W - n));
-      }
+    return p;
+  }
+  constexpr i64 kRows = 8;  // rows of w_h per pass over the blocks
+  for (i64 k0 = 0; k0 < K; k0 += kRows) {
+    const i64 k1 = std::min(K, k0 + kRows);
+    for (i64 blk = blk0; blk < blk1; ++blk) {
+      T* dst = out + blk * p.panel;
+      const i64 u0 = blk * p.W, n = std::min<i64>(p.W, H - u0);
+      for (i64 k = k0; k < k1; ++k)
+        for (i64 g = 0; g < G; ++g) {
+          T* d = dst + (k * G + g) * p.W;
+          copy_units(d, w_h + k * G * H + g * H + u0, n, p);
+          if (n < p.W) std::memset(d + n, 0, sizeof(T) * (p.W - n));
+        }
+    }
   }
   return p;
 }
@@ -146,10 +161,12 @@ PackedWeights<T> pack_recurrent(const T* w_h, bool gate_major, const PackGeometr
 // (row stride ld), or with `transposed` M stored n × K, so that op(M) = Mᵀ. g: the
 // geometry of (K, n, 1).
 template <typename T>
-PackedWeights<T> pack_columns(const T* m, i64 ld, bool transposed, const PackGeometry& geo, T* out) {
+PackedWeights<T> pack_columns(const T* m, i64 ld, bool transposed, const PackGeometry& geo, T* out, i64 blk0 = 0,
+                              i64 blk1 = -1) {
   const PackedWeights<T> p = packed_layout(geo, out);
   const i64 K = geo.K, n = geo.H;
-  for (i64 blk = 0; blk < p.blocks; ++blk) {
+  if (blk1 < 0) blk1 = p.blocks;
+  for (i64 blk = blk0; blk < blk1; ++blk) {
     T* dst = out + blk * p.panel;
     const i64 u0 = blk * p.W;
     for (i64 k = 0; k < K; ++k)
@@ -160,10 +177,12 @@ PackedWeights<T> pack_columns(const T* m, i64 ld, bool transposed, const PackGeo
 }
 
 // Packs w_hᵀ (G·H × H) for the backward product da·w_hᵀ: K = G·H, one output block of H.
-// gate_major w_h is stored as w_hᵀ already.
+// gate_major w_h is stored as w_hᵀ already. Blocks [blk0, blk1) as in pack_recurrent.
 template <typename T>
-PackedWeights<T> pack_recurrent_transposed(const T* w_h, bool gate_major, const PackGeometry& geo, T* out) {
-  return gate_major ? pack_columns(w_h, geo.H, false, geo, out) : pack_columns(w_h, geo.K, true, geo, out);
+PackedWeights<T> pack_recurrent_transposed(const T* w_h, bool gate_major, const PackGeometry& geo, T* out,
+                                           i64 blk0 = 0, i64 blk1 = -1) {
+  return gate_major ? pack_columns(w_h, geo.H, false, geo, out, blk0, blk1)
+                    : pack_columns(w_h, geo.K, true, geo, out, blk0, blk1);
 }
 
 // out (MR × SW vectors) = A rows (MR × K, leading dimension lda) · panel columns (K × SW
@@ -323,18 +342,19 @@ void run_recurrence(const ForwardPlan& plan, const Scratch& ws, const Walk& walk
   auto* packed16 = reinterpret_cast<bf16_t*>(packed);
   auto* h16 = reinterpret_cast<bf16_t*>(h_round);
   const i64 lda16 = pair_width(H), G = plan.product.pack.G;
-  PackedWeights<T> p;
-  if (native) {
-    p = packed_layout(plan.product.pack, packed);
-    if constexpr (std::is_same_v<T, float>) {
+  const PackedWeights<T> p = packed_layout(plan.product.pack, packed);
+  // Each thread packs the blocks it reads, at the start of its walk: no thread waits for
+  // a packing of all of w_h, and no barrier is needed, as no thread reads another's blocks.
+  auto pack = [&](i64 b0, i64 b1) {
+    if (native) {
       const Weight<T> w(w_h, H, G * H, layout);
-      pack_pairs(H, H, G, p.W, p.blocks, [&](i64 k, i64 c) { return w.at(k, c); }, packed16);
-      std::memset(h16, 0, sizeof(bf16_t) * 2 * B * lda16);
+      pack_pairs(H, H, G, p.W, b0, b1, [&](i64 k, i64 c) { return w.at(k, c); }, packed16);
+      return;
     }
-  } else {
-    p = pack_recurrent(w_h, layout == WeightLayout::gate_major, plan.product.pack, packed);
-    if (plan.product.bf16) round_packed_swapped(packed, p.blocks, p.panel, H, G * p.W);  // VDPBF16PS's order
-  }
+    pack_recurrent(w_h, layout == WeightLayout::gate_major, plan.product.pack, packed, b0, b1);
+    if (plan.product.bf16) round_packed_swapped(packed + b0 * p.panel, b1 - b0, p.panel, H, G * p.W);  // VDPBF16PS's order
+  };
+  if (native) std::memset(h16, 0, sizeof(bf16_t) * 2 * B * lda16);
   const i64 panel16 = lda16 * G * p.W;
   T* h_other = ws.get<T>(plan.h_other);
   T* rec = ws.get<T>(plan.rec);
@@ -356,6 +376,7 @@ void run_recurrence(const ForwardPlan& plan, const Scratch& ws, const Walk& walk
     i64 b0, b1, u0, u1;
     thread_units(p.blocks, p.W, H, tid, nth, b0, b1, u0, u1);
     T* tile = tiles + tid * tile_size;
+    pack(b0, b1);
     T* cur = first;
     T* nxt = second;
     i64 before = B;  // slots active at the previous iteration
@@ -418,17 +439,18 @@ void run_backward_recurrence(const BackwardPlan& plan, const Scratch& ws, const 
   T* da_round = ws.get<T>(plan.da16);  // float kernels: 2 × (B, G·H) da rounded, pairs swapped
   auto* da16 = reinterpret_cast<bf16_t*>(da_round);
   const i64 lda16 = pair_width(GH);
-  PackedWeights<T> p;
-  if (native) {
-    p = packed_layout(plan.product.pack, packed);
-    if constexpr (std::is_same_v<T, float>)
-      pack_pairs(GH, H, 1, p.W, p.blocks, [&](i64 k, i64 c) { return Weight<T>(w_h, H, GH, layout).at(c, k); },
-                 packed16);
-    std::memset(da16, 0, sizeof(bf16_t) * 2 * B * lda16);
-  } else {
-    p = pack_recurrent_transposed(w_h, layout == WeightLayout::gate_major, plan.product.pack, packed);
-    if (bf16) round_packed_swapped(packed, p.blocks, p.panel, GH, p.W);  // VDPBF16PS's order (cpu/bf16.h)
-  }
+  const PackedWeights<T> p = packed_layout(plan.product.pack, packed);
+  // each thread packs the blocks it reads (as in run_recurrence)
+  auto pack = [&](i64 b0, i64 b1) {
+    if (native) {
+      const Weight<T> w(w_h, H, GH, layout);
+      pack_pairs(GH, H, 1, p.W, b0, b1, [&](i64 k, i64 c) { return w.at(c, k); }, packed16);
+      return;
+    }
+    pack_recurrent_transposed(w_h, layout == WeightLayout::gate_major, plan.product.pack, packed, b0, b1);
+    if (bf16) round_packed_swapped(packed + b0 * p.panel, b1 - b0, p.panel, GH, p.W);  // VDPBF16PS's order
+  };
+  if (native) std::memset(da16, 0, sizeof(bf16_t) * 2 * B * lda16);
   const i64 panel16 = lda16 * p.W;
   T* da_buf[2] = {ws.get<T>(plan.da[0]), ws.get<T>(plan.da[1])};
   T* prod = ws.get<T>(plan.prod);
@@ -440,6 +462,7 @@ void run_backward_recurrence(const BackwardPlan& plan, const Scratch& ws, const 
     i64 b0, b1, u0, u1;
     thread_units(p.blocks, p.W, H, tid, nth, b0, b1, u0, u1);
     T* tile = tiles + tid * tile_size;
+    pack(b0, b1);
     i64 n = 0;
     for (i64 s = walk.T - 1; s >= 0; --s) {
       n = walk.active_count(s, n);
