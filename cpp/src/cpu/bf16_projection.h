@@ -18,12 +18,16 @@ LSTMCORE_INLINE_NAMESPACE_BEGIN
 namespace cpu {
 namespace LSTMCORE_ISA_NS {
 
-// x·w_x (+ bias) into out: the bfloat16 projection when the plan has one, else the GEMM.
+// x·w_x (+ bias) into out: the bfloat16 projection when the plan has one, else the GEMM
+// (with lengths: over the rows within the lengths, project_active_rows).
 template <typename T>
 void project(const Context& ctx, const ForwardPlan& plan, const Scratch& ws, const T* x, const Weight<T>& w_x,
-             const T* bias, i64 N, i64 H, i64 G, T* out, i64 ld) {
+             const T* bias, i64 N, i64 H, i64 G, T* out, i64 ld, const Walk& walk) {
   const ProductPlan& pp = plan.projection;
-  if (pp.pack.K == 0) return project_inputs(ctx, x, w_x, bias, N, out, ld);
+  if (pp.pack.K == 0) {
+    if (!project_active_rows(ctx, walk, x, w_x, bias, N, out, ld)) project_inputs(ctx, x, w_x, bias, N, out, ld);
+    return;
+  }
   const i64 I = w_x.K;
   const bool native = kNativeBf16 && std::is_same_v<T, float>;
   T* packed = ws.get<T>(pp.packed);

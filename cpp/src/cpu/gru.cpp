@@ -39,7 +39,7 @@ void gru_forward(const Context& ctx, const ForwardPlan& plan, const Scratch& ws,
   const T* bhn = a.b_h ? a.b_h + 2 * H : zeros;
 
   project(ctx, plan, ws, a.x, Weight<T>(a.w_x, d.input, G, a.weight_layout), (a.b || a.b_h) ? bias : nullptr, N, H,
-          3, gates, ldg);
+          3, gates, ldg, walk);
 
   T* h = a.h_n;
   copy_or_zero(h, a.h0, B * H);

@@ -76,6 +76,11 @@ struct Walk {
   }
 
   i64 length(i64 b) const { return lengths ? lengths[b] : T; }
+  // Whether row r of a row-ordered array is within its sequence's length.
+  bool row_active(i64 r) const {
+    const i64 t = batch_first ? r % T : r / B, b = batch_first ? r / T : r % B;
+    return t < length(b);
+  }
   bool active(i64 s, i64 b) const { return s < length(b); }
   i64 time(i64 s, i64 b) const { return reverse ? length(b) - 1 - s : s; }
   // The step whose state feeds iteration s, or -1 when the initial state does.
@@ -253,6 +258,38 @@ void project_inputs(const Context& ctx, const T* x, const Weight<T>& w_x, const 
   if (bias)
     for (i64 r = 0; r < rows; ++r) std::memcpy(out + r * ld, bias, sizeof(T) * w_x.n);
   times_weight(ctx, rows, x, w_x.K, w_x, 0, w_x.n, bias != nullptr, out, ld);
+}
+
+// project_inputs for the rows within each sequence's length only, when the walk has
+// lengths: rows past a length are set to zero and cost no product. The active rows of x
+// are gathered, in row order, at the front of out; their product goes to out's last
+// `active` rows; then each row moves to its place, in row order. Product row c never lies
+// before its place r(c) (at most N − 1 − r(c) rows follow r(c), N_act − 1 − c of them
+// active), so no move overwrites a row still to move. Returns false, having done nothing,
+// when no row is padding or the gathered x could reach the product's rows.
+template <typename T>
+bool project_active_rows(const Context& ctx, const Walk& walk, const T* x, const Weight<T>& w_x, const T* bias,
+                         i64 rows, T* out, i64 ld) {
+  if (!walk.lengths) return false;
+  const i64 I = w_x.K;
+  i64 active = 0;
+  for (i64 b = 0; b < walk.B; ++b) active += std::min(walk.lengths[b], walk.T);
+  // (the test takes the rows as w_x.n wide, not ld: a call decides alike whatever out's
+  // row stride, so inference and training give the same bits)
+  if (active >= rows || active * I > (rows - active) * w_x.n) return false;
+  i64 c = 0;
+  for (i64 r = 0; r < rows; ++r)
+    if (walk.row_active(r)) std::memcpy(out + (c++) * I, x + r * I, sizeof(T) * I);
+  T* product = out + (rows - active) * ld;
+  project_inputs(ctx, static_cast<const T*>(out), w_x, bias, active, product, ld);
+  c = 0;
+  for (i64 r = 0; r < rows; ++r) {
+    if (!walk.row_active(r)) continue;
+    const T* src = product + (c++) * ld;
+    if (src != out + r * ld) std::memcpy(out + r * ld, src, sizeof(T) * w_x.n);
+  }
+  walk.zero_padding(out, w_x.n, ld);
+  return true;
 }
 
 // Runs f(b) for b in [0, B), split over threads when the pass is large enough.

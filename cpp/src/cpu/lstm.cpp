@@ -28,7 +28,7 @@ void lstm_forward(const Context& ctx, const ForwardPlan& plan, const Scratch& ws
   for (i64 j = 0; j < G; ++j) bias[j] = (a.b ? a.b[j] : T(0)) + (a.b_h ? a.b_h[j] : T(0));
 
   project(ctx, plan, ws, a.x, Weight<T>(a.w_x, d.input, G, a.weight_layout), (a.b || a.b_h) ? bias : nullptr, N, H,
-          4, gates, ldg);
+          4, gates, ldg, walk);
 
   // The states: h in h_n (and a second buffer inside the recurrence), c in c_n.
   T* c = a.c_n;

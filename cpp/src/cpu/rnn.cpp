@@ -25,7 +25,7 @@ void rnn_forward(const Context& ctx, const ForwardPlan& plan, const Scratch& ws,
   for (i64 j = 0; j < H; ++j) bias[j] = (a.b ? a.b[j] : T(0)) + (a.b_h ? a.b_h[j] : T(0));
 
   project(ctx, plan, ws, a.x, Weight<T>(a.w_x, d.input, H, a.weight_layout), (a.b || a.b_h) ? bias : nullptr, N, H,
-          1, pre, ldp);
+          1, pre, ldp, walk);
 
   T* h = a.h_n;
   copy_or_zero(h, a.h0, B * H);
