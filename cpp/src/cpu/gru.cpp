@@ -232,6 +232,7 @@ void gru_backward(const Context& ctx, const BackwardPlan& plan, const Scratch& w
   }
 
   WeightGradients<T> wg(N, d.input, G);
+  wg.only_active(walk, gates, G, h_prev, H, ldh, a.x, aux, H, H);
   wg.input_side(gates, G);
   // r and z: the recurrent side sees the same gradient as the input side.
   wg.recurrent(H, h_prev, ldh, gates, G, 0, 2 * H);

@@ -137,6 +137,7 @@ void lstm_backward(const Context& ctx, const BackwardPlan& plan, const Scratch& 
   });
 
   WeightGradients<T> wg(N, d.input, G);  // da is both sides' gradient
+  wg.only_active(walk, gates, G, h_prev, H, ldh, a.x);
   wg.input_side(gates, G);
   wg.recurrent(H, h_prev, ldh, gates, G, 0, G);
   wg.recurrent_bias(gates, G, 0, G);

@@ -95,6 +95,7 @@ void rnn_backward(const Context& ctx, const BackwardPlan& plan, const Scratch& w
   walk.zero_padding(states, H);
 
   WeightGradients<T> wg(N, d.input, H);  // da is both sides' gradient
+  wg.only_active(walk, states, H, h_prev, H, ldh, a.x);
   wg.input_side(states, H);
   wg.recurrent(H, h_prev, ldh, states, H, 0, H);
   wg.recurrent_bias(states, H, 0, H);

@@ -10,6 +10,8 @@
 // dL/d(ah_n)). Rows past a sequence's length hold zeros, so they add nothing.
 #pragma once
 
+#include <algorithm>
+#include <cstring>
 #include <type_traits>
 
 #include "cpu/bf16_gemm.h"
@@ -47,8 +49,56 @@ class WeightGradients {
   // region). nullptr (native compute): the float GEMMs.
   void bf16(T* scratch) { scratch_ = scratch; }
 
+  // With lengths, when every operand is the backward's own buffer but x: the products over
+  // the rows within the lengths only. The active rows of da (rows × G·H, stride ld; the input
+  // side's operand), of left (width_left, stride ld_left) and of other (GRU's aux, when
+  // given) move to the front of their buffers, in row order, and x's are gathered after
+  // da's when they fit in da's freed rows (else nothing changes); dx is spread back to the
+  // rows of x, padded rows zero. Call before run().
+  void only_active(const Walk& walk, T* da, i64 ld, T* left, i64 width_left, i64 ld_left, const T* x,
+                   T* other = nullptr, i64 width_other = 0, i64 ld_other = 0) {
+    if (!walk.lengths) return;
+    i64 active = 0;
+    for (i64 b = 0; b < walk.B; ++b) active += std::min(walk.lengths[b], walk.T);
+    if (active >= N_ || active * I_ > (N_ - active) * ld) return;
+    i64 c = 0;
+    for (i64 r = 0; r < N_; ++r) {  // row c from r >= c: no move overwrites a row still to move
+      if (!walk.row_active(r)) continue;
+      if (c != r) {
+        std::memcpy(da + c * ld, da + r * ld, sizeof(T) * GH_);
+        std::memcpy(left + c * ld_left, left + r * ld_left, sizeof(T) * width_left);
+        if (other) std::memcpy(other + c * ld_other, other + r * ld_other, sizeof(T) * width_other);
+      }
+      ++c;
+    }
+    T* xa = da + active * ld;  // da's rows from `active` on are free now
+    c = 0;
+    for (i64 r = 0; r < N_; ++r)
+      if (walk.row_active(r)) std::memcpy(xa + (c++) * I_, x + r * I_, sizeof(T) * I_);
+    spread_ = &walk;
+    all_rows_ = N_;
+    N_ = active;
+    x_ = xa;
+  }
+
   // dw_x, dw_h in the layout of w_x, w_h (a.weight_layout).
   void run(const Context& ctx, const BackwardArgs<T>& a) const {
+    products(ctx, a);
+    if (!spread_) return;
+    // dx row c to its row r(c) >= c, from the last: no move overwrites a row still to move
+    i64 c = N_;
+    for (i64 r = all_rows_ - 1; r >= 0; --r) {
+      T* dst = a.dx + r * I_;
+      if (!spread_->row_active(r)) {
+        std::memset(dst, 0, sizeof(T) * I_);
+      } else if (--c != r) {
+        std::memcpy(dst, a.dx + c * I_, sizeof(T) * I_);
+      }
+    }
+  }
+
+ private:
+  void products(const Context& ctx, const BackwardArgs<T>& a) const {
     if (a.db) column_sums(db_, N_, GH_, ld_db_, a.db);
     if (a.db_h)
       for (int k = 0; k < n_b_h_; ++k) column_sums(b_h_[k].rows, N_, b_h_[k].cols, b_h_[k].ld, a.db_h + b_h_[k].col);
@@ -56,7 +106,7 @@ class WeightGradients {
       if (scratch_) return run_bf16(ctx, a);
     const Weight<T> w_x(a.w_x, I_, GH_, a.weight_layout);
     times_weight_t(ctx, N_, da_x_, ld_x_, w_x, 0, GH_, false, a.dx, I_);                 // dx = da_x·w_xᵀ
-    weight_gradient(ctx, w_x, a.dw_x, N_, a.x, I_, da_x_, ld_x_, 0, GH_);                // dw_x = xᵀ·da_x
+    weight_gradient(ctx, w_x, a.dw_x, N_, x_ ? x_ : a.x, I_, da_x_, ld_x_, 0, GH_);      // dw_x = xᵀ·da_x
     for (int k = 0; k < n_w_h_; ++k) {
       const Block& b = w_h_[k];
       const Weight<T> w_h(a.w_h, b.K, GH_, a.weight_layout);
@@ -64,7 +114,6 @@ class WeightGradients {
     }
   }
 
- private:
   struct Block {
     const T* left;
     i64 ld_left;
@@ -85,6 +134,9 @@ class WeightGradients {
   Sum b_h_[2] = {};
   int n_w_h_ = 0, n_b_h_ = 0;
   T* scratch_ = nullptr;
+  const T* x_ = nullptr;          // only_active: x's active rows
+  const Walk* spread_ = nullptr;  // only_active: the walk dx is spread back by
+  i64 all_rows_ = 0;              // only_active: T·B
 
   // The products above on cpu/bf16_gemm.h; dw in the weight's layout as weight_gradient
   // writes it (gate_major: rightᵀ·left, the same sums in the same order).
@@ -100,7 +152,7 @@ class WeightGradients {
       else
         gemm_bf16(ctx, K, cols, N_, {left, ld_left, true}, {right, ld_right, false}, out + col, GH_, ws);
     };
-    dw(a.dw_x, I_, a.x, I_, da_x_, ld_x_, 0, GH_);
+    dw(a.dw_x, I_, x_ ? x_ : a.x, I_, da_x_, ld_x_, 0, GH_);
     for (int k = 0; k < n_w_h_; ++k) {
       const Block& b = w_h_[k];
       dw(a.dw_h, b.K, b.left, b.ld_left, b.right, b.ld_right, b.col, b.cols);
