@@ -48,20 +48,40 @@ inline void to_bf16(const float* src, i64 lds, bf16_t* dst, i64 ldd, i64 rows, i
 
 // Packs a K × (G·H) operand as above, blocks of W units: value(k, c) is M[k, c] (c < G·H).
 // Panel p starts at out + p · pair_width(K) · G · W. Only the blocks [blk0, blk1) are
-// written (a recurrence's threads each pack the blocks they read).
+// written (a recurrence's threads each pack the blocks they read). A few pairs of rows at a
+// time for all the blocks (as pack_recurrent does): block by block would stride over every
+// row of M once per block. `rows` (optional): M stored row by row, M[k, c] = rows[k·ld + c]
+// (what value gives too); whole pairs of a whole block then go as 32-bit words, a loop the
+// compiler vectorises, with the same bits.
 template <class Value>
-void pack_pairs(i64 K, i64 H, i64 G, i64 W, i64 blk0, i64 blk1, Value&& value, bf16_t* out) {
+void pack_pairs(i64 K, i64 H, i64 G, i64 W, i64 blk0, i64 blk1, Value&& value, bf16_t* out,
+                const float* rows = nullptr, i64 ld = 0) {
+  typedef std::uint32_t pair_t __attribute__((may_alias));
   const i64 Kp = pair_width(K) / 2;
-  for (i64 blk = blk0; blk < blk1; ++blk) {
-    bf16_t* dst = out + blk * Kp * 2 * G * W;
-    const i64 u0 = blk * W;
-    for (i64 kp = 0; kp < Kp; ++kp)
-      for (i64 g = 0; g < G; ++g)
-        for (i64 w = 0; w < W; ++w)
-          for (i64 e = 0; e < 2; ++e) {
-            const i64 k = 2 * kp + e, u = u0 + w;
-            dst[((kp * G + g) * W + w) * 2 + e] = k < K && u < H ? bf16_bits(value(k, g * H + u)) : bf16_t(0);
+  constexpr i64 kPairs = 8;
+  for (i64 kp0 = 0; kp0 < Kp; kp0 += kPairs) {
+    const i64 kp1 = std::min(Kp, kp0 + kPairs);
+    for (i64 blk = blk0; blk < blk1; ++blk) {
+      bf16_t* dst = out + blk * Kp * 2 * G * W;
+      const i64 u0 = blk * W;
+      for (i64 kp = kp0; kp < kp1; ++kp)
+        for (i64 g = 0; g < G; ++g) {
+          bf16_t* d = dst + (kp * G + g) * W * 2;
+          if (rows && 2 * kp + 1 < K && u0 + W <= H) {
+            const float* r0 = rows + 2 * kp * ld + g * H + u0;
+            const float* r1 = r0 + ld;
+            auto* d32 = reinterpret_cast<pair_t*>(d);
+            LSTMCORE_SIMD
+            for (i64 w = 0; w < W; ++w) d32[w] = std::uint32_t(bf16_bits(r0[w])) | std::uint32_t(bf16_bits(r1[w])) << 16;
+            continue;
           }
+          for (i64 w = 0; w < W; ++w)
+            for (i64 e = 0; e < 2; ++e) {
+              const i64 k = 2 * kp + e, u = u0 + w;
+              d[w * 2 + e] = k < K && u < H ? bf16_bits(value(k, g * H + u)) : bf16_t(0);
+            }
+        }
+    }
   }
 }
 

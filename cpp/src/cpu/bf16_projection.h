@@ -38,7 +38,8 @@ void project(const Context& ctx, const ForwardPlan& plan, const Scratch& ws, con
   const i64 lda16 = pair_width(I), S = G * p.U;
   if (native) {
     if constexpr (std::is_same_v<T, float>) {
-      pack_pairs(I, H, G, p.W, 0, p.blocks, [&](i64 k, i64 c) { return w_x.at(k, c); }, packed16);
+      pack_pairs(I, H, G, p.W, 0, p.blocks, [&](i64 k, i64 c) { return w_x.at(k, c); }, packed16,
+                 w_x.gate_major ? nullptr : w_x.data, w_x.n);
       to_bf16(x, I, x16, lda16, N, 0, I);
     }
   } else {

@@ -348,7 +348,8 @@ void run_recurrence(const ForwardPlan& plan, const Scratch& ws, const Walk& walk
   auto pack = [&](i64 b0, i64 b1) {
     if (native) {
       const Weight<T> w(w_h, H, G * H, layout);
-      pack_pairs(H, H, G, p.W, b0, b1, [&](i64 k, i64 c) { return w.at(k, c); }, packed16);
+      pack_pairs(H, H, G, p.W, b0, b1, [&](i64 k, i64 c) { return w.at(k, c); }, packed16,
+                 w.gate_major ? nullptr : reinterpret_cast<const float*>(w_h), G * H);
       return;
     }
     pack_recurrent(w_h, layout == WeightLayout::gate_major, plan.product.pack, packed, b0, b1);
@@ -443,8 +444,9 @@ void run_backward_recurrence(const BackwardPlan& plan, const Scratch& ws, const 
   // each thread packs the blocks it reads (as in run_recurrence)
   auto pack = [&](i64 b0, i64 b1) {
     if (native) {
-      const Weight<T> w(w_h, H, GH, layout);
-      pack_pairs(GH, H, 1, p.W, b0, b1, [&](i64 k, i64 c) { return w.at(c, k); }, packed16);
+      const Weight<T> w(w_h, H, GH, layout);  // gate_major: stored as w_hᵀ, row by row
+      pack_pairs(GH, H, 1, p.W, b0, b1, [&](i64 k, i64 c) { return w.at(c, k); }, packed16,
+                 w.gate_major ? reinterpret_cast<const float*>(w_h) : nullptr, H);
       return;
     }
     pack_recurrent_transposed(w_h, layout == WeightLayout::gate_major, plan.product.pack, packed, b0, b1);
