@@ -346,12 +346,13 @@ void run_recurrence(const ForwardPlan& plan, const Scratch& ws, const Walk& walk
   // Each thread packs the blocks it reads, at the start of its walk: no thread waits for
   // a packing of all of w_h, and no barrier is needed, as no thread reads another's blocks.
   auto pack = [&](i64 b0, i64 b1) {
-    if (native) {
-      const Weight<T> w(w_h, H, G * H, layout);
-      pack_pairs(H, H, G, p.W, b0, b1, [&](i64 k, i64 c) { return w.at(k, c); }, packed16,
-                 w.gate_major ? nullptr : reinterpret_cast<const float*>(w_h), G * H);
-      return;
-    }
+    if constexpr (std::is_same_v<T, float>)
+      if (native) {
+        const Weight<T> w(w_h, H, G * H, layout);
+        pack_pairs(H, H, G, p.W, b0, b1, [&](i64 k, i64 c) { return w.at(k, c); }, packed16,
+                   w.gate_major ? nullptr : w_h, G * H);
+        return;
+      }
     pack_recurrent(w_h, layout == WeightLayout::gate_major, plan.product.pack, packed, b0, b1);
     if (plan.product.bf16) round_packed_swapped(packed + b0 * p.panel, b1 - b0, p.panel, H, G * p.W);  // VDPBF16PS's order
   };
@@ -443,12 +444,13 @@ void run_backward_recurrence(const BackwardPlan& plan, const Scratch& ws, const 
   const PackedWeights<T> p = packed_layout(plan.product.pack, packed);
   // each thread packs the blocks it reads (as in run_recurrence)
   auto pack = [&](i64 b0, i64 b1) {
-    if (native) {
-      const Weight<T> w(w_h, H, GH, layout);  // gate_major: stored as w_hᵀ, row by row
-      pack_pairs(GH, H, 1, p.W, b0, b1, [&](i64 k, i64 c) { return w.at(c, k); }, packed16,
-                 w.gate_major ? reinterpret_cast<const float*>(w_h) : nullptr, H);
-      return;
-    }
+    if constexpr (std::is_same_v<T, float>)
+      if (native) {
+        const Weight<T> w(w_h, H, GH, layout);  // gate_major: stored as w_hᵀ, row by row
+        pack_pairs(GH, H, 1, p.W, b0, b1, [&](i64 k, i64 c) { return w.at(c, k); }, packed16,
+                   w.gate_major ? w_h : nullptr, H);
+        return;
+      }
     pack_recurrent_transposed(w_h, layout == WeightLayout::gate_major, plan.product.pack, packed, b0, b1);
     if (bf16) round_packed_swapped(packed + b0 * p.panel, b1 - b0, p.panel, GH, p.W);  // VDPBF16PS's order
   };
