@@ -81,6 +81,25 @@ struct Walk {
     const i64 t = batch_first ? r % T : r / B, b = batch_first ? r / T : r % B;
     return t < length(b);
   }
+  // The number of such rows.
+  i64 active_rows() const {
+    if (!lengths) return T * B;
+    i64 n = 0;
+    for (i64 b = 0; b < B; ++b) n += std::min(lengths[b], T);
+    return n;
+  }
+  // Copies the rows within the lengths of a row-ordered array (`width` elements, stride
+  // lds) to consecutive rows of dst (stride ldd), in row order. dst may be src (ldd = lds):
+  // row c comes from a row r >= c, so no copy overwrites a row still to come.
+  template <typename T_>
+  void gather_active(const T_* src, i64 lds, i64 width, T_* dst, i64 ldd) const {
+    i64 c = 0;
+    for (i64 r = 0; r < T * B; ++r) {
+      if (!row_active(r)) continue;
+      if (dst + c * ldd != src + r * lds) std::memcpy(dst + c * ldd, src + r * lds, sizeof(T_) * width);
+      ++c;
+    }
+  }
   bool active(i64 s, i64 b) const { return s < length(b); }
   i64 time(i64 s, i64 b) const { return reverse ? length(b) - 1 - s : s; }
   // The step whose state feeds iteration s, or -1 when the initial state does.
@@ -271,18 +290,14 @@ template <typename T>
 bool project_active_rows(const Context& ctx, const Walk& walk, const T* x, const Weight<T>& w_x, const T* bias,
                          i64 rows, T* out, i64 ld) {
   if (!walk.lengths) return false;
-  const i64 I = w_x.K;
-  i64 active = 0;
-  for (i64 b = 0; b < walk.B; ++b) active += std::min(walk.lengths[b], walk.T);
+  const i64 I = w_x.K, active = walk.active_rows();
   // (the test takes the rows as w_x.n wide, not ld: a call decides alike whatever out's
   // row stride, so inference and training give the same bits)
   if (active >= rows || active * I > (rows - active) * w_x.n) return false;
-  i64 c = 0;
-  for (i64 r = 0; r < rows; ++r)
-    if (walk.row_active(r)) std::memcpy(out + (c++) * I, x + r * I, sizeof(T) * I);
+  walk.gather_active(x, I, I, out, I);
   T* product = out + (rows - active) * ld;
   project_inputs(ctx, static_cast<const T*>(out), w_x, bias, active, product, ld);
-  c = 0;
+  i64 c = 0;
   for (i64 r = 0; r < rows; ++r) {
     if (!walk.row_active(r)) continue;
     const T* src = product + (c++) * ld;

@@ -10,7 +10,6 @@
 // dL/d(ah_n)). Rows past a sequence's length hold zeros, so they add nothing.
 #pragma once
 
-#include <algorithm>
 #include <cstring>
 #include <type_traits>
 
@@ -58,23 +57,13 @@ class WeightGradients {
   void only_active(const Walk& walk, T* da, i64 ld, T* left, i64 width_left, i64 ld_left, const T* x,
                    T* other = nullptr, i64 width_other = 0, i64 ld_other = 0) {
     if (!walk.lengths) return;
-    i64 active = 0;
-    for (i64 b = 0; b < walk.B; ++b) active += std::min(walk.lengths[b], walk.T);
+    const i64 active = walk.active_rows();
     if (active >= N_ || active * I_ > (N_ - active) * ld) return;
-    i64 c = 0;
-    for (i64 r = 0; r < N_; ++r) {  // row c from r >= c: no move overwrites a row still to move
-      if (!walk.row_active(r)) continue;
-      if (c != r) {
-        std::memcpy(da + c * ld, da + r * ld, sizeof(T) * GH_);
-        std::memcpy(left + c * ld_left, left + r * ld_left, sizeof(T) * width_left);
-        if (other) std::memcpy(other + c * ld_other, other + r * ld_other, sizeof(T) * width_other);
-      }
-      ++c;
-    }
+    walk.gather_active(da, ld, GH_, da, ld);  // in place
+    walk.gather_active(left, ld_left, width_left, left, ld_left);
+    if (other) walk.gather_active(other, ld_other, width_other, other, ld_other);
     T* xa = da + active * ld;  // da's rows from `active` on are free now
-    c = 0;
-    for (i64 r = 0; r < N_; ++r)
-      if (walk.row_active(r)) std::memcpy(xa + (c++) * I_, x + r * I_, sizeof(T) * I_);
+    walk.gather_active(x, I_, I_, xa, I_);
     spread_ = &walk;
     all_rows_ = N_;
     N_ = active;
