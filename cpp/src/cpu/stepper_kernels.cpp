@@ -28,9 +28,15 @@ void stepper_step(const StepperRun<T>& r, const T* x_t, T* h, T* c, T* y_t) {
     i64 b0, b1, u0, u1;
     thread_units(px.blocks, px.W, H, tid, nth, b0, b1, u0, u1);
     T* tile = r.tiles + tid * r.tile_stride;
-    for (i64 blk = b0; blk < b1; ++blk) {
+    // Each thread reads its blocks in the other direction from its previous step: those
+    // read last are read first, while still in its core's L2 (the bits do not depend on it).
+    thread_local bool down = false;
+    down = !down;
+    for (i64 i = 0; i < b1 - b0; ++i) {
+      const i64 blk = down ? b1 - 1 - i : b0 + i;
+      if (down) recurrent_block(ph, static_cast<const T*>(r.hcopy), B, blk, tile, r.rech);
       recurrent_block(px, x_t, B, blk, tile, r.recx);
-      recurrent_block(ph, static_cast<const T*>(r.hcopy), B, blk, tile, r.rech);
+      if (!down) recurrent_block(ph, static_cast<const T*>(r.hcopy), B, blk, tile, r.rech);
     }
     const T* bias = r.bias;
     for (i64 b = 0; b < B; ++b) {
