@@ -99,12 +99,26 @@ namespace {
 constexpr i64 kUnitBlock = 16;
 
 // For each segment s < ns: acc[s][b·lda + j] += Σ_k x[b·ldx + k] · W[k·ldw + col[s] + j], j < n;
-// W input-major (K rows). Row by row (4 at a time), every segment and batch row of it, so
-// the weights stream through once in address order.
+// W input-major (K rows). Rows 8 at a time (then 4, then 1), every segment and batch row of
+// them, so the weights stream through once in address order, and acc is read and written
+// once per 8 rows.
 template <typename T>
 void product_rows(i64 B, i64 K, const T* x, i64 ldx, const T* W, i64 ldw, int ns, const i64* col, T* const* acc,
                   i64 n, i64 lda) {
   i64 k = 0;
+  for (; k + 8 <= K; k += 8)
+    for (i64 b = 0; b < B; ++b) {
+      const T* xb = x + b * ldx + k;
+      const T x0 = xb[0], x1 = xb[1], x2 = xb[2], x3 = xb[3], x4 = xb[4], x5 = xb[5], x6 = xb[6], x7 = xb[7];
+      for (int s = 0; s < ns; ++s) {
+        const T* w0 = W + k * ldw + col[s];
+        T* ab = acc[s] + b * lda;
+        LSTMCORE_SIMD
+        for (i64 j = 0; j < n; ++j)
+          ab[j] += (x0 * w0[j] + x1 * w0[ldw + j] + x2 * w0[2 * ldw + j] + x3 * w0[3 * ldw + j]) +
+                   (x4 * w0[4 * ldw + j] + x5 * w0[5 * ldw + j] + x6 * w0[6 * ldw + j] + x7 * w0[7 * ldw + j]);
+      }
+    }
   for (; k + 4 <= K; k += 4)
     for (i64 b = 0; b < B; ++b) {
       const T* xb = x + b * ldx;
