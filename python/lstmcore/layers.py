@@ -662,7 +662,9 @@ class _Recurrent:
             return None
         else:
             h0, c0 = state, None
-        if not all(type(a) is np.ndarray or a is None for a in (x_t, h0, c0)):  # tensors, lists: converted here
+        nd = np.ndarray
+        if not (type(x_t) is nd and (h0 is None or type(h0) is nd) and (c0 is None or type(c0) is nd)):
+            # tensors, lists: converted here
             if _cuda.is_device_call(x_t, h0, c0):
                 return None
             x_t = self._array(x_t, "x_t")
