@@ -339,9 +339,11 @@ def run_after_peer(args) -> dict:
         for k, (label, (T, B, H)) in enumerate(args.configs):
             batch = _plain_cases(args, label, T, B, H)
             log(f"{label} (T={T}, B={B}, I=H={H})")
-            # lstmcore alone in its own process and lstmcore after each predecessor in a shared
-            # one, in alternating order from config to config
-            jobs = [("alone", ["lstmcore"]), ("shared", preds)]
+            # lstmcore alone in its own process, and after each peer in a process of that peer's
+            # own (lstmcore and the peer taking turns as the predecessor), so that one peer's
+            # workers, still spinning after its call, never reach another peer's samples; the
+            # order alternates from config to config
+            jobs = [("alone", ["lstmcore"])] + [("shared", ["lstmcore", p]) for p in preds if p != "lstmcore"]
             got = {}
             for r in range(args.rounds):
                 for kind, pr in (jobs if (k + r) % 2 == 0 else jobs[::-1]):

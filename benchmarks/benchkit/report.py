@@ -276,17 +276,18 @@ def render_after_peer(results: dict) -> str:
     meta = results["meta"]
     out = header(results, "lstmcore right after a peer in the same process (float32)")
     ap = meta["timing"]
-    out.append("Each sample: one call of the predecessor (untimed), then one lstmcore call (timed); the "
-               "predecessors take turns. 'alone': lstmcore in a process of its own (predecessor: lstmcore). "
-               "'after lstmcore': the shared process (torch and ONNX Runtime loaded and used) when lstmcore ran "
-               f"last. slowdown = time / alone − 1 (goal ≤ {100 * meta['goal_slowdown']:.0f}%). Peers with their "
-               "default thread-pool settings, and as a control ONNX Runtime with "
-               "session.intra_op.allow_spinning=0 ('ORT no spin'); at least {meta['after_peer_rounds']} rounds and "
-               f"{ap.get('max_case_s')} s per case. Whole run: {meta.get('wall_s', 0) / 60:.1f} min.")
+    out.append("Each sample: one call of the predecessor (untimed), then one lstmcore call (timed). 'alone': "
+               "lstmcore in a process of its own (predecessor: lstmcore). 'after X': a process of peer X's own, "
+               "lstmcore and X taking turns as the predecessor (one process per peer, so that one peer's "
+               "lingering workers never reach another's samples); 'after lstmcore': those processes when "
+               f"lstmcore ran last. slowdown = time / alone − 1 (goal ≤ {100 * meta['goal_slowdown']:.0f}%). "
+               "Peers with their default thread-pool settings, and as a control ONNX Runtime with "
+               f"session.intra_op.allow_spinning=0 ('ORT no spin'); at least {meta['after_peer_rounds']} rounds "
+               f"and {ap.get('max_case_s')} s per case. Whole run: {meta.get('wall_s', 0) / 60:.1f} min.")
     out.append("")
     head = ["config (T,B,I=H)", "cell", "mode", "alone ms", "after lstmcore ms", "after torch ms", "after ORT ms",
             "after ORT no spin ms", "slowdown after torch", "after ORT", "after ORT no spin",
-            "after lstmcore (shared process)"]
+            "after lstmcore (peer processes)"]
     rows = []
     for res in results["cases"]:
         c, t, s = res["case"], res["times_ms"], res["slowdown"]
