@@ -1,7 +1,11 @@
 // The pool of memory.h and the public release_memory() / kept_memory().
 #include "memory.h"
 
+#include "lstmcore/testing.h"
+
 #include <algorithm>
+#include <atomic>
+#include <cstring>
 #include <mutex>
 #include <new>
 #include <vector>
@@ -85,6 +89,9 @@ class Pool {
   std::uint64_t generation_ = 0;
 };
 
+// testing::poison_scratch: every block handed out is first filled with 0xFF bytes.
+std::atomic<bool> g_poison{false};
+
 // Never destroyed: a call still running on another thread while the process exits may
 // give its block back after static destructors ran.
 Pool& pool() {
@@ -96,11 +103,17 @@ Pool& pool() {
 
 Block::Block(std::size_t bytes) : bytes_((std::max<std::size_t>(bytes, 64) + 63) / 64 * 64) {
   data_ = pool().take(bytes_, generation_);
+  if (g_poison.load(std::memory_order_relaxed)) std::memset(data_, 0xFF, bytes_);
 }
 
 Block::~Block() { pool().give_back(data_, bytes_, generation_); }
 
 }  // namespace detail
+
+namespace testing {
+void poison_scratch(bool on) { detail::g_poison.store(on, std::memory_order_relaxed); }
+bool scratch_poisoned() { return detail::g_poison.load(std::memory_order_relaxed); }
+}  // namespace testing
 
 void release_memory() { detail::pool().release(); }
 

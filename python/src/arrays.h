@@ -9,9 +9,12 @@
 #include <pybind11/pybind11.h>
 
 #include <cstdint>
+#include <cstring>
 #include <optional>
 #include <string>
 #include <vector>
+
+#include <lstmcore/testing.h>
 
 namespace lstmcore_py {
 
@@ -54,10 +57,13 @@ const T* optional_input(py::handle obj, const char* name, const Shape& want) {
   return checked<T>(obj, name, want).data();
 }
 
-// A new C-contiguous array of T.
+// A new C-contiguous array of T (NaN bytes while testing::poison_scratch is on, so an
+// output element no kernel writes shows in the tests).
 template <typename T>
 py::array_t<T> new_array(const std::vector<std::int64_t>& shape) {
-  return py::array_t<T>(std::vector<py::ssize_t>(shape.begin(), shape.end()));
+  py::array_t<T> a(std::vector<py::ssize_t>(shape.begin(), shape.end()));
+  if (lstmcore::testing::scratch_poisoned()) std::memset(a.mutable_data(), 0xFF, sizeof(T) * a.size());
+  return a;
 }
 
 // An optional result: the array, or None.

@@ -43,5 +43,7 @@ PYBIND11_MODULE(_core, m) {
         return py::array(out);
       },
       py::arg("name"), py::arg("x"));
+  m.def("_poison_scratch", &lstmcore::testing::poison_scratch, py::arg("on"),
+        "Tests: fill each call's scratch with NaN bytes before the call uses it.");
   m.attr("__version__") = LSTMCORE_VERSION_STRING;
 }

@@ -8,7 +8,8 @@ rest go on in a fresh subprocess. Every accepted valid call is compared with the
 NumPy reference; every invalid call must raise a ValueError / TypeError / OverflowError (a
 MemoryError for a copy that cannot be allocated) whose message names the argument; a backward
 that fails must leave the cache usable, a refused setting the setting as it was. Each call also picks the thread count and the
-instruction set it runs with.
+instruction set it runs with. Scratch and new result arrays start as NaN bytes
+(_core._poison_scratch), so a kernel reading memory it did not write shows as a mismatch.
 
     python tests/fuzz/fuzz_api.py --calls 5000                 # counts per outcome
     python tests/fuzz/fuzz_api.py --calls 20000 --jobs 2 --out fuzz.json
@@ -174,6 +175,10 @@ def main(argv=None):
     if importlib.util.find_spec("lstmcore") is None:  # a source tree: the package beside the tests
         sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(HERE)), "python"))
         os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [sys.path[0], os.environ.get("PYTHONPATH")]))
+    if args.worker or args.replay:  # scratch filled with NaN bytes: a read of unwritten scratch shows
+        from lstmcore import _core  # noqa: PLC0415
+
+        _core._poison_scratch(True)
     if args.worker:
         worker(args.seed, args.start, args.count)
         return 0

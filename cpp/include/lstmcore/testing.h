@@ -15,6 +15,14 @@ namespace testing {
 void kernel_activation(const std::string& name, const float* x, float* y, std::int64_t n);
 void kernel_activation(const std::string& name, const double* x, double* y, std::int64_t n);
 
+// While on, every scratch block a CPU call takes (fresh or kept from an earlier call) is
+// first filled with 0xFF bytes: NaN as float, double and bfloat16 (so are the arrays the
+// Python bindings allocate for results). A kernel that reads
+// scratch it did not write then gives NaN instead of depending on what ran before.
+// Off by default; affects calls that start after it is set.
+void poison_scratch(bool on);
+bool scratch_poisoned();
+
 }  // namespace testing
 LSTMCORE_INLINE_NAMESPACE_END
 }  // namespace lstmcore

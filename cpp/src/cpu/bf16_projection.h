@@ -41,6 +41,10 @@ void project(const Context& ctx, const ForwardPlan& plan, const Scratch& ws, con
       pack_pairs(I, H, G, p.W, 0, p.blocks, [&](i64 k, i64 c) { return w_x.at(k, c); }, packed16,
                  w_x.gate_major ? nullptr : w_x.data, w_x.n);
       to_bf16(x, I, x16, lda16, N, 0, I);
+      // An odd I's pad column: the panel's pad row is 0, but 0 times a stale NaN or
+      // infinity left in the workspace by an earlier call is NaN.
+      if (lda16 > I)
+        for (i64 r = 0; r < N; ++r) x16[r * lda16 + I] = 0;
     }
   } else {
     pack_recurrent(w_x.data, w_x.gate_major, pp.pack, packed);
