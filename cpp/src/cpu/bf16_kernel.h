@@ -137,8 +137,12 @@ inline void panel_product_bf16(const bf16_t* A, i64 lda, i64 rows, const bf16_t*
     const bool resume = k0 > 0;
     const bf16_t* pk = panel + k0 * stride * 2;
     const bf16_t* a = A + 2 * k0;
+    // Rows 12 at a time; a last 12 + 4 go as 8 + 8 (the 4-row kernel's 8 accumulators
+    // cannot hide VDPBF16PS's latency). A row's sums do not depend on its group.
+    const i64 tail = rows >= 16 && rows % 12 == 4 ? 16 : 0;
     i64 r = 0;
-    for (; r + 12 <= rows; r += 12) rows_bf16<12>(a + r * lda, lda, pk, S, kn, tile + r * stride, resume);
+    for (; r + 12 <= rows - tail; r += 12) rows_bf16<12>(a + r * lda, lda, pk, S, kn, tile + r * stride, resume);
+    for (; r + 8 <= rows; r += 8) rows_bf16<8>(a + r * lda, lda, pk, S, kn, tile + r * stride, resume);
     for (; r + 4 <= rows; r += 4) rows_bf16<4>(a + r * lda, lda, pk, S, kn, tile + r * stride, resume);
     for (; r < rows; ++r) rows_bf16<1>(a + r * lda, lda, pk, S, kn, tile + r * stride, resume);
   }
