@@ -304,6 +304,11 @@ inline void thread_units(i64 blocks, i64 W, i64 H, int tid, int nth, i64& b0, i6
   u1 = std::min(H, b1 * W);
 }
 
+// The i-th of a thread's blocks [b0, b1) to read at a step: upwards, or downwards when
+// `down`. The recurrences alternate from step to step, so the blocks read last are read
+// first next time, while still in the core's L2; the order enters no sum.
+inline i64 block_in_turn(i64 b0, i64 b1, i64 i, bool down) { return down ? b1 - 1 - i : b0 + i; }
+
 // Runs body(tid, nth) on nt threads (an OpenMP team when nt > 1), or once on the caller.
 template <class Body>
 void run_on_threads(int nt, Body&& body) {
@@ -385,10 +390,8 @@ void run_recurrence(const ForwardPlan& plan, const Scratch& ws, const Walk& walk
     for (i64 s = 0; s < steps; ++s) {
       const i64 n = walk.active_count(s, before);
       const T* operand = h_round ? h_round + (s & 1) * B * H : cur;
-      // The blocks in alternate directions from step to step: the blocks read last are read
-      // first next time, while still in this core's L2 (the order does not change the bits).
       for (i64 i = 0; i < b1 - b0; ++i) {
-        const i64 blk = s & 1 ? b1 - 1 - i : b0 + i;
+        const i64 blk = block_in_turn(b0, b1, i, s & 1);
         if (native) {
           panel_product_bf16(h16 + (s & 1) * B * lda16, lda16, n, packed16 + blk * panel16, G * p.U, H,
                              reinterpret_cast<float*>(tile));
@@ -483,8 +486,8 @@ void run_backward_recurrence(const BackwardPlan& plan, const Scratch& ws, const 
       if (bf16 && !native)
         for (i64 g = 0; g < GH; g += H) round_swapped(static_cast<const T*>(da), GH, d_round, n, g + u0, g + u1, GH);
       if (nth > 1) barrier.wait(nth);
-      for (i64 i = 0; i < b1 - b0; ++i) {  // alternate directions, as in run_recurrence
-        const i64 blk = s & 1 ? b1 - 1 - i : b0 + i;
+      for (i64 i = 0; i < b1 - b0; ++i) {
+        const i64 blk = block_in_turn(b0, b1, i, s & 1);
         if (native) {
           panel_product_bf16(d16, lda16, n, packed16 + blk * panel16, p.U, GH, reinterpret_cast<float*>(tile));
           scatter_tile(p, n, blk, tile, prod);

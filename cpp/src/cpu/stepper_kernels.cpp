@@ -28,12 +28,10 @@ void stepper_step(const StepperRun<T>& r, const T* x_t, T* h, T* c, T* y_t) {
     i64 b0, b1, u0, u1;
     thread_units(px.blocks, px.W, H, tid, nth, b0, b1, u0, u1);
     T* tile = r.tiles + tid * r.tile_stride;
-    // Each thread reads its blocks in the other direction from its previous step: those
-    // read last are read first, while still in its core's L2 (the bits do not depend on it).
-    thread_local bool down = false;
+    thread_local bool down = false;  // this thread's direction: the other one each step
     down = !down;
     for (i64 i = 0; i < b1 - b0; ++i) {
-      const i64 blk = down ? b1 - 1 - i : b0 + i;
+      const i64 blk = block_in_turn(b0, b1, i, down);
       if (down) recurrent_block(ph, static_cast<const T*>(r.hcopy), B, blk, tile, r.rech);
       recurrent_block(px, x_t, B, blk, tile, r.recx);
       if (!down) recurrent_block(ph, static_cast<const T*>(r.hcopy), B, blk, tile, r.rech);
