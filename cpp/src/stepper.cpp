@@ -8,6 +8,7 @@
 #include <new>
 #include <stdexcept>
 #include <string>
+#include <tuple>
 #include <utility>
 
 #include "cpu/context.h"
@@ -205,6 +206,23 @@ void step_layer(const LayerStep<T>& a, T* workspace, i64 workspace_size) {
   const StepRegions reg(a.spec, B, H);
   require(workspace_size >= reg.size(1), "workspace_size: expected >= " + std::to_string(reg.size(1)) +
                                              " (step_workspace_size), got " + std::to_string(workspace_size));
+  // What the step only reads must not lie under what it writes: the outputs and the workspace.
+  const i64 GH = gate_count(a.spec.cell) * H;
+  const std::pair<const T*, i64> written[] = {{a.h_out, n}, {a.c_out, n}, {workspace, workspace_size}};
+  const char* const written_names[] = {"h_out", "c_out", "workspace"};
+  const std::tuple<const T*, i64, const char*> read[] = {{a.w_x, I * GH, "w_x"}, {a.w_h, H * GH, "w_h"},
+                                                         {a.b, GH, "b"},         {a.b_h, GH, "b_h"},
+                                                         {a.x_t, B * I, "x_t"},  {a.h_in, n, "h_in"},
+                                                         {a.c_in, n, "c_in"}};
+  for (int r = 0; r < 7; ++r)
+    for (int w = 0; w < 3; ++w) {
+      if ((r == 5 && w == 0) || (r == 6 && w == 1)) continue;  // h and c may step in place (checked above)
+      const auto& [p, count, name] = read[r];
+      require(!overlap<T>(p, count, written[w].first, written[w].second),
+              std::string(name) + ": overlaps " + written_names[w]);
+    }
+  require(!overlap<T>(a.h_out, n, workspace, workspace_size) && !overlap<T>(a.c_out, n, workspace, workspace_size),
+          "workspace: overlaps h_out or c_out");
   const cpu::Context ctx = cpu::capture();
   cpu::DirectStep<T> r;
   r.spec = a.spec;

@@ -111,6 +111,12 @@ TEST(errors_step_layer_arguments) {
   fails([](auto& b) { b.spec.cell = Cell::gru; }, "c_in");
   fails([](auto& b) { b.spec.compute = lstmcore::Compute::bfloat16; }, "compute");
   fails([&](auto& b) { b.h_out = x.data(); }, "x_t");
+  // weights under a state stepped in place: read while written
+  fails([&](auto& b) { b.h_in = b.h_out = w.data() + 2; }, "w_x: overlaps h_out");
+  fails([&](auto& b) { b.c_in = b.c_out = w.data() + 1; }, "w_x: overlaps c_out");
+  fails([&](auto& b) { b.b_h = ws.data() + 3; }, "b_h: overlaps workspace");
+  fails([&](auto& b) { b.h_in = b.h_out = ws.data() + 1; }, "h_in: overlaps workspace");
+  fails([&](auto& b) { b.h_in = c.data(); }, "h_in: overlaps c_out");
   CHECK(error_of([&] { lstmcore::step_layer(a, static_cast<float*>(nullptr), 1024); }).rfind("workspace", 0) == 0);
   CHECK(error_of([&] { lstmcore::step_layer(a, ws.data(), 4); }).rfind("workspace_size", 0) == 0);
 }

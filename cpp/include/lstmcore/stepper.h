@@ -81,11 +81,12 @@ struct LayerStep {
 std::int64_t step_workspace_size(const CellSpec& spec, std::int64_t batch, std::int64_t hidden);
 
 // Runs the step; allocates nothing. InvalidArgument for bad sizes, a missing or superfluous
-// pointer, bfloat16 compute, outputs overlapping x_t or partly overlapping their inputs, a
-// workspace smaller than step_workspace_size's one-thread figure. Runs on the thread count
-// (at most what the workspace holds) and instruction set in force; the products sum in
-// another order than forward()'s (agreement to rounding). `workspace` (workspace_size
-// values of T) may not overlap any array above.
+// pointer, bfloat16 compute, outputs (h_out, c_out) or the workspace overlapping anything
+// the step reads (weights, biases, x_t, h_in, c_in; h and c may be the same array in and
+// out, but not partly), a workspace smaller than step_workspace_size's one-thread figure;
+// checked before anything is written. Runs on the thread count (at most what the workspace
+// holds) and instruction set in force; the products sum in another order than forward()'s
+// (agreement to rounding). `workspace` holds workspace_size values of T.
 template <typename T>
 void step_layer(const LayerStep<T>& args, T* workspace, std::int64_t workspace_size);
 
