@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 import lstmcore
+from conftest import GATES
 from lstmcore import _core
 
 BOUND = 256 << 20
@@ -62,10 +63,6 @@ def test_kept_memory_stays_bounded_under_concurrent_calls():
     assert _core.kept_memory() == 0
 
 
-def _gates(cell):
-    return {"lstm": 4, "gru": 3, "rnn_tanh": 1}[cell]
-
-
 @pytest.fixture
 def unpoisoned():
     """Scratch as the library leaves it (conftest fills it with NaN bytes for the suite)."""
@@ -74,36 +71,31 @@ def unpoisoned():
     _core._poison_scratch(True)
 
 
-@pytest.mark.parametrize("isa_name", lstmcore.available_isas())
+@pytest.mark.parametrize("isa", lstmcore.available_isas(), indirect=True)
 @pytest.mark.parametrize("cell", ["lstm", "gru", "rnn_tanh"])
-def test_kept_scratch_left_by_a_nan_call_does_not_reach_the_next(unpoisoned, isa_name, cell):
+def test_kept_scratch_left_by_a_nan_call_does_not_reach_the_next(unpoisoned, isa, cell):
     """A call whose values are all NaN leaves NaN in the blocks the pool keeps; the next call
     (odd I and H, so the bfloat16 pairs have a pad column) must give the bits it gives on
     fresh memory. The native bfloat16 projection once read x's pad column from the kept
     block: NaN · 0 turned every output into NaN (CI, after a test that passes NaN)."""
-    saved = lstmcore.get_isa()
-    lstmcore.set_isa(isa_name)
-    try:
-        G = _gates(cell)
-        rng = np.random.default_rng(5)
-        x = rng.standard_normal((11, 3, 3)).astype(np.float32)
-        w_x = rng.uniform(-0.4, 0.4, (3, G * 7)).astype(np.float32)
-        w_h = rng.uniform(-0.4, 0.4, (7, G * 7)).astype(np.float32)
-        for compute in (None, "bfloat16"):
-            lstmcore.release_memory()
-            fresh = lstmcore.forward(x, w_x, w_h, cell=cell, training=True, compute_dtype=compute)
-            want = lstmcore.backward(fresh.cache, np.ones_like(fresh.y))
-            nan = np.full((6, 64, 65), np.nan, np.float32)
-            bad = lstmcore.forward(nan, np.full((65, G * 67), np.nan, np.float32), np.full((67, G * 67), np.nan, np.float32),
-                                   cell=cell, training=True, compute_dtype=compute)
-            lstmcore.backward(bad.cache, np.full_like(bad.y, np.nan))
-            again = lstmcore.forward(x, w_x, w_h, cell=cell, training=True, compute_dtype=compute)
-            got = lstmcore.backward(again.cache, np.ones_like(again.y))
-            assert np.array_equal(again.y, fresh.y) and np.array_equal(again.h_n, fresh.h_n), compute
-            for a, b in zip(got, want):
-                assert a is b is None or np.array_equal(a, b), compute
-    finally:
-        lstmcore.set_isa(saved)
+    G = GATES[cell]
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((11, 3, 3)).astype(np.float32)
+    w_x = rng.uniform(-0.4, 0.4, (3, G * 7)).astype(np.float32)
+    w_h = rng.uniform(-0.4, 0.4, (7, G * 7)).astype(np.float32)
+    for compute in (None, "bfloat16"):
+        lstmcore.release_memory()
+        fresh = lstmcore.forward(x, w_x, w_h, cell=cell, training=True, compute_dtype=compute)
+        want = lstmcore.backward(fresh.cache, np.ones_like(fresh.y))
+        nan = np.full((6, 64, 65), np.nan, np.float32)
+        bad = lstmcore.forward(nan, np.full((65, G * 67), np.nan, np.float32), np.full((67, G * 67), np.nan, np.float32),
+                               cell=cell, training=True, compute_dtype=compute)
+        lstmcore.backward(bad.cache, np.full_like(bad.y, np.nan))
+        again = lstmcore.forward(x, w_x, w_h, cell=cell, training=True, compute_dtype=compute)
+        got = lstmcore.backward(again.cache, np.ones_like(again.y))
+        assert np.array_equal(again.y, fresh.y) and np.array_equal(again.h_n, fresh.h_n), compute
+        for a, b in zip(got, want):
+            assert a is b is None or np.array_equal(a, b), compute
 
 
 def test_poisoned_scratch_shows_an_unwritten_read():
