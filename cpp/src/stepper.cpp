@@ -8,7 +8,6 @@
 #include <new>
 #include <stdexcept>
 #include <string>
-#include <tuple>
 #include <utility>
 
 #include "cpu/context.h"
@@ -203,26 +202,27 @@ void step_layer(const LayerStep<T>& a, T* workspace, i64 workspace_size) {
   require(a.h_in == a.h_out || !overlap<T>(a.h_in, n, a.h_out, n), "h_out: overlaps h_in partly");
   require(a.c_in == a.c_out || !overlap<T>(a.c_in, n, a.c_out, n), "c_out: overlaps c_in partly");
   require(!overlap<T>(a.h_out, n, a.c_out, n), "h_out: overlaps c_out");
+  require(!overlap<T>(a.h_in, n, a.c_out, n), "h_in: overlaps c_out");
+  require(!overlap<T>(a.c_in, n, a.h_out, n), "c_in: overlaps h_out");
   const StepRegions reg(a.spec, B, H);
   require(workspace_size >= reg.size(1), "workspace_size: expected >= " + std::to_string(reg.size(1)) +
                                              " (step_workspace_size), got " + std::to_string(workspace_size));
-  // What the step only reads must not lie under what it writes: the outputs and the workspace.
+  // The weights and biases must not lie under what the step writes, nor anything under its workspace.
+  struct Span {
+    const T* p;
+    i64 count;
+    const char* name;
+  };
   const i64 GH = gate_count(a.spec.cell) * H;
-  const std::pair<const T*, i64> written[] = {{a.h_out, n}, {a.c_out, n}, {workspace, workspace_size}};
-  const char* const written_names[] = {"h_out", "c_out", "workspace"};
-  const std::tuple<const T*, i64, const char*> read[] = {{a.w_x, I * GH, "w_x"}, {a.w_h, H * GH, "w_h"},
-                                                         {a.b, GH, "b"},         {a.b_h, GH, "b_h"},
-                                                         {a.x_t, B * I, "x_t"},  {a.h_in, n, "h_in"},
-                                                         {a.c_in, n, "c_in"}};
-  for (int r = 0; r < 7; ++r)
-    for (int w = 0; w < 3; ++w) {
-      if ((r == 5 && w == 0) || (r == 6 && w == 1)) continue;  // h and c may step in place (checked above)
-      const auto& [p, count, name] = read[r];
-      require(!overlap<T>(p, count, written[w].first, written[w].second),
-              std::string(name) + ": overlaps " + written_names[w]);
-    }
-  require(!overlap<T>(a.h_out, n, workspace, workspace_size) && !overlap<T>(a.c_out, n, workspace, workspace_size),
-          "workspace: overlaps h_out or c_out");
+  const Span weights[] = {{a.w_x, I * GH, "w_x"}, {a.w_h, H * GH, "w_h"}, {a.b, GH, "b"}, {a.b_h, GH, "b_h"}};
+  const Span written[] = {{a.h_out, n, "h_out"}, {a.c_out, n, "c_out"}, {workspace, workspace_size, "workspace"}};
+  const Span states[] = {{a.x_t, B * I, "x_t"}, {a.h_in, n, "h_in"}, {a.c_in, n, "c_in"}, {a.h_out, n, "h_out"},
+                         {a.c_out, n, "c_out"}};
+  for (const Span& r : weights)
+    for (const Span& w : written)
+      require(!overlap<T>(r.p, r.count, w.p, w.count), std::string(r.name) + ": overlaps " + w.name);
+  for (const Span& r : states)
+    require(!overlap<T>(r.p, r.count, workspace, workspace_size), std::string(r.name) + ": overlaps workspace");
   const cpu::Context ctx = cpu::capture();
   cpu::DirectStep<T> r;
   r.spec = a.spec;
