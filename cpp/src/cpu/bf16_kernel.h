@@ -128,13 +128,15 @@ inline void rows_bf16(const bf16_t* A, i64 lda, const bf16_t* pk, i64 S, i64 Kp,
 
 // tile (rows × S·16 floats) = A (rows × lda bf16) · the panel of one block (S vectors wide),
 // K cut into slices of 16 KiB of panel that stay in L1 while every group of rows passes.
-inline void panel_product_bf16(const bf16_t* A, i64 lda, i64 rows, const bf16_t* panel, i64 S, i64 K, float* tile) {
+// With `resume_all`, the sums continue from the tile's values (a product over more K).
+inline void panel_product_bf16(const bf16_t* A, i64 lda, i64 rows, const bf16_t* panel, i64 S, i64 K, float* tile,
+                               bool resume_all = false) {
 #if defined(__AVX512BF16__)
   const i64 Kp = pair_width(K) / 2, stride = S * 16;
   const i64 slice = std::max<i64>(1, 16384 / (S * 64));
   for (i64 k0 = 0; k0 < Kp; k0 += slice) {
     const i64 kn = std::min(slice, Kp - k0);
-    const bool resume = k0 > 0;
+    const bool resume = resume_all || k0 > 0;
     const bf16_t* pk = panel + k0 * stride * 2;
     const bf16_t* a = A + 2 * k0;
     // Rows 12 at a time; a last 12 + 4 go as 8 + 8 (the 4-row kernel's 8 accumulators
@@ -147,7 +149,7 @@ inline void panel_product_bf16(const bf16_t* A, i64 lda, i64 rows, const bf16_t*
     for (; r < rows; ++r) rows_bf16<1>(a + r * lda, lda, pk, S, kn, tile + r * stride, resume);
   }
 #else
-  (void)A, (void)lda, (void)rows, (void)panel, (void)S, (void)K, (void)tile;
+  (void)A, (void)lda, (void)rows, (void)panel, (void)S, (void)K, (void)tile, (void)resume_all;
   __builtin_trap();  // never called: kNativeBf16 is false in this variant
 #endif
 }

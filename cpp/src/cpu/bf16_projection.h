@@ -36,10 +36,9 @@ void project(const Context& ctx, const ForwardPlan& plan, const Scratch& ws, con
   auto* x16 = reinterpret_cast<bf16_t*>(xr);
   const PackedWeights<T> p = packed_layout(pp.pack, packed);
   const i64 lda16 = pair_width(I), S = G * p.U;
+  pack_weight_blocks(w_x, pp.pack, true, packed, 0, p.blocks);
   if (native) {
     if constexpr (std::is_same_v<T, float>) {
-      pack_pairs(I, H, G, p.W, 0, p.blocks, [&](i64 k, i64 c) { return w_x.at(k, c); }, packed16,
-                 w_x.gate_major ? nullptr : w_x.data, w_x.n);
       to_bf16(x, I, x16, lda16, N, 0, I);
       // An odd I's pad column: the panel's pad row is 0, but 0 times a stale NaN or
       // infinity left in the workspace by an earlier call is NaN.
@@ -47,8 +46,6 @@ void project(const Context& ctx, const ForwardPlan& plan, const Scratch& ws, con
         for (i64 r = 0; r < N; ++r) x16[r * lda16 + I] = 0;
     }
   } else {
-    pack_recurrent(w_x.data, w_x.gate_major, pp.pack, packed);
-    round_packed_swapped(packed, p.blocks, p.panel, I, G * p.W);
     round_swapped(x, I, xr, N, 0, I, I);
   }
   const i64 chunks = (N + kProjectionRows - 1) / kProjectionRows, jobs = p.blocks * chunks;
@@ -61,10 +58,8 @@ void project(const Context& ctx, const ForwardPlan& plan, const Scratch& ws, con
       if (native) {
         panel_product_bf16(x16 + r0 * lda16, lda16, rows, packed16 + blk * lda16 * G * p.W, S, I,
                            reinterpret_cast<float*>(tile));
-      } else if (S == 3) {
-        panel_product<T, 3>(xr + r0 * I, I, rows, p.data + blk * p.panel, I, tile);
       } else {
-        panel_product<T, 4>(xr + r0 * I, I, rows, p.data + blk * p.panel, I, tile);
+        block_product(p, static_cast<const T*>(xr + r0 * I), I, rows, blk, tile);
       }
       const i64 u0 = blk * p.W, n = std::min<i64>(p.W, H - u0);
       for (i64 r = 0; r < rows; ++r)

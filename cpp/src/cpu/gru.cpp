@@ -66,7 +66,7 @@ void gru_forward(const Context& ctx, const ForwardPlan& plan, const Scratch& ws,
   };
 
   if (reset_after) {
-    run_recurrence<T>(plan, ws, walk, a.w_h, a.weight_layout, H, h,
+    run_recurrence<T>(plan, ws, walk, a.w_h, a.weight_layout, H, h, StepInput<T>{},
                       [&](i64 s, i64 n, i64 u0, i64 u1, const T* h_prev, T* h_next, const T* rec) {
       for (i64 i = 0; i < n; ++i) {
         const i64 b = walk.slot(i);

@@ -191,9 +191,16 @@ void column_sums(const T* data, i64 rows, i64 width, i64 ld, T* out, bool accumu
 // thread that waits then burns the very time slice its partner needs, and a recurrence
 // of T steps slows down by T such slices. wait(team) takes the team's size from the caller:
 // an OpenMP team may have fewer threads than were asked for (nested regions, limits).
+//
+// wait() also comes in two halves: arrive() marks this thread's part of the step done and
+// returns a ticket; await(ticket) returns once every thread of the team has arrived. Work
+// between the two (which must not read what the others write before they arrive) fills
+// the time the thread would otherwise spin while a slower one finishes.
 class StepBarrier {
  public:
-  void wait(int team) {
+  void wait(int team) { await(arrive(team)); }
+
+  unsigned arrive(int team) {
     const unsigned gen = generation_.load(std::memory_order_acquire);
     if (arrived_.fetch_add(1, std::memory_order_acq_rel) == team - 1) {
       arrived_.store(0, std::memory_order_relaxed);
@@ -202,8 +209,12 @@ class StepBarrier {
         std::lock_guard<std::mutex> lock(mutex_);
         wake_.notify_all();
       }
-      return;
     }
+    return gen;
+  }
+
+  void await(unsigned gen) {
+    if (generation_.load(std::memory_order_acquire) != gen) return;
     const auto start = std::chrono::steady_clock::now();
     for (unsigned i = 1;; ++i) {
       if (generation_.load(std::memory_order_acquire) != gen) return;

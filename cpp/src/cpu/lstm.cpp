@@ -21,14 +21,21 @@ void lstm_forward(const Context& ctx, const ForwardPlan& plan, const Scratch& ws
   walk.sort_by_length(ws.get<i64>(plan.order));
   const bool training = a.cache != nullptr;
 
-  T* gates = training ? a.cache : ws.get<T>(plan.gates);  // first x·w_x + biases, then activations
+  // x·w_x + biases, then (training) the activations; fused: no x·w_x, the steps' products
+  // hold it and the cells add the biases.
+  T* gates = training ? a.cache : ws.get<T>(plan.gates);
   const i64 ldg = training ? G : plan.gates.ld;
   T* cells = training ? a.cache + N * G : nullptr;
   T* bias = ws.get<T>(plan.bias);
   for (i64 j = 0; j < G; ++j) bias[j] = (a.b ? a.b[j] : T(0)) + (a.b_h ? a.b_h[j] : T(0));
-
-  project(ctx, plan, ws, a.x, Weight<T>(a.w_x, d.input, G, a.weight_layout), (a.b || a.b_h) ? bias : nullptr, N, H,
-          4, gates, ldg, walk);
+  const Weight<T> w_x(a.w_x, d.input, G, a.weight_layout);
+  StepInput<T> input;
+  if (plan.fused) {
+    input = {a.x, w_x};
+    if (training) walk.zero_padding(gates, G);  // steps past a length: defined, never read
+  } else {
+    project(ctx, plan, ws, a.x, w_x, (a.b || a.b_h) ? bias : nullptr, N, H, 4, gates, ldg, walk);
+  }
 
   // The states: h in h_n (and a second buffer inside the recurrence), c in c_n.
   T* c = a.c_n;
@@ -37,12 +44,13 @@ void lstm_forward(const Context& ctx, const ForwardPlan& plan, const Scratch& ws
   walk.zero_padding(a.y, H);
   if (training) walk.zero_padding(cells, H);  // steps past a length: defined, never read
 
-  run_recurrence<T>(plan, ws, walk, a.w_h, a.weight_layout, H, a.h_n,
+  run_recurrence<T>(plan, ws, walk, a.w_h, a.weight_layout, H, a.h_n, input,
                     [&](i64 s, i64 n, i64 u0, i64 u1, const T*, T* h_next, const T* rec) {
     for (i64 i = 0; i < n; ++i) {  // the active sequences (finished ones keep their state)
       const i64 b = walk.slot(i);
       const i64 row = walk.row(walk.time(s, b), b);
-      T* ga = gates + row * ldg;
+      T* ga = gates ? gates + row * ldg : nullptr;
+      const T* pa = plan.fused ? bias : ga;  // what the product's sums lack
       const T* ra = rec + i * G;
       T* hb = h_next + i * H;
       T* cb = c + b * H;
@@ -50,10 +58,10 @@ void lstm_forward(const Context& ctx, const ForwardPlan& plan, const Scratch& ws
       T* cs = training ? cells + row * H : nullptr;
       LSTMCORE_SIMD
       for (i64 j = u0; j < u1; ++j) {
-        const T ig = sigmoid(ga[j] + ra[j]);
-        const T fg = sigmoid(ga[H + j] + ra[H + j]);
-        const T gg = fast_tanh(ga[2 * H + j] + ra[2 * H + j]);
-        const T og = sigmoid(ga[3 * H + j] + ra[3 * H + j]);
+        const T ig = sigmoid(pa[j] + ra[j]);
+        const T fg = sigmoid(pa[H + j] + ra[H + j]);
+        const T gg = fast_tanh(pa[2 * H + j] + ra[2 * H + j]);
+        const T og = sigmoid(pa[3 * H + j] + ra[3 * H + j]);
         const T cn = fg * cb[j] + ig * gg;
         const T hn = og * fast_tanh(cn);
         cb[j] = cn;

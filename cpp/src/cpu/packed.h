@@ -185,6 +185,21 @@ PackedWeights<T> pack_recurrent_transposed(const T* w_h, bool gate_major, const 
                     : pack_columns(w_h, geo.K, true, geo, out, blk0, blk1);
 }
 
+// Packs the blocks [blk0, blk1) of a K × (G·H) weight (K = geo.K) for the forward products:
+// as pack_recurrent, or with `bf16` rounded for them (VDPBF16PS's pairs on AVX512-BF16,
+// bf16_kernel.h; else rounded with the pairs swapped, bf16.h).
+template <typename T>
+void pack_weight_blocks(const Weight<T>& w, const PackGeometry& geo, bool bf16, T* out, i64 blk0, i64 blk1) {
+  if constexpr (std::is_same_v<T, float>)
+    if (bf16 && kNativeBf16) {
+      pack_pairs(geo.K, geo.H, geo.G, geo.W, blk0, blk1, [&](i64 k, i64 c) { return w.at(k, c); },
+                 reinterpret_cast<bf16_t*>(out), w.gate_major ? nullptr : w.data, w.n);
+      return;
+    }
+  pack_recurrent(w.data, w.gate_major, geo, out, blk0, blk1);
+  if (bf16) round_packed_swapped(out + blk0 * geo.panel, blk1 - blk0, geo.panel, geo.K, geo.G * geo.W);
+}
+
 // out (MR × SW vectors) = A rows (MR × K, leading dimension lda) · panel columns (K × SW
 // vectors; `stride` elements from one k to the next, which is also the row stride of out).
 // The MR·SW accumulators live in registers (the loops over r and s are unrolled). With
@@ -249,15 +264,16 @@ void rows_kernel(const T* A, i64 lda, i64 rows, const T* panel, i64 K, T* tile, 
 // every group of rows passes over them: the panel is read from L2 (or L3) once per
 // product, not once per row group. The sums run over k in order, so the result does not
 // depend on the slicing (nor on the kernel shapes).
+// With `resume`, the sums continue from the tile's values (a product over more K).
 template <typename T, int S>
-void panel_product(const T* A, i64 lda, i64 rows, const T* panel, i64 K, T* tile) {
+void panel_product(const T* A, i64 lda, i64 rows, const T* panel, i64 K, T* tile, bool resume_all = false) {
   constexpr int L = Simd<T>::lanes;
   constexpr i64 stride = S * L;
   constexpr i64 slice = 16384 / (S * kVectorBytes);  // 16 KiB of panel per slice
   const i64 tall = rows / kTallRows * kTallRows;
   for (i64 k0 = 0; k0 < K; k0 += slice) {
     const i64 kn = std::min(slice, K - k0);
-    const bool resume = k0 > 0;
+    const bool resume = resume_all || k0 > 0;
     const T* pk = panel + k0 * stride;
     for (i64 r = 0; r < tall; r += kTallRows) {
       int s = 0;
@@ -275,16 +291,22 @@ void panel_product(const T* A, i64 lda, i64 rows, const T* panel, i64 K, T* tile
 template <typename T>
 void scatter_tile(const PackedWeights<T>& p, i64 B, i64 blk, const T* tile, T* rec);
 
+// tile (B × G·W) (+)= A (B × K, row stride lda) · the panel of block `blk` of the packed
+// operand: with `resume`, the sums continue from the tile's values.
+template <typename T>
+void block_product(const PackedWeights<T>& p, const T* A, i64 lda, i64 B, i64 blk, T* tile, bool resume = false) {
+  const T* panel = p.data + blk * p.panel;
+  switch (p.G * p.U) {
+    case 3: panel_product<T, 3>(A, lda, B, panel, p.K, tile, resume); break;
+    default: panel_product<T, 4>(A, lda, B, panel, p.K, tile, resume); break;
+  }
+}
+
 // rec[b, g·H + u] = Σ_k A[b, k] · M[k, g·H + u] for every row b < B and the units u of
 // block `blk`, M being the packed operand and A (B × K) dense. `tile`: B · G · W scratch.
 template <typename T>
 void recurrent_block(const PackedWeights<T>& p, const T* A, i64 B, i64 blk, T* tile, T* rec) {
-  const T* panel = p.data + blk * p.panel;
-  const i64 S = p.G * p.U;
-  switch (S) {
-    case 3: panel_product<T, 3>(A, p.K, B, panel, p.K, tile); break;
-    default: panel_product<T, 4>(A, p.K, B, panel, p.K, tile); break;
-  }
+  block_product(p, A, p.K, B, blk, tile);
   scatter_tile(p, B, blk, tile, rec);
 }
 
@@ -323,46 +345,75 @@ void run_on_threads(int nt, Body&& body) {
   body(0, 1);
 }
 
+// The input side of a fused recurrence (ForwardPlan::fused): each step's product is
+// x_t·w_x + h_{t-1}·w_h in one sum, so no T·B × G·H buffer of x·w_x is written and read
+// back. x: T·B rows of I in the walk's row order; w_x: I × G·H. Absent: x null.
+template <typename T>
+struct StepInput {
+  const T* x = nullptr;
+  Weight<T> w_x;
+};
+
+// The rows of x of iterations [s0, s1), rounded for the fused products, to rows s·B + i
+// (i < the sequences active at s) of xr: the rows a step's product reads are then
+// consecutive for any walk. As bfloat16 pairs (rows of pair_width(I), the pad 0) when
+// `native`, else rounded with the pairs swapped (rows of I; bf16.h).
+template <typename T>
+void round_walk_rows(const Walk& walk, const T* x, i64 I, bool native, T* xr, i64 s0, i64 s1) {
+  for (i64 s = s0; s < s1; ++s) {
+    const i64 n = walk.active_count(s, walk.B);
+    for (i64 i = 0; i < n; ++i) {
+      const i64 b = walk.slot(i);
+      const T* src = x + walk.row(walk.time(s, b), b) * I;
+      const i64 r = s * walk.B + i;
+      if constexpr (std::is_same_v<T, float>)
+        if (native) {
+          const i64 ld = pair_width(I);
+          bf16_t* dst = reinterpret_cast<bf16_t*>(xr) + r * ld;
+          to_bf16(src, I, dst, ld, 1, 0, I);
+          if (ld > I) dst[I] = 0;  // the panel's pad row is 0, but 0 times a stale NaN is NaN
+          continue;
+        }
+      round_swapped(src, I, xr + r * I, 1, 0, I, I);
+    }
+  }
+}
+
 // Runs the walk's steps of a recurrence whose state is h (B × H, in h_n on entry and exit).
 // The state lives in slots (Walk::slot; with lengths the walk must be sorted by length),
 // so the n sequences active at iteration s are the first n slots. Each step: rec = h_{t-1}·w_h
-// for those n rows and the calling thread's unit blocks, then
-// step(s, n, u0, u1, h_prev, h_next, rec) applies the cell to units [u0, u1) of slots
-// i < n (sequence walk.slot(i); h_prev, h_next and rec are indexed by slot). A slot that
-// has just finished gets its state copied into the other buffer once; after that neither
-// buffer changes it. One barrier per step. Rows of a product do not depend on the other
-// rows in it, so the results are the very bits of a product over all B rows.
-// The plan's regions: product (w_h packed, the threads and their tiles), h_other, rec.
+// (fused, `in.x` set: x_t·w_x + h_{t-1}·w_h) for those n rows and the calling thread's unit
+// blocks, then step(s, n, u0, u1, h_prev, h_next, rec) applies the cell to units [u0, u1)
+// of slots i < n (sequence walk.slot(i); h_prev, h_next and rec are indexed by slot). A
+// slot that has just finished gets its state copied into the other buffer once; after that
+// neither buffer changes it. One barrier per step. Rows of a product do not depend on the
+// other rows in it, so the results are the very bits of a product over all B rows.
+// The plan's regions: product (w_h packed, the threads and their tiles), h_other, rec;
+// fused: x_round (x's rows) and projection.packed (w_x).
 template <typename T, class Step>
 void run_recurrence(const ForwardPlan& plan, const Scratch& ws, const Walk& walk, const T* w_h, WeightLayout layout,
-                    i64 H, T* h_n, Step&& step) {
+                    i64 H, T* h_n, const StepInput<T>& in, Step&& step) {
   const i64 B = walk.B, steps = walk.T;
   T* packed = ws.get<T>(plan.product.packed);
   // bfloat16 products: w_h rounded once; the product reads h_{t-1} rounded, from the
   // buffer of the step's parity (the threads write the other one for the next step). On
   // AVX512-BF16 (native) both as bfloat16 pairs (bf16_kernel.h), in the same regions.
   // Rounded rows are in slot order, like the state.
-  const bool native = plan.product.bf16 && kNativeBf16 && std::is_same_v<T, float>;
+  const bool bf16 = plan.product.bf16;
+  const bool native = bf16 && kNativeBf16 && std::is_same_v<T, float>;
   T* h_round = ws.get<T>(plan.h_round);
   auto* packed16 = reinterpret_cast<bf16_t*>(packed);
   auto* h16 = reinterpret_cast<bf16_t*>(h_round);
   const i64 lda16 = pair_width(H), G = plan.product.pack.G;
   const PackedWeights<T> p = packed_layout(plan.product.pack, packed);
-  // Each thread packs the blocks it reads, at the start of its walk: no thread waits for
-  // a packing of all of w_h, and no barrier is needed, as no thread reads another's blocks.
-  auto pack = [&](i64 b0, i64 b1) {
-    if constexpr (std::is_same_v<T, float>)
-      if (native) {
-        const Weight<T> w(w_h, H, G * H, layout);
-        pack_pairs(H, H, G, p.W, b0, b1, [&](i64 k, i64 c) { return w.at(k, c); }, packed16,
-                   w.gate_major ? nullptr : w_h, G * H);
-        return;
-      }
-    pack_recurrent(w_h, layout == WeightLayout::gate_major, plan.product.pack, packed, b0, b1);
-    if (plan.product.bf16) round_packed_swapped(packed + b0 * p.panel, b1 - b0, p.panel, H, G * p.W);  // VDPBF16PS's order
-  };
+  // fused: w_x packed like w_h (K = I), x's rows rounded into walk order
+  const bool fused = in.x != nullptr;
+  const i64 I = in.w_x.K, ldx = native ? pair_width(I) : I;
+  const PackedWeights<T> px = packed_layout(plan.projection.pack, ws.get<T>(plan.projection.packed));
+  T* xr = ws.get<T>(plan.x_round);
+  auto* x16 = reinterpret_cast<bf16_t*>(xr);
   if (native) std::memset(h16, 0, sizeof(bf16_t) * 2 * B * lda16);
-  const i64 panel16 = lda16 * G * p.W;
+  const i64 panel16 = lda16 * G * p.W, panelx16 = ldx * G * p.W;
   T* h_other = ws.get<T>(plan.h_other);
   T* rec = ws.get<T>(plan.rec);
   const int nt = plan.product.threads;
@@ -383,7 +434,29 @@ void run_recurrence(const ForwardPlan& plan, const Scratch& ws, const Walk& walk
     i64 b0, b1, u0, u1;
     thread_units(p.blocks, p.W, H, tid, nth, b0, b1, u0, u1);
     T* tile = tiles + tid * tile_size;
-    pack(b0, b1);
+    // Each thread packs the blocks it reads: no thread waits for a packing of all of w_h,
+    // and no barrier is needed, as no thread reads another's blocks. x's rows are shared:
+    // each thread rounds a share of the steps, then all wait once.
+    if (fused) {
+      round_walk_rows(walk, in.x, I, native, xr, steps * tid / nth, steps * (tid + 1) / nth);
+      pack_weight_blocks(in.w_x, plan.projection.pack, bf16, const_cast<T*>(px.data), b0, b1);
+      if (nth > 1) barrier.wait(nth);
+    }
+    pack_weight_blocks(Weight<T>(w_h, H, G * H, layout), plan.product.pack, bf16, packed, b0, b1);
+    // fused: each block has its own tile, holding x_t·w_x before the step (indexed by
+    // block, not by thread: a team smaller than planned gives a thread more blocks)
+    auto tile_of = [&](i64 blk) { return fused ? tiles + blk * B * G * p.W : tile; };
+    auto input_part = [&](i64 s, i64 n) {
+      for (i64 blk = b0; blk < b1; ++blk) {
+        T* t = tile_of(blk);
+        if (native)
+          panel_product_bf16(x16 + s * B * ldx, ldx, n, reinterpret_cast<const bf16_t*>(px.data) + blk * panelx16,
+                             G * p.U, I, reinterpret_cast<float*>(t));
+        else
+          block_product(px, static_cast<const T*>(xr + s * B * I), I, n, blk, t);
+      }
+    };
+    if (fused && steps > 0) input_part(0, walk.active_count(0, B));
     T* cur = first;
     T* nxt = second;
     i64 before = B;  // slots active at the previous iteration
@@ -392,13 +465,13 @@ void run_recurrence(const ForwardPlan& plan, const Scratch& ws, const Walk& walk
       const T* operand = h_round ? h_round + (s & 1) * B * H : cur;
       for (i64 i = 0; i < b1 - b0; ++i) {
         const i64 blk = block_in_turn(b0, b1, i, s & 1);
-        if (native) {
+        T* t = tile_of(blk);
+        if (native)
           panel_product_bf16(h16 + (s & 1) * B * lda16, lda16, n, packed16 + blk * panel16, G * p.U, H,
-                             reinterpret_cast<float*>(tile));
-          scatter_tile(p, n, blk, tile, rec);
-        } else {
-          recurrent_block(p, operand, n, blk, tile, rec);
-        }
+                             reinterpret_cast<float*>(t), fused);
+        else
+          block_product(p, operand, H, n, blk, t, fused);
+        scatter_tile(p, n, blk, t, rec);
       }
       step(s, n, u0, u1, static_cast<const T*>(cur), nxt, static_cast<const T*>(rec));
       for (i64 i = n; i < before; ++i) std::memcpy(nxt + i * H + u0, cur + i * H + u0, sizeof(T) * (u1 - u0));
@@ -407,7 +480,10 @@ void run_recurrence(const ForwardPlan& plan, const Scratch& ws, const Walk& walk
       if constexpr (std::is_same_v<T, float>)
         if (native) to_bf16(nxt, H, h16 + ((s + 1) & 1) * B * lda16, lda16, n, u0, u1);
       if (h_round && !native) round_swapped(static_cast<const T*>(nxt), H, h_round + ((s + 1) & 1) * B * H, n, u0, u1, H);
-      if (nth > 1) barrier.wait(nth);
+      // The next step's x_{t+1}·w_x needs no one's h: it runs while the others finish.
+      const unsigned ticket = nth > 1 ? barrier.arrive(nth) : 0;
+      if (fused && s + 1 < steps) input_part(s + 1, walk.active_count(s + 1, n));
+      if (nth > 1) barrier.await(ticket);
       std::swap(cur, nxt);
     }
     if (tid == 0) final_h = cur;

@@ -58,11 +58,15 @@ class Layout {
 
 // A packed product: the K × (G·n) operand's panels and `rows` rows of tiles per thread;
 // threads from the product's flops per step.
-ProductPlan product(const Context& c, Dtype t, Layout& l, i64 K, i64 n, i64 G, i64 rows, i64 flops) {
+// `per_block`: a tile for each block (the fused recurrence's), as threads' tiles of
+// ceil(blocks / threads) blocks.
+ProductPlan product(const Context& c, Dtype t, Layout& l, i64 K, i64 n, i64 G, i64 rows, i64 flops,
+                    bool per_block = false) {
   ProductPlan p;
   p.pack = c.kernels->pack_geometry(t, K, n, G);
   p.threads = product_threads(c, flops, p.pack.blocks);
-  p.tile_stride = l.rounded(rows * G * p.pack.W);
+  const i64 tiles = per_block ? (p.pack.blocks + p.threads - 1) / p.threads : 1;
+  p.tile_stride = l.rounded(tiles * rows * G * p.pack.W);
   p.packed = l.flat(p.pack.elements);
   p.tiles = l.flat(p.threads * p.tile_stride);
   p.bf16 = c.bf16;
@@ -75,21 +79,23 @@ ForwardPlan plan_forward(const Context& c, Dtype t, const CellSpec& spec, const 
   const i64 B = d.batch, H = d.hidden, G = gate_count(spec.cell), GH = G * H, N = d.steps * d.batch;
   Layout l(t);
   ForwardPlan p;
-  if (!training) p.gates = l.matrix(N, GH);
+  p.fused = c.bf16 && spec.cell != Cell::gru && B >= kFusedRows;
+  if (!training && !p.fused) p.gates = l.matrix(N, GH);
   p.bias = l.flat(GH);
   p.zeros = l.flat(H);
   p.rec = l.flat(B * GH);
   if (spec.cell == Cell::gru && !spec.reset_after) {
     p.rh = l.flat(B * H);
   } else {
-    p.product = product(c, t, l, H, H, G, B, 2 * B * H * GH);
+    const i64 K = p.fused ? H + d.input : H;  // the step product's depth
+    p.product = product(c, t, l, H, H, G, B, 2 * B * K * GH, p.fused);
     p.h_other = l.flat(B * H);
     p.order = l.indices(B);
   }
   if (c.bf16) {
     const bool reset_before = spec.cell == Cell::gru && !spec.reset_after;
     p.x_round = l.flat(N * d.input);
-    p.projection = product(c, t, l, d.input, H, G, kProjectionRows, 2 * N * d.input * GH);
+    p.projection = product(c, t, l, d.input, H, G, p.fused ? 0 : kProjectionRows, 2 * N * d.input * GH);
     p.h_round = l.flat((reset_before ? 1 : 2) * B * H);
     if (reset_before) p.w_h_round = l.flat(H * GH);
   }

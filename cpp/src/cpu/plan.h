@@ -66,6 +66,12 @@ struct ProductPlan {
 // Rows per tile of the bfloat16 input projection (cpu/bf16_projection.h).
 constexpr std::int64_t kProjectionRows = 96;
 
+// The fewest rows (batch) at which a bfloat16 recurrence computes x_t·w_x with h_{t-1}·w_h
+// at each step (ForwardPlan::fused) rather than all of x·w_x first. Each step then streams
+// w_x too, its panels used by B rows instead of kProjectionRows: with fewer rows that
+// stream, not the arithmetic, would bound the step.
+constexpr std::int64_t kFusedRows = 8;
+
 // The blocking of the bfloat16 GEMM of the backward (cpu/bf16_gemm.h): k in blocks of
 // kGemm16Depth, n in blocks of kGemm16Width, micro-tiles of at most kGemm16Rows rows ×
 // kGemm16Cols columns. Its scratch, per thread: a packed block of op(B), a packed slice of
@@ -79,7 +85,11 @@ constexpr std::int64_t gemm16_elements(int threads) { return threads * gemm16_th
 // A plain cell's forward (lstm.cpp, gru.cpp, rnn.cpp).
 struct ForwardPlan {
   std::size_t bytes = 0;
-  Region gates;    // inference only: (T·B, G·H) pre-activations (training: the cache holds them)
+  // The input projection folded into the recurrence's products (packed.h StepInput): the
+  // bfloat16 LSTM and RNN from kFusedRows rows. Then no x·w_x is written: `gates` is absent,
+  // x_round holds x's rows in walk order and `projection` packs w_x without tiles.
+  bool fused = false;
+  Region gates;    // inference only, not fused: (T·B, G·H) pre-activations (training: the cache holds them)
   Region bias;     // (G·H) the biases folded into the input projection
   Region zeros;    // (H) zeros, for absent optional inputs
   Region rec;      // (B, G·H) the step's products h·w_h

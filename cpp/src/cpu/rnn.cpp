@@ -19,24 +19,31 @@ void rnn_forward(const Context& ctx, const ForwardPlan& plan, const Scratch& ws,
   walk.sort_by_length(ws.get<i64>(plan.order));
   const bool training = a.cache != nullptr;
 
-  T* pre = training ? a.cache : ws.get<T>(plan.gates);  // x·w_x + b + b_h, then (training) h_t
+  // x·w_x + b + b_h, then (training) h_t; fused: no x·w_x (the steps' products hold it)
+  T* pre = training ? a.cache : ws.get<T>(plan.gates);
   const i64 ldp = training ? H : plan.gates.ld;
   T* bias = ws.get<T>(plan.bias);
   for (i64 j = 0; j < H; ++j) bias[j] = (a.b ? a.b[j] : T(0)) + (a.b_h ? a.b_h[j] : T(0));
-
-  project(ctx, plan, ws, a.x, Weight<T>(a.w_x, d.input, H, a.weight_layout), (a.b || a.b_h) ? bias : nullptr, N, H,
-          1, pre, ldp, walk);
+  const Weight<T> w_x(a.w_x, d.input, H, a.weight_layout);
+  StepInput<T> input;
+  if (plan.fused) {
+    input = {a.x, w_x};
+    if (training) walk.zero_padding(pre, H);  // steps past a length: defined, never read
+  } else {
+    project(ctx, plan, ws, a.x, w_x, (a.b || a.b_h) ? bias : nullptr, N, H, 1, pre, ldp, walk);
+  }
 
   T* h = a.h_n;
   copy_or_zero(h, a.h0, B * H);
   walk.zero_padding(a.y, H);
 
-  run_recurrence<T>(plan, ws, walk, a.w_h, a.weight_layout, H, h,
+  run_recurrence<T>(plan, ws, walk, a.w_h, a.weight_layout, H, h, input,
                     [&](i64 s, i64 n, i64 u0, i64 u1, const T*, T* h_next, const T* rec) {
     for (i64 i = 0; i < n; ++i) {
       const i64 b = walk.slot(i);
       const i64 row = walk.row(walk.time(s, b), b);
-      T* pa = pre + row * ldp;
+      T* pr = pre ? pre + row * ldp : nullptr;
+      const T* pa = plan.fused ? bias : pr;  // what the product's sums lack
       const T* ra = rec + i * H;
       T* hb = h_next + i * H;
       T* yb = a.y + row * H;
@@ -46,7 +53,7 @@ void rnn_forward(const Context& ctx, const ForwardPlan& plan, const Scratch& ws,
         const T hn = relu ? (v < T(0) ? T(0) : v) : fast_tanh(v);  // relu keeps NaN
         hb[j] = hn;
         yb[j] = hn;
-        if (training) pa[j] = hn;
+        if (training) pr[j] = hn;
       }
     }
   });
