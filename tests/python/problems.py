@@ -1364,9 +1364,11 @@ def _invalid_layer(s, m):
         elif kind == "stepper_args":  # a bad batch or x_t of a stepper, or a layer no stepper runs
             which = m["k"] % 3
             if which == 1:
+                # a bidirectional layer never runs step by step, whatever else it has (a variant
+                # may equal the plain cell, e.g. activations=["relu"] on a relu RNN, which a
+                # stepper then rightly runs)
                 expect = ("stepper",)
-                bad = dict(s, bidirectional=True) if s["compute"] is None and not s["variant"] else s
-                make_layer(bad).stepper(B)
+                make_layer(dict(s, bidirectional=True)).stepper(B)
             else:
                 if layer.bidirectional or s["variant"] or s["compute"] or (layer.cell == "gru" and not layer.reset_after):
                     layer = make_layer(dict(s, bidirectional=False, variant={}, compute=None, reset_after=True))
