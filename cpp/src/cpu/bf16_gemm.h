@@ -117,6 +117,12 @@ inline void pair_run(const float* p0, const float* p1, i64 s, i64 count, i64 wid
   for (i64 j = count; j < width; ++j) dst[j] = 0;
 }
 
+// Where op(M)[r, kk] is, and how far apart its r are.
+inline const float* op_at(const Gemm16Operand& M, i64 r, i64 kk) {
+  return M.trans ? M.data + kk * M.ld + r : M.data + r * M.ld + kk;
+}
+inline i64 op_row_step(const Gemm16Operand& M) { return M.trans ? 1 : M.ld; }
+
 // The same pairs taken along a row of M whose k are adjacent in memory (src: M's row from
 // pair 0 on; `full` pairs lie wholly inside k, a last one of `count` may have its k + 1
 // past k: high half 0), pair kp to dst[kp · step]. Reading the row once beats gathering
@@ -128,11 +134,19 @@ inline void pair_row(const float* src, i64 full, i64 count, std::uint32_t* dst, 
   for (i64 kp = full; kp < count; ++kp) dst[kp * step] = bf16_bits(src[2 * kp]);
 }
 
-// Where op(M)[r, kk] is, and how far apart its r are.
-inline const float* op_at(const Gemm16Operand& M, i64 r, i64 kk) {
-  return M.trans ? M.data + kk * M.ld + r : M.data + r * M.ld + kk;
+// Rows [r0, r0 + count) of op(M), whose k run along M's rows (M not transposed), from k0
+// on: the kp_n pairs of row r0 + j to dst[kp · width + j] (j < width; rows past count: 0).
+inline void pair_rows(const Gemm16Operand& M, i64 r0, i64 count, i64 width, i64 k, i64 k0, i64 kp_n,
+                      std::uint32_t* dst) {
+  const i64 full = std::min(kp_n, (k - k0) / 2);
+  for (i64 j = 0; j < width; ++j) {
+    if (j < count)
+      pair_row(op_at(M, r0 + j, k0), full, kp_n, dst + j, width);
+    else
+      for (i64 kp = 0; kp < kp_n; ++kp) dst[kp * width + j] = 0;
+  }
 }
-inline i64 op_row_step(const Gemm16Operand& M) { return M.trans ? 1 : M.ld; }
+
 
 // Packs op(B)[k0 : k0 + kc, j0 + 32·q : …] for panels q in [0, panels) (kc even, or the
 // block ending at an odd k; pairs past k and columns past n are zero). op(B) is read with
@@ -146,14 +160,7 @@ inline void gemm16_pack_b(const Gemm16Operand& Bt, i64 k, i64 n, i64 k0, i64 kc,
     const i64 c0 = j0 + q * kGemm16NR, cn = std::min<i64>(kGemm16NR, n - c0);
     if constexpr (kNativeBf16)
       if (!Bt.trans) {  // k along Bt's rows: a row at a time
-        auto* p32 = reinterpret_cast<std::uint32_t*>(panel);
-        const i64 full = std::min(kp_n, (k - k0) / 2);
-        for (i64 j = 0; j < kGemm16NR; ++j) {
-          if (j < cn)
-            pair_row(op_at(Bt, c0 + j, k0), full, kp_n, p32 + j, kGemm16NR);
-          else
-            for (i64 kp = 0; kp < kp_n; ++kp) p32[kp * kGemm16NR + j] = 0;
-        }
+        pair_rows(Bt, c0, cn, kGemm16NR, k, k0, kp_n, reinterpret_cast<std::uint32_t*>(panel));
         continue;
       }
     for (i64 kp = 0; kp < kp_n; ++kp) {
@@ -177,14 +184,7 @@ inline void gemm16_pack_a(const Gemm16Operand& A, i64 m, i64 k, i64 i0, i64 k0, 
   const i64 kp_n = (kc + 1) / 2, rn = std::min<i64>(kGemm16MR, m - i0), s = op_row_step(A);
   if constexpr (kNativeBf16)
     if (!A.trans) {  // k along A's rows: a row at a time
-      auto* o32 = reinterpret_cast<std::uint32_t*>(out);
-      const i64 full = std::min(kp_n, (k - k0) / 2);
-      for (i64 r = 0; r < kGemm16MR; ++r) {
-        if (r < rn)
-          pair_row(op_at(A, i0 + r, k0), full, kp_n, o32 + r, kGemm16MR);
-        else
-          for (i64 kp = 0; kp < kp_n; ++kp) o32[kp * kGemm16MR + r] = 0;
-      }
+      pair_rows(A, i0, rn, kGemm16MR, k, k0, kp_n, reinterpret_cast<std::uint32_t*>(out));
       return;
     }
   for (i64 kp = 0; kp < kp_n; ++kp) {

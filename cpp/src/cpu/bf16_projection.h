@@ -73,6 +73,22 @@ void project(const Context& ctx, const ForwardPlan& plan, const Scratch& ws, con
   });
 }
 
+// The input side of a forward (LSTM, RNN): with plan.fused, the StepInput whose x_t·w_x the
+// recurrence sums into each step (the cache's rows past the lengths, which no step
+// writes, set to zero when training); else x·w_x (+ bias) projected into out now, and no
+// StepInput.
+template <typename T>
+StepInput<T> input_side(const Context& ctx, const ForwardPlan& plan, const Scratch& ws, const T* x,
+                        const Weight<T>& w_x, const T* bias, i64 N, i64 H, i64 G, T* out, i64 ld, const Walk& walk,
+                        bool training) {
+  if (!plan.fused) {
+    project(ctx, plan, ws, x, w_x, bias, N, H, G, out, ld, walk);
+    return {};
+  }
+  if (training) walk.zero_padding(out, G * H, ld);
+  return {x, w_x};
+}
+
 }  // namespace LSTMCORE_ISA_NS
 }  // namespace cpu
 LSTMCORE_INLINE_NAMESPACE_END

@@ -28,14 +28,8 @@ void lstm_forward(const Context& ctx, const ForwardPlan& plan, const Scratch& ws
   T* cells = training ? a.cache + N * G : nullptr;
   T* bias = ws.get<T>(plan.bias);
   for (i64 j = 0; j < G; ++j) bias[j] = (a.b ? a.b[j] : T(0)) + (a.b_h ? a.b_h[j] : T(0));
-  const Weight<T> w_x(a.w_x, d.input, G, a.weight_layout);
-  StepInput<T> input;
-  if (plan.fused) {
-    input = {a.x, w_x};
-    if (training) walk.zero_padding(gates, G);  // steps past a length: defined, never read
-  } else {
-    project(ctx, plan, ws, a.x, w_x, (a.b || a.b_h) ? bias : nullptr, N, H, 4, gates, ldg, walk);
-  }
+  const StepInput<T> input = input_side(ctx, plan, ws, a.x, Weight<T>(a.w_x, d.input, G, a.weight_layout),
+                                        (a.b || a.b_h) ? bias : nullptr, N, H, 4, gates, ldg, walk, training);
 
   // The states: h in h_n (and a second buffer inside the recurrence), c in c_n.
   T* c = a.c_n;

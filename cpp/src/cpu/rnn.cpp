@@ -24,14 +24,8 @@ void rnn_forward(const Context& ctx, const ForwardPlan& plan, const Scratch& ws,
   const i64 ldp = training ? H : plan.gates.ld;
   T* bias = ws.get<T>(plan.bias);
   for (i64 j = 0; j < H; ++j) bias[j] = (a.b ? a.b[j] : T(0)) + (a.b_h ? a.b_h[j] : T(0));
-  const Weight<T> w_x(a.w_x, d.input, H, a.weight_layout);
-  StepInput<T> input;
-  if (plan.fused) {
-    input = {a.x, w_x};
-    if (training) walk.zero_padding(pre, H);  // steps past a length: defined, never read
-  } else {
-    project(ctx, plan, ws, a.x, w_x, (a.b || a.b_h) ? bias : nullptr, N, H, 1, pre, ldp, walk);
-  }
+  const StepInput<T> input = input_side(ctx, plan, ws, a.x, Weight<T>(a.w_x, d.input, H, a.weight_layout),
+                                        (a.b || a.b_h) ? bias : nullptr, N, H, 1, pre, ldp, walk, training);
 
   T* h = a.h_n;
   copy_or_zero(h, a.h0, B * H);
