@@ -386,8 +386,9 @@ void round_walk_rows(const Walk& walk, const T* x, i64 I, bool native, T* xr, i6
 // blocks, then step(s, n, u0, u1, h_prev, h_next, rec) applies the cell to units [u0, u1)
 // of slots i < n (sequence walk.slot(i); h_prev, h_next and rec are indexed by slot). A
 // slot that has just finished gets its state copied into the other buffer once; after that
-// neither buffer changes it. One barrier per step. Rows of a product do not depend on the
-// other rows in it, so the results are the very bits of a product over all B rows.
+// neither buffer changes it. One barrier per step (fused: the next step's x part runs
+// between its two halves). Rows of a product do not depend on the other rows in it, so the
+// results are the very bits of a product over all B rows.
 // The plan's regions: product (w_h packed, the threads and their tiles), h_other, rec;
 // fused: x_round (x's rows) and projection.packed (w_x).
 template <typename T, class Step>
@@ -409,7 +410,8 @@ void run_recurrence(const ForwardPlan& plan, const Scratch& ws, const Walk& walk
   // fused: w_x packed like w_h (K = I), x's rows rounded into walk order
   const bool fused = in.x != nullptr;
   const i64 I = in.w_x.K, ldx = native ? pair_width(I) : I;
-  const PackedWeights<T> px = packed_layout(plan.projection.pack, ws.get<T>(plan.projection.packed));
+  T* packed_x = ws.get<T>(plan.projection.packed);
+  const PackedWeights<T> px = packed_layout(plan.projection.pack, packed_x);
   T* xr = ws.get<T>(plan.x_round);
   auto* x16 = reinterpret_cast<bf16_t*>(xr);
   if (native) std::memset(h16, 0, sizeof(bf16_t) * 2 * B * lda16);
@@ -439,7 +441,7 @@ void run_recurrence(const ForwardPlan& plan, const Scratch& ws, const Walk& walk
     // each thread rounds a share of the steps, then all wait once.
     if (fused) {
       round_walk_rows(walk, in.x, I, native, xr, steps * tid / nth, steps * (tid + 1) / nth);
-      pack_weight_blocks(in.w_x, plan.projection.pack, bf16, const_cast<T*>(px.data), b0, b1);
+      pack_weight_blocks(in.w_x, plan.projection.pack, bf16, packed_x, b0, b1);
       if (nth > 1) barrier.wait(nth);
     }
     pack_weight_blocks(Weight<T>(w_h, H, G * H, layout), plan.product.pack, bf16, packed, b0, b1);

@@ -90,17 +90,17 @@ struct ForwardPlan {
   // x_round holds x's rows in walk order and `projection` packs w_x without tiles.
   bool fused = false;
   Region gates;    // inference only, not fused: (T·B, G·H) pre-activations (training: the cache holds them)
-  Region bias;     // (G·H) the biases folded into the input projection
+  Region bias;     // (G·H) b + b_h: folded into the input projection (fused: added by the cells)
   Region zeros;    // (H) zeros, for absent optional inputs
-  Region rec;      // (B, G·H) the step's products h·w_h
+  Region rec;      // (B, G·H) the step's products h·w_h (fused: x_t·w_x + h·w_h)
   Region rh;       // GRU with the reset before the product: (B, H) r ⊙ h_{t−1}
   // The packed recurrence (packed.h run_recurrence; absent for GRU with the reset before
   // the product, which runs two dependent GEMMs per step):
-  ProductPlan product;  // w_h packed, K = H
+  ProductPlan product;  // w_h packed, K = H (fused: a tile per block, holding x_t·w_x)
   Region h_other;       // (B, H) the second state buffer
   Region order;         // (B) int64: the batch sorted by length (Walk::sort_by_length)
   // bfloat16 products only (Context::bf16; cpu/bf16.h), else absent:
-  Region x_round;             // (T·B·I) x rounded (or as bfloat16 pairs)
+  Region x_round;             // (T·B·I) x rounded (or as bfloat16 pairs); fused: in walk order
   ProductPlan projection;     // w_x packed, K = I, tiles of kProjectionRows rows (cpu/bf16_projection.h)
   Region h_round;             // packed recurrence: 2 × (B, H), h_{t-1} rounded by step parity;
                               // GRU with the reset before: (B, H)
