@@ -114,9 +114,16 @@ def test_after_peer(tmp_path):
 @pytest.mark.skipif(not HAVE_TORCH, reason="the bf16 comparison needs torch")
 def test_bf16(tmp_path):
     r = run_bench(tmp_path, "--bf16", "--configs", "5x2x8", "--cells", "lstm")
+    native_bf16 = "avx512_bf16" in lstmcore.available_isas()
     for res in r["cases"]:
-        assert res["engines"]["torch-autocast"]["median_ms"] > 0
-        assert 0 < res["errors"]["torch-autocast"]["max"] < 5e-2
+        auto = res["engines"]["torch-autocast"]
+        if "median_ms" in auto:
+            assert auto["median_ms"] > 0
+            assert 0 < res["errors"]["torch-autocast"]["max"] < 5e-2
+        else:
+            # torch 2.13's LSTM under CPU autocast goes to oneDNN, which has no bfloat16 LSTM
+            # primitive on a CPU without AVX512-BF16: the benchmark records the failure
+            assert not native_bf16 and "primitive descriptor" in auto["note"], auto
         bf16 = res["engines"]["lstmcore-bf16"]
         assert "median_ms" in bf16 or "compute_dtype" in bf16["note"]
         for name, chk in res["checks"].items():

@@ -400,7 +400,21 @@ def test_torch_bridge(family):
     x = torch.randn(7, 5, 6, requires_grad=True)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         y, _ = m(x)
-        y_ref, _ = ref(x)
+        try:
+            y_ref, _ = ref(x)
+        except RuntimeError as e:
+            # torch 2.13 sends an autocast LSTM to oneDNN, which has no bfloat16 LSTM on a CPU
+            # without AVX512-BF16; the reference is then torch.nn in float32 on the operands
+            # autocast would round (x and the weights to bfloat16), its output in bfloat16
+            assert family == "LSTM" and "avx512_bf16" not in lstmcore.available_isas(), e
+            y_ref = None
+    if y_ref is None:
+        with torch.no_grad():
+            for w in ref.parameters():
+                if w.dim() == 2:
+                    w.copy_(w.to(torch.bfloat16).float())
+        y_ref, _ = ref(x.to(torch.bfloat16).float())
+        y_ref = y_ref.to(torch.bfloat16)
     assert y.dtype == y_ref.dtype
     cell = {"LSTM": "lstm", "GRU": "gru", "RNN": "rnn_tanh"}[family]
     sd = {k: v.detach().numpy() for k, v in m.state_dict().items()}
@@ -469,7 +483,9 @@ def test_gemm_blocking(cell, reset_after):
     saved = lstmcore.get_isa()
     results = {}
     try:
-        for isa in [i for i in ("avx512_bf16", "avx512") if i in lstmcore.available_isas()]:
+        # the native kernel and its float twin where the CPU has them, else the machine's own ISA
+        isas = [i for i in ("avx512_bf16", "avx512") if i in lstmcore.available_isas()] or [saved]
+        for isa in isas:
             lstmcore.set_isa(isa)
             r = lstmcore.forward(p["x"], p["w_x"], p["w_h"], p["b"], p["b_h"], p["h0"], p["c0"], **kw)
             buf = r.cache.buffer
