@@ -3,6 +3,7 @@
 
 #include "cpu/context.h"
 #include "cpu/isa.h"
+#include "cpu/plan.h"
 
 namespace lstmcore {
 LSTMCORE_INLINE_NAMESPACE_BEGIN
@@ -24,6 +25,14 @@ void run(const std::string& name, const T* x, T* y, std::int64_t n) {
 }
 
 }  // namespace
+
+bool forward_fused(const CellSpec& spec, const Dims& dims, bool double_precision) {
+  cpu::Context c = cpu::capture();
+  c.bf16 = spec.compute == Compute::bfloat16;
+  return cpu::fuse_inputs(c, double_precision ? cpu::Dtype::f64 : cpu::Dtype::f32, spec, dims);
+}
+
+std::size_t machine_l2_bytes() { return cpu::machine_l2_bytes(); }
 
 void kernel_activation(const std::string& name, const float* x, float* y, std::int64_t n) { run(name, x, y, n); }
 void kernel_activation(const std::string& name, const double* x, double* y, std::int64_t n) { run(name, x, y, n); }

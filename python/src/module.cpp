@@ -43,6 +43,20 @@ PYBIND11_MODULE(_core, m) {
         return py::array(out);
       },
       py::arg("name"), py::arg("x"));
+  m.def(
+      "_forward_fused",
+      [](const std::string& cell, std::int64_t B, std::int64_t I, std::int64_t H, bool f64, bool bf16) {
+        // Tests: whether such a plain forward runs the fused recurrence here and now.
+        lstmcore::CellSpec spec;
+        if (cell == "gru") spec.cell = lstmcore::Cell::gru;
+        else if (cell == "rnn_tanh") spec.cell = lstmcore::Cell::rnn_tanh;
+        else if (cell == "rnn_relu") spec.cell = lstmcore::Cell::rnn_relu;
+        else if (cell != "lstm") throw py::value_error("cell: expected lstm, gru, rnn_tanh or rnn_relu, got '" + cell + "'");
+        spec.compute = bf16 ? lstmcore::Compute::bfloat16 : lstmcore::Compute::native;
+        return lstmcore::testing::forward_fused(spec, lstmcore::Dims{1, B, I, H}, f64);
+      },
+      py::arg("cell"), py::arg("B"), py::arg("I"), py::arg("H"), py::arg("f64"), py::arg("bf16") = false);
+  m.def("_l2_bytes", &lstmcore::testing::machine_l2_bytes, "L2 bytes per core as the planner sees them.");
   m.def("_poison_scratch", &lstmcore::testing::poison_scratch, py::arg("on"),
         "Tests: fill each call's scratch with NaN bytes before the call uses it.");
   m.attr("__version__") = LSTMCORE_VERSION_STRING;

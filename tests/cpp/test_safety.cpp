@@ -271,18 +271,18 @@ TEST(api_release_memory) {
   CHECK(lstmcore::kept_memory() == 0);
   const auto again = lib_forward<double>(p, true);
   CHECK(again.y == first.y && again.cache == first.cache);
-  // A call whose workspace exceeds the bound gives its block back to the system: an RNN
+  // A call whose workspace exceeds the bound gives its block back to the system: a GRU
   // inference with H = 1 over 4100 × 1024 rows plans 64 bytes per row (a padded row of
   // pre-activations), 269 MB in all, for little arithmetic.
   lstmcore::release_memory();
   const Dims big{4100, 1024, 1, 1};
-  std::vector<float> x(4100 * 1024, 0.5f), w_x(1, 0.25f), w_h(1, 0.5f), y(4100 * 1024), h_n(1024);
+  std::vector<float> x(4100 * 1024, 0.5f), w_x(3, 0.25f), w_h(3, 0.5f), y(4100 * 1024), h_n(1024);
   lstmcore::ForwardArgs<float> a;
   a.x = x.data();
   a.w_x = w_x.data();
   a.w_h = w_h.data();
   a.y = y.data();
   a.h_n = h_n.data();
-  lstmcore::rnn_forward<float>(lstmcore::RnnActivation::tanh, big, {}, a);
+  lstmcore::gru_forward<float>(big, {}, a);
   CHECK_MSG(lstmcore::kept_memory() == 0, lstmcore::kept_memory());
 }

@@ -36,7 +36,13 @@ struct Context {
   // The call's CellSpec::compute is Compute::bfloat16 (set by cpu/call.cpp, not by capture):
   // every product operand is rounded to bfloat16 (cpu/bf16.h).
   bool bf16 = false;
+  // The machine model the planner sizes blocks from: L2 bytes per core, read once at load
+  // (machine_l2_bytes()).
+  std::size_t l2_bytes = 512 * 1024;
 };
+
+// L2 bytes per core of this machine (sysconf where the C library tells, else 512 KiB).
+std::size_t machine_l2_bytes();
 
 // The settings in force now. Called once per public entry point (cpu/dispatch.cpp).
 Context capture();

@@ -5,6 +5,10 @@
 #include <string>
 #include <vector>
 
+#if defined(__unix__) || defined(__APPLE__)
+#include <unistd.h>
+#endif
+
 #include "cpu/isa.h"
 #include "cpu/kernels.h"
 #include "lstmcore/types.h"
@@ -90,10 +94,22 @@ std::atomic<const KernelTable*>& current() {
 
 const KernelTable& current_kernels() { return *current().load(std::memory_order_acquire); }
 
+std::size_t machine_l2_bytes() {
+  static const std::size_t bytes = [] {
+    long n = 0;
+#ifdef _SC_LEVEL2_CACHE_SIZE
+    n = sysconf(_SC_LEVEL2_CACHE_SIZE);
+#endif
+    return n > 0 ? static_cast<std::size_t>(n) : std::size_t{512 * 1024};
+  }();
+  return bytes;
+}
+
 Context capture() {
   Context c;
   c.threads = get_num_threads();
   c.kernels = &current_kernels();
+  c.l2_bytes = machine_l2_bytes();
   return c;
 }
 

@@ -354,12 +354,13 @@ struct StepInput {
   Weight<T> w_x;
 };
 
-// The rows of x of iterations [s0, s1), rounded for the fused products, to rows s·B + i
+// The rows of x of iterations [s0, s1), as the fused products read them, to rows s·B + i
 // (i < the sequences active at s) of xr: the rows a step's product reads are then
-// consecutive for any walk. As bfloat16 pairs (rows of pair_width(I), the pad 0) when
-// `native`, else rounded with the pairs swapped (rows of I; bf16.h).
+// consecutive for any walk. bfloat16 products: as bfloat16 pairs (rows of pair_width(I),
+// the pad 0) when `native`, else rounded with the pairs swapped (rows of I; bf16.h); else
+// copied as they are.
 template <typename T>
-void round_walk_rows(const Walk& walk, const T* x, i64 I, bool native, T* xr, i64 s0, i64 s1) {
+void walk_rows(const Walk& walk, const T* x, i64 I, bool bf16, bool native, T* xr, i64 s0, i64 s1) {
   for (i64 s = s0; s < s1; ++s) {
     const i64 n = walk.active_count(s, walk.B);
     for (i64 i = 0; i < n; ++i) {
@@ -374,7 +375,10 @@ void round_walk_rows(const Walk& walk, const T* x, i64 I, bool native, T* xr, i6
           if (ld > I) dst[I] = 0;  // the panel's pad row is 0, but 0 times a stale NaN is NaN
           continue;
         }
-      round_swapped(src, I, xr + r * I, 1, 0, I, I);
+      if (bf16)
+        round_swapped(src, I, xr + r * I, 1, 0, I, I);
+      else
+        std::memcpy(xr + r * I, src, sizeof(T) * I);
     }
   }
 }
@@ -407,7 +411,7 @@ void run_recurrence(const ForwardPlan& plan, const Scratch& ws, const Walk& walk
   auto* h16 = reinterpret_cast<bf16_t*>(h_round);
   const i64 lda16 = pair_width(H), G = plan.product.pack.G;
   const PackedWeights<T> p = packed_layout(plan.product.pack, packed);
-  // fused: w_x packed like w_h (K = I), x's rows rounded into walk order
+  // fused: w_x packed like w_h (K = I), x's rows (rounded) in walk order
   const bool fused = in.x != nullptr;
   const i64 I = in.w_x.K, ldx = native ? pair_width(I) : I;
   T* packed_x = ws.get<T>(plan.projection.packed);
@@ -438,9 +442,9 @@ void run_recurrence(const ForwardPlan& plan, const Scratch& ws, const Walk& walk
     T* tile = tiles + tid * tile_size;
     // Each thread packs the blocks it reads: no thread waits for a packing of all of w_h,
     // and no barrier is needed, as no thread reads another's blocks. x's rows are shared:
-    // each thread rounds a share of the steps, then all wait once.
+    // each thread writes a share of the steps, then all wait once.
     if (fused) {
-      round_walk_rows(walk, in.x, I, native, xr, steps * tid / nth, steps * (tid + 1) / nth);
+      walk_rows(walk, in.x, I, bf16, native, xr, steps * tid / nth, steps * (tid + 1) / nth);
       pack_weight_blocks(in.w_x, plan.projection.pack, bf16, packed_x, b0, b1);
       if (nth > 1) barrier.wait(nth);
     }

@@ -75,11 +75,20 @@ ProductPlan product(const Context& c, Dtype t, Layout& l, i64 K, i64 n, i64 G, i
 
 }  // namespace
 
+bool fuse_inputs(const Context& c, Dtype t, const CellSpec& spec, const Dims& d) {
+  if (spec.cell == Cell::gru || d.batch < kFusedRows) return false;
+  if (c.bf16) return true;
+  // float: when each thread's share of the panels of w_x and w_h stays in its core's L2
+  const double bytes = static_cast<double>(d.input + d.hidden) * gate_count(spec.cell) * d.hidden *
+                       static_cast<double>(size_of(t));
+  return bytes <= static_cast<double>(c.l2_bytes) * std::max(1, c.threads);
+}
+
 ForwardPlan plan_forward(const Context& c, Dtype t, const CellSpec& spec, const Dims& d, bool training) {
   const i64 B = d.batch, H = d.hidden, G = gate_count(spec.cell), GH = G * H, N = d.steps * d.batch;
   Layout l(t);
   ForwardPlan p;
-  p.fused = c.bf16 && spec.cell != Cell::gru && B >= kFusedRows;
+  p.fused = fuse_inputs(c, t, spec, d);
   if (!training && !p.fused) p.gates = l.matrix(N, GH);
   p.bias = l.flat(GH);
   p.zeros = l.flat(H);
@@ -91,6 +100,10 @@ ForwardPlan plan_forward(const Context& c, Dtype t, const CellSpec& spec, const 
     p.product = product(c, t, l, H, H, G, B, 2 * B * K * GH, p.fused);
     p.h_other = l.flat(B * H);
     p.order = l.indices(B);
+  }
+  if (p.fused && !c.bf16) {  // x's rows in walk order, w_x packed
+    p.x_round = l.flat(N * d.input);
+    p.projection = product(c, t, l, d.input, H, G, 0, 2 * N * d.input * GH);
   }
   if (c.bf16) {
     const bool reset_before = spec.cell == Cell::gru && !spec.reset_after;

@@ -66,10 +66,10 @@ struct ProductPlan {
 // Rows per tile of the bfloat16 input projection (cpu/bf16_projection.h).
 constexpr std::int64_t kProjectionRows = 96;
 
-// The fewest rows (batch) at which a bfloat16 recurrence computes x_t·w_x with h_{t-1}·w_h
-// at each step (ForwardPlan::fused) rather than all of x·w_x first. Each step then streams
-// w_x too, its panels used by B rows instead of kProjectionRows: with fewer rows that
-// stream, not the arithmetic, would bound the step.
+// The fewest rows (batch) at which a recurrence computes x_t·w_x with h_{t-1}·w_h at each
+// step (ForwardPlan::fused) rather than all of x·w_x first. Each step then streams w_x too,
+// its panels used by B rows instead of a GEMM's hundreds: with fewer rows that stream, not
+// the arithmetic, would bound the step.
 constexpr std::int64_t kFusedRows = 8;
 
 // The blocking of the bfloat16 GEMM of the backward (cpu/bf16_gemm.h): k in blocks of
@@ -85,9 +85,9 @@ constexpr std::int64_t gemm16_elements(int threads) { return threads * gemm16_th
 // A plain cell's forward (lstm.cpp, gru.cpp, rnn.cpp).
 struct ForwardPlan {
   std::size_t bytes = 0;
-  // The input projection folded into the recurrence's products (packed.h StepInput): the
-  // bfloat16 LSTM and RNN from kFusedRows rows. Then no x·w_x is written: `gates` is absent,
-  // x_round holds x's rows in walk order and `projection` packs w_x without tiles.
+  // The input projection folded into the recurrence's products (packed.h StepInput; see
+  // fuse_inputs). Then no x·w_x is written: `gates` is absent, x_round holds x's rows in
+  // walk order (bfloat16: rounded) and `projection` packs w_x without tiles.
   bool fused = false;
   Region gates;    // inference only, not fused: (T·B, G·H) pre-activations (training: the cache holds them)
   Region bias;     // (G·H) b + b_h: folded into the input projection (fused: added by the cells)
@@ -100,6 +100,7 @@ struct ForwardPlan {
   Region h_other;       // (B, H) the second state buffer
   Region order;         // (B) int64: the batch sorted by length (Walk::sort_by_length)
   // bfloat16 products only (Context::bf16; cpu/bf16.h), else absent:
+  // (fused in float or double: x_round and projection too)
   Region x_round;             // (T·B·I) x rounded (or as bfloat16 pairs); fused: in walk order
   ProductPlan projection;     // w_x packed, K = I, tiles of kProjectionRows rows (cpu/bf16_projection.h)
   Region h_round;             // packed recurrence: 2 × (B, H), h_{t-1} rounded by step parity;
@@ -157,6 +158,14 @@ struct VariantBackwardPlan {
   ProductPlan recurrent;               // dL/d(h·w_h)·w_hᵀ
   ProductPlan second;                  // GRU: da_n·w_h[:, n]ᵀ; LSTM: dh̃·w_projᵀ (pack.K == 0: none)
 };
+
+// Whether a plain cell's forward is fused (ForwardPlan::fused): LSTM and RNN from kFusedRows
+// rows, in bfloat16 always (the bf16 projection gains nothing from a separate pass), in
+// float and double when the threads' shares of w_x and w_h fit their cores' L2
+// (Context::l2_bytes) — then the step streams both from L2 and the T·B × G·H buffer of
+// x·w_x, written and read back once, is what the fusion saves; from L3 the separate GEMM's
+// blocking wins.
+bool fuse_inputs(const Context& c, Dtype t, const CellSpec& spec, const Dims& d);
 
 ForwardPlan plan_forward(const Context& c, Dtype t, const CellSpec& spec, const Dims& d, bool training);
 BackwardPlan plan_backward(const Context& c, Dtype t, const CellSpec& spec, const Dims& d);
