@@ -1,7 +1,7 @@
-"""The fused recurrence in float32 and float64 (cpu/plan.h fuse_inputs): from 8 rows, an LSTM
+"""The fused recurrence in float32 and float64 (cpu/plan.h fuse_inputs): from 32 rows, an LSTM
 or RNN whose threads' shares of w_x and w_h fit their cores' L2 sums x_t·w_x into each step's
-product instead of projecting all of x first. Both sides of the rule are run here — B = 9
-fused, B = 5 not (small sizes fit any L2) — against the float64 NumPy reference, forward and
+product instead of projecting all of x first. Both sides of the rule are run here — B = 33
+fused, B = 9 not (small sizes fit any L2) — against the float64 NumPy reference, forward and
 backward, with every walk (lengths, reverse, batch_first); inference must give training's
 bits, and the decision itself is checked against the machine's L2 as the core reads it."""
 from __future__ import annotations
@@ -33,12 +33,12 @@ def problem(cell, B, dtype, batch_first, seed):
 
 
 @pytest.mark.parametrize("walk", list(WALKS))
-@pytest.mark.parametrize("B", [9, 5], ids=["B9-fused", "B5"])
+@pytest.mark.parametrize("B", [33, 9], ids=["B33-fused", "B9"])
 @pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["f64", "f32"])
 @pytest.mark.parametrize("cell", ["lstm", "rnn_tanh", "rnn_relu"])
 def test_fused_steps_equal_the_reference(cell, dtype, B, walk):
     f64 = dtype == np.float64
-    assert _core._forward_fused(cell, B, I, H, f64) == (B >= 8)
+    assert _core._forward_fused(cell, B, I, H, f64) == (B >= 32)
     w = WALKS[walk]
     p, g = problem(cell, B, dtype, w.get("batch_first", False), seed=B + 3)
     lengths = np.random.default_rng(B).integers(1, T + 1, B) if w.get("lengths") else None
@@ -67,7 +67,7 @@ def test_fused_steps_equal_the_reference(cell, dtype, B, walk):
 
 def test_fusion_follows_the_l2():
     """Fused exactly when the threads' shares of w_x and w_h (I + H rows of G·H) fit their L2,
-    from 8 rows; the GRU never; bfloat16 products from 8 rows whatever the size."""
+    from 32 rows; the GRU never; bfloat16 products from 8 rows whatever the size."""
     l2 = _core._l2_bytes()
     assert 64 * 1024 <= l2 <= 64 * 1024 * 1024
     saved = lstmcore.get_num_threads()
@@ -79,9 +79,10 @@ def test_fusion_follows_the_l2():
                 for size in (4, 32, 64, 128, 181, 256, 362, 512, 1024):
                     for f64 in (False, True):
                         fits = (2 * size) * G * size * (8 if f64 else 4) <= l2 * threads
-                        assert _core._forward_fused(cell, 8, size, size, f64) == fits, (cell, size, f64, threads)
-                        assert not _core._forward_fused(cell, 7, size, size, f64)
+                        assert _core._forward_fused(cell, 32, size, size, f64) == fits, (cell, size, f64, threads)
+                        assert not _core._forward_fused(cell, 31, size, size, f64)
                     assert _core._forward_fused(cell, 8, size, size, False, bf16=True)
+                    assert not _core._forward_fused(cell, 7, size, size, False, bf16=True)
             assert not _core._forward_fused("gru", 64, 8, 8, False)
     finally:
         lstmcore.set_num_threads(saved)

@@ -41,7 +41,8 @@ struct Context {
   std::size_t l2_bytes = 512 * 1024;
 };
 
-// L2 bytes per core of this machine (sysconf where the C library tells, else 512 KiB).
+// L2 bytes per core of this machine: LSTMCORE_L2_BYTES when set to a positive integer, else
+// sysconf where the C library tells, else 512 KiB.
 std::size_t machine_l2_bytes();
 
 // The settings in force now. Called once per public entry point (cpu/dispatch.cpp).

@@ -96,6 +96,13 @@ const KernelTable& current_kernels() { return *current().load(std::memory_order_
 
 std::size_t machine_l2_bytes() {
   static const std::size_t bytes = [] {
+    // LSTMCORE_L2_BYTES (a positive integer) overrides what the system says: for machines
+    // whose C library misreports it, and to compare the planner's choices on one machine.
+    if (const char* env = std::getenv("LSTMCORE_L2_BYTES")) {
+      char* end = nullptr;
+      const long long v = std::strtoll(env, &end, 10);
+      if (end != env && *end == '\0' && v > 0) return static_cast<std::size_t>(v);
+    }
     long n = 0;
 #ifdef _SC_LEVEL2_CACHE_SIZE
     n = sysconf(_SC_LEVEL2_CACHE_SIZE);

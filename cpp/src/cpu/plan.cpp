@@ -76,8 +76,9 @@ ProductPlan product(const Context& c, Dtype t, Layout& l, i64 K, i64 n, i64 G, i
 }  // namespace
 
 bool fuse_inputs(const Context& c, Dtype t, const CellSpec& spec, const Dims& d) {
-  if (spec.cell == Cell::gru || d.batch < kFusedRows) return false;
-  if (c.bf16) return true;
+  if (spec.cell == Cell::gru) return false;
+  if (c.bf16) return d.batch >= kFusedRows;
+  if (d.batch < kFusedRowsNative) return false;
   // float: when each thread's share of the panels of w_x and w_h stays in its core's L2
   const double bytes = static_cast<double>(d.input + d.hidden) * gate_count(spec.cell) * d.hidden *
                        static_cast<double>(size_of(t));
